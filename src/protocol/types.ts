@@ -1,0 +1,89 @@
+// Wire objects of PROTOCOL.md section 4. Shared by the agent and the browser SDK: no Node types here.
+
+export interface PinState {
+  countLow: boolean;
+  finalTry: boolean;
+  locked: boolean;
+  toBeChanged: boolean;
+}
+
+export interface Token {
+  tokenId: string;
+  moduleId: string;
+  label: string;
+  manufacturer: string;
+  model: string;
+  serialNumber: string;
+  slotDescription: string;
+  initialized: boolean;
+  userPinInitialized: boolean;
+  readOnly: boolean;
+  protectedAuthenticationPath: boolean;
+  pinLength: { min: number; max: number };
+  userPin: PinState;
+  soPin: PinState;
+}
+
+export type KeyAlgorithm =
+  | { name: 'RSA'; modulusLength: 2048 | 3072 | 4096 }
+  | { name: 'EC'; namedCurve: 'P-256' | 'P-384' };
+
+export interface Key {
+  keyId: string;
+  tokenId: string;
+  label: string;
+  algorithm: KeyAlgorithm | { name: 'RSA'; modulusLength: number } | { name: 'EC'; namedCurve: string };
+  /** SubjectPublicKeyInfo, base64 DER. */
+  publicKey: string;
+  hasCertificate: boolean;
+  local: boolean;
+  alwaysAuthenticate: boolean;
+}
+
+export type CertificateCategory = 'user' | 'authority' | 'other';
+
+export interface Certificate {
+  certificateId: string;
+  tokenId: string;
+  keyId: string;
+  label: string;
+  subject: string;
+  issuer: string;
+  serialNumber: string;
+  notBefore: string;
+  notAfter: string;
+  keyUsage: string[];
+  extendedKeyUsage: string[];
+  fingerprintSha256: string;
+  /** DER, base64. */
+  certificate: string;
+  hasPrivateKey: boolean;
+  category: CertificateCategory;
+}
+
+export interface Status {
+  status: 'good' | 'revoked' | 'unknown';
+  source: 'ocsp' | 'crl';
+  checkedAt: string;
+  thisUpdate: string;
+  nextUpdate?: string;
+  revokedAt?: string;
+  reason?: string;
+}
+
+export type DigestAlgorithm = 'SHA-256' | 'SHA-384' | 'SHA-512';
+export type SignatureScheme = 'RSASSA-PKCS1-v1_5' | 'RSA-PSS' | 'ECDSA';
+
+export interface AuthToken {
+  format: 'kelid-auth:1';
+  origin: string;
+  /** Signer certificate, DER base64. */
+  certificate: string;
+  signatureAlgorithm: string;
+  /** Signature, base64 (DER for ECDSA). */
+  signature: string;
+}
+
+export type Tier = 'unknown' | 'site' | 'ra' | 'console';
+
+export type SecretNeed = 'userPin' | 'soPin' | 'oldUserPin' | 'newUserPin' | 'oldSoPin' | 'newSoPin';
