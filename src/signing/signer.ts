@@ -1,0 +1,17 @@
+import type { DigestAlgorithm, SignatureScheme } from '../protocol/types.js';
+
+/**
+ * The role every signing consumer (CSR, CMS, raw, login tokens) depends on. The token implementation
+ * signs on a PKCS#11 token; tests may use a Node `crypto` key. Hashing is always done by the caller
+ * (SoftHSM has no CKM_ECDSA_SHA256; one code path for every token).
+ */
+export interface DigestSigner {
+  /** Public key of the signing key, SubjectPublicKeyInfo DER. */
+  readonly publicKey: Uint8Array;
+  readonly keyType: 'RSA' | 'EC';
+  /**
+   * Sign a precomputed digest. RSASSA-PKCS1-v1_5 and RSA-PSS (salt = hash length, MGF1 with the same
+   * hash) for RSA keys; ECDSA for EC keys, returned DER-encoded (SEQUENCE { r, s }).
+   */
+  signDigest(digest: Uint8Array, digestAlgorithm: DigestAlgorithm, scheme: SignatureScheme): Promise<Uint8Array>;
+}
