@@ -1,0 +1,233 @@
+import { fork } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { KelidError } from '../errors.js';
+import { silentLogger } from '../log.js';
+import type { Logger } from '../log.js';
+import type { HostEvent, HostMethod, HostMethods, HostResponse, ModuleHost, ModuleInfo } from './host-protocol.js';
+
+export type HostState = 'starting' | 'ready' | 'backoff' | 'failed' | 'stopped';
+
+export interface HostClientOptions {
+  moduleId: string;
+  path: string;
+  /** Set only in this module's host process (e.g. SOFTHSM2_CONF). */
+  env?: Record<string, string>;
+  logger?: Logger;
+  /** Deadline for a call that names none (ms). A call past its deadline gets the host killed. */
+  defaultTimeoutMs?: number;
+  /** Restart backoff after a crash: first delay and cap (ms). */
+  backoffInitialMs?: number;
+  backoffMaxMs?: number;
+}
+
+interface Pending {
+  method: HostMethod;
+  resolve: (v: unknown) => void;
+  reject: (e: KelidError) => void;
+  timer: NodeJS.Timeout;
+}
+
+const here = fileURLToPath(import.meta.url);
+// Under vitest/tsx this file is the .ts source; after the build it is dist/pkcs11/host-client.js.
+const runningFromSource = here.endsWith('.ts');
+const HOST_ENTRY = join(dirname(here), runningFromSource ? 'module-host.ts' : 'module-host.js');
+const HOST_EXEC_ARGV = runningFromSource ? ['--import', 'tsx'] : [];
+
+/**
+ * The agent's side of one module host process: spawns it, sends typed requests, enforces deadlines,
+ * fails in-flight calls with ERR_MODULE_FAILED when the host dies, and restarts it with backoff.
+ *
+ * Events: `ready` (ModuleInfo), `exit` ({code, signal, expected}), `state` (HostState).
+ */
+export class HostClient extends EventEmitter implements ModuleHost {
+  readonly moduleId: string;
+  readonly path: string;
+  private readonly env: Record<string, string>;
+  private readonly log: Logger;
+  private readonly defaultTimeoutMs: number;
+  private readonly backoffInitialMs: number;
+  private readonly backoffMaxMs: number;
+
+  private child: ChildProcess | undefined;
+  private pending = new Map<number, Pending>();
+  private nextId = 1;
+  private _state: HostState = 'stopped';
+  private _info: ModuleInfo | undefined;
+  private _loadError: KelidError | undefined;
+  private restarts = 0;
+  private startedAt = 0;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private readyWaiters: Array<() => void> = [];
+  private _generation = 0;
+
+  constructor(options: HostClientOptions) {
+    super();
+    this.moduleId = options.moduleId;
+    this.path = options.path;
+    this.env = options.env ?? {};
+    this.log = (options.logger ?? silentLogger).child({ module: options.moduleId });
+    this.defaultTimeoutMs = options.defaultTimeoutMs ?? 30_000;
+    this.backoffInitialMs = options.backoffInitialMs ?? 250;
+    this.backoffMaxMs = options.backoffMaxMs ?? 30_000;
+  }
+
+  get state(): HostState {
+    return this._state;
+  }
+  get info(): ModuleInfo | undefined {
+    return this._info;
+  }
+  get loadError(): KelidError | undefined {
+    return this._loadError;
+  }
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+  /** Increments on every (re)start: object handles and sessions of older generations are gone. */
+  get generation(): number {
+    return this._generation;
+  }
+
+  /** Start the host; resolves once the module is loaded (state `ready`) or failed to load (`failed`). */
+  start(): Promise<void> {
+    if (this._state === 'ready' || this._state === 'starting') return this.whenSettled();
+    this.spawn();
+    return this.whenSettled();
+  }
+
+  private whenSettled(): Promise<void> {
+    if (this._state === 'ready' || this._state === 'failed' || this._state === 'stopped') return Promise.resolve();
+    return new Promise((resolve) => this.readyWaiters.push(resolve));
+  }
+
+  private setState(s: HostState): void {
+    this._state = s;
+    this.emit('state', s);
+    if (s === 'ready' || s === 'failed' || s === 'stopped') {
+      const waiters = this.readyWaiters;
+      this.readyWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  private spawn(): void {
+    this.setState('starting');
+    this._generation++;
+    this.startedAt = Date.now();
+    const child = fork(HOST_ENTRY, [this.path], {
+      env: { ...process.env, ...this.env },
+      execArgv: HOST_EXEC_ARGV,
+      serialization: 'advanced',
+      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+    });
+    this.child = child;
+    child.stderr?.setEncoding('utf8');
+    child.stderr?.on('data', (chunk: string) => {
+      for (const line of chunk.split('\n')) if (line.trim()) this.log.debug({ stderr: line.slice(0, 500) }, 'module output');
+    });
+    child.on('message', (m: HostResponse | HostEvent) => this.onMessage(m));
+    child.on('error', (e) => this.log.warn({ err: e.message }, 'module host process error'));
+    child.on('exit', (code, signal) => this.onExit(child, code, signal));
+  }
+
+  private onMessage(m: HostResponse | HostEvent): void {
+    if ('event' in m) {
+      if (m.event === 'ready') {
+        this._info = m.info;
+        this._loadError = undefined;
+        this.log.info({ library: m.info.libraryDescription, version: m.info.libraryVersion }, 'module loaded');
+        this.setState('ready');
+        this.emit('ready', m.info);
+      } else {
+        this._loadError = KelidError.fromJSON(m.error);
+        this.log.warn({ reason: m.error.message }, 'module failed to load');
+        this.setState('failed');
+      }
+      return;
+    }
+    const p = this.pending.get(m.id);
+    if (!p) return;
+    this.pending.delete(m.id);
+    clearTimeout(p.timer);
+    if (m.ok) p.resolve(m.result);
+    else p.reject(KelidError.fromJSON(m.error));
+  }
+
+  private onExit(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.child !== child) return;
+    this.child = undefined;
+    const expected = this._state === 'stopped' || this._state === 'failed';
+    const reason = signal ? `signal ${signal}` : `exit code ${code}`;
+    for (const [id, p] of this.pending) {
+      clearTimeout(p.timer);
+      p.reject(new KelidError('ERR_MODULE_FAILED', `the PKCS#11 module host stopped unexpectedly (${reason})`));
+      this.pending.delete(id);
+    }
+    this.emit('exit', { code, signal, expected });
+    if (expected) return;
+    this.log.warn({ reason }, 'module host exited; restarting');
+    if (Date.now() - this.startedAt > 60_000) this.restarts = 0;
+    const delay = Math.min(this.backoffInitialMs * 2 ** this.restarts, this.backoffMaxMs);
+    this.restarts++;
+    this.setState('backoff');
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = undefined;
+      if (this._state === 'backoff') this.spawn();
+    }, delay);
+    this.restartTimer.unref();
+  }
+
+  async call<M extends HostMethod>(
+    method: M,
+    params: HostMethods[M]['params'],
+    options: { timeoutMs?: number } = {},
+  ): Promise<HostMethods[M]['result']> {
+    const timeoutMs = options.timeoutMs ?? this.defaultTimeoutMs;
+    if (this._state === 'backoff' || this._state === 'starting') {
+      await Promise.race([this.whenSettled(), new Promise((r) => setTimeout(r, timeoutMs).unref())]);
+    }
+    if (this._state === 'failed') throw this._loadError ?? new KelidError('ERR_MODULE_FAILED', 'the module failed to load');
+    const child = this.child;
+    if (this._state !== 'ready' || !child) {
+      throw new KelidError('ERR_MODULE_FAILED', 'the PKCS#11 module host is not running');
+    }
+    const id = this.nextId++;
+    return new Promise<HostMethods[M]['result']>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        if (!this.pending.delete(id)) return;
+        this.log.warn({ method, timeoutMs }, 'module call passed its deadline; killing the host');
+        reject(new KelidError('ERR_MODULE_FAILED', `the PKCS#11 module did not answer within ${Math.round(timeoutMs / 1000)} s`));
+        child.kill('SIGKILL');
+      }, timeoutMs);
+      this.pending.set(id, { method, resolve: resolve as (v: unknown) => void, reject, timer });
+      child.send({ id, method, params }, (err) => {
+        if (err && this.pending.delete(id)) {
+          clearTimeout(timer);
+          reject(new KelidError('ERR_MODULE_FAILED', 'the PKCS#11 module host is not reachable'));
+        }
+      });
+    });
+  }
+
+  /** Stop the host for good (agent shutdown). */
+  async stop(): Promise<void> {
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    const child = this.child;
+    this.setState('stopped');
+    if (!child) return;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        child.kill('SIGKILL');
+        resolve();
+      }, 2000);
+      child.once('exit', () => {
+        clearTimeout(t);
+        resolve();
+      });
+      child.disconnect();
+    });
+  }
+}

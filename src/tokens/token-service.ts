@@ -1,0 +1,220 @@
+import { KelidError, isKelidError } from '../errors.js';
+import { silentLogger } from '../log.js';
+import type { Logger } from '../log.js';
+import type { HostMethod, HostMethods, RawSlot, TokenRef } from '../pkcs11/host-protocol.js';
+import type { LoadedModule } from '../pkcs11/module-manager.js';
+import type { PinState, Token } from '../protocol/types.js';
+import { toToken } from './token-info.js';
+
+export interface ModuleSource {
+  modules(): LoadedModule[];
+}
+
+/** Where a token lives right now. */
+export interface TokenLocation {
+  module: LoadedModule;
+  ref: TokenRef;
+  token: Token;
+}
+
+export type LoginRole = 'user' | 'so';
+
+/** Distinguishes "no token with this id" from "the module it lived on is down". */
+function notFound(tokenId: string): KelidError {
+  return new KelidError('ERR_TOKEN_NOT_FOUND', 'no connected token has this id', { data: { tokenId } });
+}
+
+/**
+ * Finds tokens across all loaded modules and hands out sessions on them. Tokens are addressed by
+ * their stable `tokenId`; slot ids are looked up fresh because they change between processes.
+ */
+export class TokenService {
+  private readonly log: Logger;
+  private locations = new Map<string, TokenLocation>();
+
+  constructor(
+    private readonly source: ModuleSource,
+    options: { logger?: Logger } = {},
+  ) {
+    this.log = options.logger ?? silentLogger;
+  }
+
+  /** Read the slots of one module; `reinitialize` lets modules that need it notice new tokens. */
+  async scanModule(module: LoadedModule, reinitialize = false): Promise<TokenLocation[]> {
+    const { slots } = await module.host.call('listSlots', { reinitialize });
+    return slots.map((slot) => this.locate(module, slot));
+  }
+
+  private locate(module: LoadedModule, slot: RawSlot): TokenLocation {
+    const token = toToken(module.spec.id, slot);
+    const loc: TokenLocation = { module, ref: { slotId: slot.slotId, serial: slot.token.serialNumber }, token };
+    this.locations.set(token.tokenId, loc);
+    return loc;
+  }
+
+  /** Every token on every loaded module (modules that are down are skipped and logged). */
+  async listTokens(options: { reinitialize?: boolean } = {}): Promise<Token[]> {
+    const results = await Promise.all(
+      this.source
+        .modules()
+        .filter((m) => m.isReady())
+        .map(async (m) => {
+          try {
+            return await this.scanModule(m, options.reinitialize && m.spec.reinitializeToDetectTokens === true);
+          } catch (e) {
+            this.log.warn({ module: m.spec.id, err: isKelidError(e) ? e.code : String(e) }, 'cannot list tokens');
+            return [];
+          }
+        }),
+    );
+    const all = results.flat();
+    const live = new Set(all.map((l) => l.token.tokenId));
+    for (const id of this.locations.keys()) if (!live.has(id)) this.locations.delete(id);
+    return all.map((l) => l.token);
+  }
+
+  /** Locate a token by id, rescanning once if it is not where we last saw it. */
+  async locateToken(tokenId: string): Promise<TokenLocation> {
+    const cached = this.locations.get(tokenId);
+    if (cached?.module.isReady()) {
+      try {
+        const slot = await cached.module.host.call('tokenInfo', { token: cached.ref });
+        const loc = this.locate(cached.module, slot);
+        if (loc.token.tokenId === tokenId) return loc;
+      } catch (e) {
+        if (!isKelidError(e, 'ERR_TOKEN_REMOVED')) throw e;
+      }
+    }
+    await this.listTokens({ reinitialize: true });
+    const found = this.locations.get(tokenId);
+    if (!found) throw notFound(tokenId);
+    return found;
+  }
+
+  async getToken(tokenId: string): Promise<Token> {
+    return (await this.locateToken(tokenId)).token;
+  }
+
+  /**
+   * Run `fn` with a session on the token. The session is returned to the host's pool afterwards and
+   * any login made through it is logged out (login isolation: one consented operation, one login).
+   */
+  async withSession<T>(
+    tokenId: string,
+    options: { readWrite: boolean },
+    fn: (session: TokenSession) => Promise<T>,
+  ): Promise<T> {
+    const loc = await this.locateToken(tokenId);
+    const { sessionId } = await loc.module.host.call('openSession', { token: loc.ref, readWrite: options.readWrite });
+    const session = new TokenSession(loc, sessionId, this.log);
+    try {
+      return await fn(session);
+    } finally {
+      await session.close();
+    }
+  }
+}
+
+/** One PKCS#11 session on one token, valid for the duration of a {@link TokenService.withSession} call. */
+export class TokenSession {
+  private loggedIn = false;
+  private closed = false;
+
+  constructor(
+    private loc: TokenLocation,
+    readonly sessionId: number,
+    private readonly log: Logger,
+  ) {}
+
+  get token(): Token {
+    return this.loc.token;
+  }
+  get moduleSpec(): LoadedModule['spec'] {
+    return this.loc.module.spec;
+  }
+
+  /** Call a host method that takes this session. */
+  call<M extends HostMethod>(
+    method: M,
+    params: Omit<HostMethods[M]['params'], 'sessionId'>,
+    options?: { timeoutMs?: number },
+  ): Promise<HostMethods[M]['result']> {
+    if (this.closed) throw new TypeError('session used after close');
+    return this.loc.module.host.call(method, { ...params, sessionId: this.sessionId } as HostMethods[M]['params'], options);
+  }
+
+  /** Re-read CK_TOKEN_INFO (PIN flags change with every attempt). */
+  async refresh(): Promise<Token> {
+    const slot = await this.loc.module.host.call('tokenInfo', { token: this.loc.ref });
+    this.loc = { ...this.loc, ref: { slotId: slot.slotId, serial: slot.token.serialNumber }, token: toToken(this.loc.module.spec.id, slot) };
+    return this.loc.token;
+  }
+
+  mechanisms(): Promise<HostMethods['mechanisms']['result']> {
+    return this.loc.module.host.call('mechanisms', { token: this.loc.ref });
+  }
+
+  /**
+   * Log in after reading the PIN flags: a locked PIN fails without calling C_Login (no attempt is
+   * spent); a wrong PIN fails with the flags read after the attempt. Never retried.
+   */
+  async login(role: LoginRole, pin: string): Promise<void> {
+    const token = await this.refresh();
+    if (!token.initialized) throw new KelidError('ERR_TOKEN_NOT_INITIALIZED', 'the token is not initialized');
+    if (role === 'user' && !token.userPinInitialized) {
+      throw new KelidError('ERR_TOKEN_NOT_INITIALIZED', 'the user PIN of this token has not been set');
+    }
+    const before = role === 'user' ? token.userPin : token.soPin;
+    if (before.locked) {
+      throw new KelidError('ERR_PIN_LOCKED', role === 'user' ? 'the user PIN is locked' : 'the SO-PIN is locked', {
+        data: { role, pin: before },
+      });
+    }
+    try {
+      await this.call('login', { userType: role, pin }, { timeoutMs: 120_000 });
+    } catch (e) {
+      if (isKelidError(e, 'ERR_PIN_INCORRECT') || isKelidError(e, 'ERR_PIN_LOCKED')) {
+        const after = await this.pinState(role);
+        const code = after?.locked ? 'ERR_PIN_LOCKED' : e.code;
+        throw new KelidError(code, e.message, { data: { role, pin: after ?? before } });
+      }
+      throw e;
+    }
+    this.loggedIn = true;
+    if (before.toBeChanged) {
+      // Logged in, but the token wants a new PIN first: the caller must run the PIN change flow.
+      await this.logout();
+      throw new KelidError('ERR_PIN_EXPIRED', 'the PIN must be changed before the token can be used', { data: { role } });
+    }
+  }
+
+  private async pinState(role: LoginRole): Promise<PinState | undefined> {
+    try {
+      const t = await this.refresh();
+      return role === 'user' ? t.userPin : t.soPin;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async logout(): Promise<void> {
+    if (!this.loggedIn) return;
+    this.loggedIn = false;
+    try {
+      await this.call('logout', {});
+    } catch (e) {
+      this.log.debug({ err: isKelidError(e) ? e.code : String(e) }, 'logout failed (token gone?)');
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.logout();
+    this.closed = true;
+    try {
+      await this.loc.module.host.call('closeSession', { sessionId: this.sessionId });
+    } catch {
+      // host restarted or token gone: the session is gone with it
+    }
+  }
+}
