@@ -27,6 +27,8 @@ export type ErrorCode =
   | 'ERR_MODULE_FAILED'
   | 'ERR_DEVICE_ERROR'
   | 'ERR_INVALID_INPUT'
+  | 'ERR_TIMESTAMP_FAILED'
+  | 'ERR_AUTH_TOKEN_INVALID'
   | 'ERR_INTERNAL';
 
 /** PIN state as decoded from CK_TOKEN_INFO flags. */
