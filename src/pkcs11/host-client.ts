@@ -199,6 +199,8 @@ export class HostClient extends EventEmitter implements ModuleHost {
       const timer = setTimeout(() => {
         if (!this.pending.delete(id)) return;
         this.log.warn({ method, timeoutMs }, 'module call passed its deadline; killing the host');
+        // Calls made from now on wait for the restarted host instead of going to the dying one.
+        if (this.child === child) this.setState('backoff');
         reject(new KelidError('ERR_MODULE_FAILED', `the PKCS#11 module did not answer within ${Math.round(timeoutMs / 1000)} s`));
         child.kill('SIGKILL');
       }, timeoutMs);

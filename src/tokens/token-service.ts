@@ -57,7 +57,6 @@ export class TokenService {
     const results = await Promise.all(
       this.source
         .modules()
-        .filter((m) => m.isReady())
         .map(async (m) => {
           try {
             return await this.scanModule(m, options.reinitialize && m.spec.reinitializeToDetectTokens === true);

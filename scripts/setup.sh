@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Installs what Kelid needs on Debian/Ubuntu: system packages (apt-get, as root) and npm packages,
+# then builds. Used by `npm test`, `npm start`, CI (.ci/run) and docker/Dockerfile alike, so they
+# cannot drift. Without root it prints the exact apt-get command instead.
+#   scripts/setup.sh [--no-browser] [--no-build]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_browser=1
+want_build=1
+for arg in "$@"; do
+  case "$arg" in
+    --no-browser) want_browser=0 ;;
+    --no-build) want_build=0 ;;
+    *) echo "setup.sh: unknown option $arg" >&2; exit 2 ;;
+  esac
+done
+
+packages=(softhsm2 opensc p11-kit gnutls-bin libnss3-tools openssl python3 make g++ ca-certificates)
+[ "$want_browser" = 1 ] && packages+=(chromium)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "setup: missing system packages. Run:" >&2
+    echo "  sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+if ! command -v node >/dev/null 2>&1; then
+  echo "setup: Node.js >= 20 is required: https://nodejs.org/ (or: sudo apt-get install -y nodejs npm)" >&2
+  exit 1
+fi
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if [ "$node_major" -lt 20 ]; then
+  echo "setup: Node.js >= 20 is required (found $(node --version))" >&2
+  exit 1
+fi
+
+stamp=node_modules/.kelid-installed
+if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ] || [ package.json -nt "$stamp" ]; then
+  echo "setup: installing npm packages"
+  npm ci --no-audit --no-fund --loglevel=error
+  touch "$stamp"
+fi
+
+if [ "$want_build" = 1 ]; then
+  npm run --silent build
+fi

@@ -1,0 +1,38 @@
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError } from 'commander';
+import { modulesCommand } from './commands/modules.js';
+import { tokensCommand } from './commands/tokens.js';
+import { reportError } from './context.js';
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+/** Build the `kelid` command tree (the composition root of the CLI). */
+export function buildProgram(): Command {
+  const program = new Command('kelid')
+    .description('Kelid — PKCS#11 tokens for web pages: provisioning, signatures and status checks')
+    .version(version())
+    .showHelpAfterError()
+    .exitOverride();
+  for (const cmd of [tokensCommand(), modulesCommand()]) {
+    program.addCommand(cmd.exitOverride());
+  }
+  return program;
+}
+
+/** Run the CLI; resolves to the process exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // help and version exit with 0; usage errors (unknown flags or commands) with 2
+      return e.exitCode === 0 ? 0 : 2;
+    }
+    return reportError(e);
+  }
+}

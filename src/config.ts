@@ -1,0 +1,168 @@
+import { readFileSync } from 'node:fs';
+import { Ajv } from 'ajv';
+import { KelidError } from './errors.js';
+
+/** The config file of PROTOCOL.md section 8; every key optional. */
+export interface PinRuleConfig {
+  minLength: number;
+  maxLength: number;
+  charset: 'digits' | 'alnum' | 'any';
+  rejectAllSame?: boolean;
+  rejectSequential?: boolean;
+}
+
+export interface KelidConfig {
+  port: number;
+  insecureWsPort: number | null;
+  stateDir?: string;
+  modules: Array<{ id: string; path: string; env?: Record<string, string> }>;
+  autoDetectModules: boolean;
+  raOrigins: string[];
+  sites: string[];
+  devOrigins: string[];
+  maxMessageBytes: number;
+  consent: { launcher: string; timeoutSeconds: number };
+  pinPolicy: { user: PinRuleConfig; so: PinRuleConfig };
+  revocation: { enforceOnSign: 'block-revoked' | 'require-good' | 'off'; timeoutSeconds: number };
+  tsaUrl: string | null;
+  /** Extension: connection limits of PROTOCOL.md section 2. */
+  limits: { connectionsPerOrigin: number; connections: number };
+}
+
+export const DEFAULT_CONFIG: Readonly<KelidConfig> = {
+  port: 17443,
+  insecureWsPort: null,
+  modules: [],
+  autoDetectModules: true,
+  raOrigins: [],
+  sites: [],
+  devOrigins: [],
+  maxMessageBytes: 1_048_576,
+  consent: { launcher: 'browser', timeoutSeconds: 120 },
+  pinPolicy: {
+    user: { minLength: 4, maxLength: 16, charset: 'digits' },
+    so: { minLength: 4, maxLength: 24, charset: 'alnum' },
+  },
+  revocation: { enforceOnSign: 'block-revoked', timeoutSeconds: 5 },
+  tsaUrl: null,
+  limits: { connectionsPerOrigin: 8, connections: 64 },
+};
+
+const pinRule = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['minLength', 'maxLength', 'charset'],
+  properties: {
+    minLength: { type: 'integer', minimum: 1, maximum: 255 },
+    maxLength: { type: 'integer', minimum: 1, maximum: 255 },
+    charset: { enum: ['digits', 'alnum', 'any'] },
+    rejectAllSame: { type: 'boolean' },
+    rejectSequential: { type: 'boolean' },
+  },
+} as const;
+
+const originList = { type: 'array', maxItems: 1000, items: { type: 'string', minLength: 1, maxLength: 255 } } as const;
+
+export const CONFIG_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    $schema: { type: 'string' },
+    port: { type: 'integer', minimum: 0, maximum: 65535 },
+    insecureWsPort: { type: ['integer', 'null'], minimum: 0, maximum: 65535 },
+    stateDir: { type: 'string', minLength: 1 },
+    modules: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['id', 'path'],
+        properties: {
+          id: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$' },
+          path: { type: 'string', minLength: 1 },
+          env: { type: 'object', additionalProperties: { type: 'string' } },
+        },
+      },
+    },
+    autoDetectModules: { type: 'boolean' },
+    raOrigins: originList,
+    sites: originList,
+    devOrigins: originList,
+    maxMessageBytes: { type: 'integer', minimum: 1024, maximum: 64 * 1024 * 1024 },
+    consent: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        launcher: { type: 'string', minLength: 1 },
+        timeoutSeconds: { type: 'integer', minimum: 1, maximum: 3600 },
+      },
+    },
+    pinPolicy: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { user: pinRule, so: pinRule },
+    },
+    revocation: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        enforceOnSign: { enum: ['block-revoked', 'require-good', 'off'] },
+        timeoutSeconds: { type: 'number', exclusiveMinimum: 0, maximum: 120 },
+      },
+    },
+    tsaUrl: { type: ['string', 'null'] },
+    limits: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        connectionsPerOrigin: { type: 'integer', minimum: 1, maximum: 1000 },
+        connections: { type: 'integer', minimum: 1, maximum: 10000 },
+      },
+    },
+  },
+} as const;
+
+const validate = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true }).compile(CONFIG_SCHEMA);
+
+/** Validate a parsed config object and fill in the defaults. */
+export function resolveConfig(raw: unknown): KelidConfig {
+  if (!validate(raw)) {
+    const detail = (validate.errors ?? [])
+      .slice(0, 5)
+      .map((e) => `${e.instancePath || '(root)'} ${e.message ?? ''}`.trim())
+      .join('; ');
+    throw new KelidError('ERR_INVALID_INPUT', `invalid config: ${detail}`);
+  }
+  const c = raw as Partial<KelidConfig>;
+  const d = DEFAULT_CONFIG;
+  return {
+    ...d,
+    ...c,
+    consent: { ...d.consent, ...c.consent },
+    pinPolicy: { user: { ...d.pinPolicy.user, ...c.pinPolicy?.user }, so: { ...d.pinPolicy.so, ...c.pinPolicy?.so } },
+    revocation: { ...d.revocation, ...c.revocation },
+    limits: { ...d.limits, ...c.limits },
+    modules: c.modules ?? [],
+    raOrigins: c.raOrigins ?? [],
+    sites: c.sites ?? [],
+    devOrigins: c.devOrigins ?? [],
+  };
+}
+
+/** Read a config file (JSON); no file means all defaults. */
+export function loadConfig(file?: string): KelidConfig {
+  if (!file) return resolveConfig({});
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new KelidError('ERR_INVALID_INPUT', `cannot read config file ${file}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new KelidError('ERR_INVALID_INPUT', `config file ${file} is not valid JSON`);
+  }
+  return resolveConfig(raw);
+}
