@@ -1,0 +1,185 @@
+// Loads the data files of native-config/ (known PKCS#11 modules, default PIN policies) and validates
+// them against their JSON Schemas. A broken shipped file is a packaging bug, hence ERR_INTERNAL.
+
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import type { ValidateFunction } from 'ajv/dist/2020.js';
+import { KelidError } from './errors.js';
+
+/** Operating systems native-config lists paths for. */
+export type ModulePlatform = 'linux' | 'darwin' | 'win32';
+
+/** Value of a key template override (attribute name without CKA_ → value). */
+export type AttributeOverride = boolean | number | string;
+
+/** Vendor quirks of one PKCS#11 module (see pkcs11-modules.schema.json for the meaning of each field). */
+export interface ModuleQuirks {
+  keyTemplate?: {
+    private?: Record<string, AttributeOverride>;
+    public?: Record<string, AttributeOverride>;
+  };
+  noParallelSessions?: boolean;
+  maxLabelBytes?: number;
+}
+
+/** One entry of native-config/pkcs11-modules.json, with optional flags resolved to their defaults. */
+export interface KnownModule {
+  id: string;
+  name: string;
+  vendor: string;
+  tokens: string[];
+  paths: Partial<Record<ModulePlatform, string[]>>;
+  confidence: 'verified' | 'reported';
+  reinitializeToDetectTokens: boolean;
+  autoDetect: boolean;
+  aggregator: boolean;
+  quirks: ModuleQuirks;
+  notes?: string;
+}
+
+export type PinCharset = 'digits' | 'alnum' | 'printable';
+
+export interface PinPolicy {
+  minLength: number;
+  maxLength: number;
+  charset: PinCharset;
+  rejectAllSame: boolean;
+  rejectSequential: boolean;
+}
+
+export interface PinPolicies {
+  user: PinPolicy;
+  so: PinPolicy;
+}
+
+// src/native-config.ts and dist/native-config.js both sit one level below the package root.
+const CONFIG_DIR = fileURLToPath(new URL('../native-config/', import.meta.url));
+
+/** Absolute path of the package's native-config directory (ends with a separator). */
+export function nativeConfigDir(): string {
+  return CONFIG_DIR;
+}
+
+const MODULES_FILE = 'pkcs11-modules.json';
+const MODULES_SCHEMA = 'pkcs11-modules.schema.json';
+const PIN_FILE = 'pin-policies.json';
+const PIN_SCHEMA = 'pin-policies.schema.json';
+
+const validators = new Map<string, ValidateFunction>();
+
+function validatorFor(schemaFile: string): ValidateFunction {
+  let v = validators.get(schemaFile);
+  if (v === undefined) {
+    // One Ajv per schema: both schemas carry an $id, and an Ajv refuses the same $id twice.
+    const ajv = new Ajv2020({ allErrors: true, strict: true, allowUnionTypes: true });
+    v = ajv.compile(readJson(CONFIG_DIR + schemaFile) as object);
+    validators.set(schemaFile, v);
+  }
+  return v;
+}
+
+function readJson(file: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new KelidError('ERR_INTERNAL', `cannot read native config ${file}`, { cause: e });
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (e) {
+    throw new KelidError('ERR_INTERNAL', `native config ${file} is not valid JSON`, { cause: e });
+  }
+}
+
+function readValidated(file: string, schemaFile: string): unknown {
+  const data = readJson(file);
+  const validate = validatorFor(schemaFile);
+  if (!validate(data)) {
+    const details = (validate.errors ?? [])
+      .slice(0, 5)
+      .map((e) => `${e.instancePath || '/'} ${e.message ?? 'is invalid'}`)
+      .join('; ');
+    throw new KelidError('ERR_INTERNAL', `native config ${file} does not match ${schemaFile}: ${details}`);
+  }
+  return data;
+}
+
+// Shapes as they appear in the files, after schema validation.
+interface RawModule {
+  id: string;
+  name: string;
+  vendor: string;
+  tokens?: string[];
+  paths: Partial<Record<ModulePlatform, string[]>>;
+  confidence: 'verified' | 'reported';
+  reinitializeToDetectTokens?: boolean;
+  autoDetect?: boolean;
+  aggregator?: boolean;
+  quirks?: ModuleQuirks;
+  notes?: string;
+}
+
+interface RawPinPolicy {
+  minLength: number;
+  maxLength: number;
+  charset: PinCharset;
+  rejectAllSame?: boolean;
+  rejectSequential?: boolean;
+}
+
+/**
+ * The known PKCS#11 modules of native-config/pkcs11-modules.json (or of `file`), validated against
+ * the shipped schema. Throws KelidError ERR_INTERNAL when the file is missing, malformed, does not
+ * match the schema or repeats an id.
+ */
+export function loadKnownModules(file: string = CONFIG_DIR + MODULES_FILE): KnownModule[] {
+  const raw = readValidated(file, MODULES_SCHEMA) as { modules: RawModule[] };
+  const seen = new Set<string>();
+  return raw.modules.map((m) => {
+    if (seen.has(m.id))
+      throw new KelidError('ERR_INTERNAL', `native config ${file} repeats module id ${m.id}`);
+    seen.add(m.id);
+    const known: KnownModule = {
+      id: m.id,
+      name: m.name,
+      vendor: m.vendor,
+      tokens: [...(m.tokens ?? [])],
+      paths: Object.fromEntries(Object.entries(m.paths).map(([os, list]) => [os, [...list]])),
+      confidence: m.confidence,
+      reinitializeToDetectTokens: m.reinitializeToDetectTokens ?? false,
+      autoDetect: m.autoDetect ?? true,
+      aggregator: m.aggregator ?? false,
+      quirks: structuredClone(m.quirks ?? {}),
+    };
+    if (m.notes !== undefined) known.notes = m.notes;
+    return known;
+  });
+}
+
+function pinPolicy(file: string, role: string, p: RawPinPolicy): PinPolicy {
+  if (p.minLength > p.maxLength) {
+    throw new KelidError(
+      'ERR_INTERNAL',
+      `native config ${file}: ${role}.minLength exceeds ${role}.maxLength`,
+    );
+  }
+  return {
+    minLength: p.minLength,
+    maxLength: p.maxLength,
+    charset: p.charset,
+    rejectAllSame: p.rejectAllSame ?? false,
+    rejectSequential: p.rejectSequential ?? false,
+  };
+}
+
+/**
+ * The default PIN policies of native-config/pin-policies.json (or of `file`), validated against the
+ * shipped schema, with the optional flags resolved to false. Throws KelidError ERR_INTERNAL when the
+ * file is missing, malformed, does not match the schema or has minLength > maxLength.
+ */
+export function loadPinPolicies(file: string = CONFIG_DIR + PIN_FILE): PinPolicies {
+  const raw = readValidated(file, PIN_SCHEMA) as { user: RawPinPolicy; so: RawPinPolicy };
+  return { user: pinPolicy(file, 'user', raw.user), so: pinPolicy(file, 'so', raw.so) };
+}
