@@ -1,0 +1,275 @@
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { KelidError } from '../errors.js';
+import type { ErrorCode } from '../errors.js';
+
+// PROTOCOL.md section 9: one JSON line per ra/console operation, site approval or revocation, and
+// signature, chained by `prev` = SHA-256 (hex) of the previous line's exact bytes without its newline.
+// The first line's `prev` is 64 zeros and its `seq` is 1.
+//
+// What the chain detects: a line modified, removed, inserted or reordered anywhere before the last
+// line, a broken or unterminated line, and the removal of leading lines. What it cannot detect on its
+// own: an edit to the very last line, or the removal of whole lines at the end (nothing follows them).
+// A running agent keeps the hash of the last line it wrote, so its next line exposes such an edit.
+
+/** The name of the audit log inside the state directory. */
+export const AUDIT_LOG_FILE = 'audit.jsonl';
+
+export interface AuditEntry {
+  seq: number;
+  /** ISO 8601 UTC with milliseconds. */
+  time: string;
+  origin: string;
+  method: string;
+  /** `null` for operations without a token (site approvals and revocations). */
+  tokenSerial: string | null;
+  /** Hex CKA_ID. */
+  keyId?: string;
+  /** SHA-256 (hex) of the certificate's DER. */
+  certificateSha256?: string;
+  /** {@link hashDigests} of the digests that were signed. */
+  digestsSha256?: string;
+  result: 'ok' | 'error';
+  /** Present exactly when `result` is `error`. */
+  errorCode?: ErrorCode;
+  prev: string;
+}
+
+export type AuditRecord = Omit<AuditEntry, 'seq' | 'time' | 'prev'>;
+
+export type AuditVerifyResult = { ok: true; lines: number } | { ok: false; line: number; reason: string };
+
+export interface AuditLogOptions {
+  now?: () => Date;
+}
+
+const ZERO_HASH = '0'.repeat(64);
+const HEX64 = /^[0-9a-f]{64}$/;
+// A line is at most a few hundred bytes; anything this long is damage, not an entry.
+const MAX_LINE_BYTES = 64 * 1024;
+
+// The closed field list, in the order they are written. Each check sees only the value and never
+// echoes it, so a secret passed by mistake does not end up in an error message either.
+const FIELD_CHECKS: ReadonlyArray<
+  readonly [keyof AuditEntry, 'required' | 'optional', (v: unknown) => boolean]
+> = [
+  ['seq', 'required', (v) => Number.isSafeInteger(v) && (v as number) >= 1],
+  ['time', 'required', (v) => typeof v === 'string' && isIsoTime(v)],
+  ['origin', 'required', (v) => typeof v === 'string' && /^[\x21-\x7e]{1,300}$/.test(v)],
+  ['method', 'required', (v) => typeof v === 'string' && /^[A-Za-z][A-Za-z0-9._-]{0,99}$/.test(v)],
+  ['tokenSerial', 'required', (v) => v === null || (typeof v === 'string' && /^[\x20-\x7e]{0,64}$/.test(v))],
+  ['keyId', 'optional', (v) => typeof v === 'string' && /^(?:[0-9a-f]{2}){1,64}$/.test(v)],
+  ['certificateSha256', 'optional', (v) => typeof v === 'string' && HEX64.test(v)],
+  ['digestsSha256', 'optional', (v) => typeof v === 'string' && HEX64.test(v)],
+  ['result', 'required', (v) => v === 'ok' || v === 'error'],
+  ['errorCode', 'optional', (v) => typeof v === 'string' && /^ERR_[A-Z0-9_]{1,60}$/.test(v)],
+  ['prev', 'required', (v) => typeof v === 'string' && HEX64.test(v)],
+];
+const GENERATED = new Set<string>(['seq', 'time', 'prev']);
+
+function isIsoTime(v: string): boolean {
+  return /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/.test(v) && new Date(v).toISOString() === v;
+}
+
+/** Returns what is wrong with `o` as an entry (or, with `generated` false, as a record), or null. */
+function shapeProblem(o: Record<string, unknown>, generated: boolean): string | null {
+  const known = new Set<string>(FIELD_CHECKS.map(([name]) => name));
+  const unknown = Object.keys(o).filter((k) => !known.has(k) || (!generated && GENERATED.has(k)));
+  if (unknown.length > 0) return `unknown field(s): ${unknown.join(', ')}`;
+  for (const [name, presence, valid] of FIELD_CHECKS) {
+    if (!generated && GENERATED.has(name)) continue;
+    const value = o[name];
+    if (value === undefined) {
+      if (presence === 'required') return `field ${name} is missing`;
+    } else if (!valid(value)) {
+      return `field ${name} is invalid`;
+    }
+  }
+  if ((o.result === 'error') !== (o.errorCode !== undefined)) {
+    return 'field errorCode must be present exactly when result is "error"';
+  }
+  return null;
+}
+
+function sha256Hex(data: string | Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/** The `digestsSha256` value: SHA-256 (hex) over the signed digests concatenated in order. */
+export function hashDigests(digests: readonly Uint8Array[]): string {
+  const hash = createHash('sha256');
+  for (const d of digests) hash.update(d);
+  return hash.digest('hex');
+}
+
+/**
+ * Appends entries to `<stateDir>/audit.jsonl`. Each append is one write on a file opened for append
+ * (mode 0600), followed by fsync. On construction the sequence and chain are resumed from the last
+ * line of an existing file (read backwards, not the whole file); a file whose last line is damaged
+ * (unterminated, not JSON, not an entry) is refused with ERR_INTERNAL: chaining onto damage would hide
+ * it, so the operator runs `kelid audit verify` and moves the file aside.
+ */
+export class AuditLog {
+  readonly file: string;
+  readonly #now: () => Date;
+  #seq = 0;
+  #prev = ZERO_HASH;
+
+  constructor(file: string, options: AuditLogOptions = {}) {
+    this.file = file;
+    this.#now = options.now ?? (() => new Date());
+    fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+    const last = readLastLine(file);
+    if (last === null) return;
+    const entry = last.complete ? parseLine(last.bytes) : 'unterminated';
+    if (typeof entry === 'string') {
+      const message = `audit log ${file} ends with a damaged line; run "kelid audit verify"`;
+      throw new KelidError('ERR_INTERNAL', message, { data: { auditLog: file } });
+    }
+    this.#seq = entry.seq;
+    this.#prev = sha256Hex(last.bytes);
+  }
+
+  append(record: AuditRecord): AuditEntry {
+    if (typeof record !== 'object' || record === null) throw new TypeError('audit record must be an object');
+    const problem = shapeProblem(record as unknown as Record<string, unknown>, false);
+    if (problem !== null) throw new TypeError(`audit record refused: ${problem}`);
+
+    const entry: AuditEntry = {
+      seq: this.#seq + 1,
+      time: this.#now().toISOString(),
+      origin: record.origin,
+      method: record.method,
+      tokenSerial: record.tokenSerial,
+      ...(record.keyId === undefined ? {} : { keyId: record.keyId }),
+      ...(record.certificateSha256 === undefined ? {} : { certificateSha256: record.certificateSha256 }),
+      ...(record.digestsSha256 === undefined ? {} : { digestsSha256: record.digestsSha256 }),
+      result: record.result,
+      ...(record.errorCode === undefined ? {} : { errorCode: record.errorCode }),
+      prev: this.#prev,
+    };
+    const line = JSON.stringify(entry);
+    try {
+      const fd = fs.openSync(this.file, 'a', 0o600);
+      try {
+        fs.appendFileSync(fd, `${line}\n`);
+        fs.fsyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+    } catch (e) {
+      throw new KelidError('ERR_INTERNAL', 'could not write the audit log', { cause: e });
+    }
+    this.#seq = entry.seq;
+    this.#prev = sha256Hex(line);
+    return entry;
+  }
+}
+
+/** The entry on a line, or the reason it is not one. */
+function parseLine(bytes: Uint8Array): AuditEntry | string {
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    return 'not valid UTF-8';
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return 'not valid JSON';
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'not a JSON object';
+  const problem = shapeProblem(value as Record<string, unknown>, true);
+  return problem ?? (value as AuditEntry);
+}
+
+/** The last line's bytes (without its newline) and whether it had one; null for a missing or empty file. */
+function readLastLine(file: string): { bytes: Buffer; complete: boolean } | null {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'r');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw e;
+  }
+  try {
+    const size = fs.fstatSync(fd).size;
+    if (size === 0) return null;
+    const lastByte = Buffer.alloc(1);
+    fs.readSync(fd, lastByte, 0, 1, size - 1);
+    const complete = lastByte[0] === 0x0a;
+    let end = complete ? size - 1 : size;
+    const parts: Buffer[] = [];
+    let length = 0;
+    while (end > 0 && length <= MAX_LINE_BYTES) {
+      const start = Math.max(0, end - 4096);
+      const chunk = Buffer.alloc(end - start);
+      fs.readSync(fd, chunk, 0, chunk.length, start);
+      const nl = chunk.lastIndexOf(0x0a);
+      parts.unshift(nl === -1 ? chunk : chunk.subarray(nl + 1));
+      length += parts[0].length;
+      if (nl !== -1) break;
+      end = start;
+    }
+    return { bytes: Buffer.concat(parts), complete: complete && length <= MAX_LINE_BYTES };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * Check the whole chain of an audit log, streaming it. Reports the first line (1-based) at which the
+ * chain breaks. An edit that keeps line k a valid entry is found at line k+1, whose `prev` no longer
+ * matches; the reason then names line k. Throws the file system error if the file cannot be read.
+ */
+export function verifyAuditLog(file: string): AuditVerifyResult {
+  let expectedPrev = ZERO_HASH;
+  let lineNo = 0;
+
+  // The reason line `lineNo` breaks the chain, or null.
+  const check = (bytes: Buffer): string | null => {
+    lineNo += 1;
+    if (bytes.length > MAX_LINE_BYTES) return 'line is too long to be an entry';
+    const entry = parseLine(bytes);
+    if (typeof entry === 'string') return entry;
+    if (entry.prev !== expectedPrev) {
+      return lineNo === 1
+        ? 'prev of the first line is not 64 zeros: lines before it were removed'
+        : `prev does not match the SHA-256 of line ${lineNo - 1}: line ${lineNo - 1} was modified, or lines were inserted, removed or reordered between lines ${lineNo - 1} and ${lineNo}`;
+    }
+    if (entry.seq !== lineNo) return `seq is ${entry.seq}, expected ${lineNo}`;
+    expectedPrev = sha256Hex(bytes);
+    return null;
+  };
+
+  const fd = fs.openSync(file, 'r');
+  try {
+    const chunk = Buffer.alloc(64 * 1024);
+    // The current line's bytes so far; past MAX_LINE_BYTES only the length matters.
+    let pending: Buffer[] = [];
+    let pendingLength = 0;
+    for (let n = fs.readSync(fd, chunk); n > 0; n = fs.readSync(fd, chunk)) {
+      const data = chunk.subarray(0, n);
+      let start = 0;
+      for (let nl = data.indexOf(0x0a); nl !== -1; nl = data.indexOf(0x0a, start)) {
+        const reason = check(Buffer.concat([...pending, data.subarray(start, nl)]));
+        if (reason !== null) return { ok: false, line: lineNo, reason };
+        pending = [];
+        pendingLength = 0;
+        start = nl + 1;
+      }
+      if (pendingLength <= MAX_LINE_BYTES) pending.push(Buffer.from(data.subarray(start)));
+      pendingLength += n - start;
+    }
+    if (pendingLength > 0) {
+      const reason = check(Buffer.concat(pending)) ?? 'last line has no newline: the file was cut short';
+      return { ok: false, line: lineNo, reason };
+    }
+    return { ok: true, lines: lineNo };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
