@@ -13,15 +13,18 @@ export type ModulePlatform = 'linux' | 'darwin' | 'win32';
 /** Value of a key template override (attribute name without CKA_ → value). */
 export type AttributeOverride = boolean | number | string;
 
-/** Vendor quirks of one PKCS#11 module (see pkcs11-modules.schema.json for the meaning of each field). */
-export interface ModuleQuirks {
+/**
+ * Vendor quirks of one PKCS#11 module (see pkcs11-modules.schema.json for the meaning of each field).
+ * A type alias, not an interface, so it stays assignable to `Record<string, unknown>`.
+ */
+export type ModuleQuirks = {
   keyTemplate?: {
     private?: Record<string, AttributeOverride>;
     public?: Record<string, AttributeOverride>;
   };
   noParallelSessions?: boolean;
   maxLabelBytes?: number;
-}
+};
 
 /** One entry of native-config/pkcs11-modules.json, with optional flags resolved to their defaults. */
 export interface KnownModule {
