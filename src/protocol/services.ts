@@ -1,0 +1,108 @@
+// What the protocol layer (methods, consent) needs from the services below it. The agent's
+// composition root (cli/commands/serve.ts) builds one AgentServices from the real services;
+// protocol tests may build one over SoftHSM too. PINs are parameters of one call only.
+
+import type { EventEmitter } from 'node:events';
+import type { CsrRequest } from '../pki/csr.js';
+import type { ModuleStatus } from '../pkcs11/module-manager.js';
+import type {
+  AuthToken,
+  Certificate,
+  DigestAlgorithm,
+  Key,
+  KeyAlgorithm,
+  SignatureScheme,
+  Status,
+  Token,
+} from './types.js';
+
+export interface CertificateFilter {
+  keyUsage?: string[];
+  extendedKeyUsage?: string[];
+  issuer?: string;
+  validAt?: string;
+  hasPrivateKey?: boolean;
+}
+
+/** What the consent UI should warn about before a signature (from the revocation policy). */
+export type SigningWarning = 'status-unknown' | 'status-unavailable';
+
+export interface SigningPreflight {
+  token: Token;
+  certificate: Certificate;
+  status?: Status;
+  warning?: SigningWarning;
+}
+
+export interface SigningApi {
+  listCertificates(options: { tokenId?: string; filter?: CertificateFilter }): Promise<Certificate[]>;
+  /** Locate a certificate by id and apply the revocation/expiry policy; throws ERR_CERTIFICATE_* codes. */
+  preflight(certificateId: string): Promise<SigningPreflight>;
+  signRaw(
+    certificateId: string,
+    userPin: string,
+    input: { digest: Uint8Array; digestAlgorithm: DigestAlgorithm; scheme?: SignatureScheme },
+  ): Promise<{ signature: Uint8Array; signatureAlgorithm: string }>;
+  signCms(
+    certificateId: string,
+    userPin: string,
+    input: {
+      content?: Uint8Array;
+      digest?: Uint8Array;
+      digestAlgorithm: DigestAlgorithm;
+      detached?: boolean;
+      includeChain?: boolean;
+      timestamp?: boolean;
+    },
+  ): Promise<{ cms: Uint8Array }>;
+  /** One login for all items; stops after the current item when `signal` aborts. */
+  signBatch(
+    certificateId: string,
+    userPin: string,
+    input: { format: 'raw' | 'cms'; digestAlgorithm: DigestAlgorithm; scheme?: SignatureScheme; digests: Uint8Array[] },
+    options?: { signal?: AbortSignal },
+  ): Promise<{ results: Array<{ signature: Uint8Array } | { cms: Uint8Array }>; cancelled: boolean }>;
+  authChallenge(certificateId: string, userPin: string, input: { origin: string; nonce: Uint8Array }): Promise<AuthToken>;
+}
+
+export interface ProvisioningApi {
+  initToken(tokenId: string, input: { label: string; soPin: string; userPin: string }): Promise<Token>;
+  changePin(tokenId: string, role: 'user' | 'so', oldPin: string, newPin: string): Promise<void>;
+  unblockPin(tokenId: string, soPin: string, newUserPin: string): Promise<void>;
+  generateKey(
+    tokenId: string,
+    userPin: string,
+    request: { algorithm: KeyAlgorithm; label?: string; alwaysAuthenticate?: boolean; csr?: CsrRequest },
+  ): Promise<{ key: Key; csr?: string }>;
+  createCsr(tokenId: string, userPin: string, keyId: string, request: CsrRequest): Promise<string>;
+  importCertificate(
+    tokenId: string,
+    userPin: string,
+    input: { certificate: string; chain?: string[]; label?: string },
+  ): Promise<Certificate>;
+  listKeys(tokenId: string): Promise<Key[]>;
+  listCertificates(tokenId: string): Promise<Certificate[]>;
+  deleteObjects(tokenId: string, userPin: string, keyId: string, scope: 'certificate' | 'keypair' | 'all'): Promise<number>;
+  /** Effective PIN rules for the consent UI (policy narrowed by the token's own limits). */
+  pinRules(tokenId: string): Promise<{
+    user: { minLength: number; maxLength: number; charset: string };
+    so: { minLength: number; maxLength: number; charset: string };
+  }>;
+}
+
+export interface StatusApi {
+  /** Status of a certificate on a token (by id) or given by the caller (DER), with optional issuer DER. */
+  checkCertificateId(certificateId: string): Promise<Status>;
+  checkCertificate(certificate: Uint8Array, issuer?: Uint8Array): Promise<Status>;
+}
+
+export interface AgentServices {
+  listTokens(): Promise<Token[]>;
+  getToken(tokenId: string): Promise<Token>;
+  /** Emits `changed` with `{added: Token[], removed: string[]}` (hot-plug). */
+  tokenEvents: EventEmitter;
+  modules(): ModuleStatus[];
+  provisioning: ProvisioningApi;
+  signing: SigningApi;
+  status: StatusApi;
+}
