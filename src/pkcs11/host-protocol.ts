@@ -70,7 +70,8 @@ export interface HostMethods {
   listSlots: { params: { reinitialize?: boolean }; result: { slots: RawSlot[]; reinitialized: boolean } };
   tokenInfo: { params: { token: TokenRef }; result: RawSlot };
   mechanisms: { params: { token: TokenRef }; result: RawMechanism[] };
-  initToken: { params: { token: TokenRef; soPin: string; label: string }; result: Record<string, never> };
+  /** Returns the token as it reads after initialization (new serial on some modules). */
+  initToken: { params: { token: TokenRef; soPin: string; label: string }; result: RawSlot };
   openSession: { params: { token: TokenRef; readWrite: boolean }; result: { sessionId: number } };
   closeSession: { params: { sessionId: number }; result: Record<string, never> };
   login: { params: { sessionId: number; userType: UserType; pin: string }; result: Record<string, never> };

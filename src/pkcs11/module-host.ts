@@ -171,7 +171,7 @@ class ModuleHostProcess {
     });
   }
 
-  initToken(p: HostMethods['initToken']['params']): Record<string, never> {
+  initToken(p: HostMethods['initToken']['params']): RawSlot {
     const slot = this.resolve(p.token);
     const key = hex(slot);
     for (const s of this.sessions.values()) {
@@ -186,7 +186,7 @@ class ModuleHostProcess {
     const padded = p.label + ' '.repeat(32 - label.length);
     this.p11.C_InitToken(slot, p.soPin, padded);
     this.loggedIn.delete(key);
-    return {};
+    return this.readSlot(slot);
   }
 
   private closeIdleSessions(slot: Handle): void {
@@ -198,6 +198,20 @@ class ModuleHostProcess {
       this.p11.C_CloseAllSessions(slot);
     } catch {
       // nothing open
+    }
+  }
+
+  private closeIdleReadOnly(slot: Handle): void {
+    const key = hex(slot);
+    for (const [id, s] of this.sessions) {
+      if (!s.leased && !s.readWrite && hex(s.slot) === key) {
+        this.sessions.delete(id);
+        try {
+          this.p11.C_CloseSession(s.handle);
+        } catch {
+          // already gone
+        }
+      }
     }
   }
 
@@ -240,6 +254,9 @@ class ModuleHostProcess {
   login(p: HostMethods['login']['params']): Record<string, never> {
     const s = this.session(p.sessionId);
     const type = userTypeValue(p.userType);
+    // An SO login fails while this application holds any read-only session on the token
+    // (CKR_SESSION_READ_ONLY_EXISTS): close our idle pooled ones first.
+    if (p.userType === 'so') this.closeIdleReadOnly(s.slot);
     try {
       this.p11.C_Login(s.handle, type, p.pin);
     } catch (e) {

@@ -1,0 +1,223 @@
+import { randomBytes } from 'node:crypto';
+import { KelidError, isKelidError } from '../errors.js';
+import type { FoundObject } from '../pkcs11/host-protocol.js';
+import { CKA, CKF_MECH, CKK, CKM, CKO, decodeBool, decodeUlong, decodeUtf8, signingKeyPairTemplates } from '../pkcs11/templates.js';
+import { toHex } from '../pki/der.js';
+import { keyIdFromSpki } from '../pki/key-id.js';
+import { curveFromEcParams, ecSpki, rsaSpki } from '../pki/spki.js';
+import type { Key, KeyAlgorithm } from '../protocol/types.js';
+import type { TokenKeyRef } from './token-signer.js';
+import type { TokenSession } from './token-service.js';
+
+const KEY_ATTRS = [
+  CKA.CLASS,
+  CKA.KEY_TYPE,
+  CKA.ID,
+  CKA.LABEL,
+  CKA.MODULUS,
+  CKA.PUBLIC_EXPONENT,
+  CKA.EC_PARAMS,
+  CKA.EC_POINT,
+  CKA.LOCAL,
+];
+const PRIVATE_ATTRS = [CKA.KEY_TYPE, CKA.ID, CKA.LABEL, CKA.ALWAYS_AUTHENTICATE, CKA.LOCAL, CKA.ALWAYS_SENSITIVE, CKA.NEVER_EXTRACTABLE, CKA.SENSITIVE, CKA.EXTRACTABLE, CKA.MODULUS, CKA.PUBLIC_EXPONENT, CKA.EC_PARAMS];
+
+/** A public key object as read from the token, with its SPKI rebuilt from the attributes. */
+export interface PublicKeyObject {
+  handle: string;
+  keyId: string;
+  label: string;
+  spki: Uint8Array;
+  keyType: 'RSA' | 'EC';
+  algorithm: Key['algorithm'];
+  local: boolean;
+}
+
+/** Rebuild the SubjectPublicKeyInfo of an RSA or EC key object; undefined for other key types. */
+export function spkiFromAttributes(o: FoundObject): { spki: Uint8Array; keyType: 'RSA' | 'EC'; algorithm: Key['algorithm'] } | undefined {
+  const type = decodeUlong(o.values[CKA.KEY_TYPE]);
+  if (type === CKK.RSA) {
+    const n = o.values[CKA.MODULUS];
+    const e = o.values[CKA.PUBLIC_EXPONENT];
+    if (!n || !e) return undefined;
+    const spki = rsaSpki(n, e);
+    let bits = n.length * 8;
+    for (let i = 0; i < n.length && n[i] === 0; i++) bits -= 8;
+    return { spki, keyType: 'RSA', algorithm: { name: 'RSA', modulusLength: bits } };
+  }
+  if (type === CKK.EC) {
+    const params = o.values[CKA.EC_PARAMS];
+    const point = o.values[CKA.EC_POINT];
+    if (!params || !point) return undefined;
+    try {
+      const curve = curveFromEcParams(params);
+      return { spki: ecSpki(curve, point), keyType: 'EC', algorithm: { name: 'EC', namedCurve: curve } };
+    } catch {
+      return undefined;
+    }
+  }
+  return undefined;
+}
+
+function keyIdOf(o: FoundObject, spki: Uint8Array): string {
+  const id = o.values[CKA.ID];
+  return id && id.length > 0 ? toHex(id) : keyIdFromSpki(spki);
+}
+
+/** Every RSA/EC public key object on the token (public objects: no login needed). */
+export async function listPublicKeys(session: TokenSession): Promise<PublicKeyObject[]> {
+  const found = await session.call('findObjects', { template: [{ type: CKA.CLASS, value: CKO.PUBLIC_KEY }], attributes: KEY_ATTRS });
+  const out: PublicKeyObject[] = [];
+  for (const o of found) {
+    const k = spkiFromAttributes(o);
+    if (!k) continue;
+    out.push({
+      handle: o.handle,
+      keyId: keyIdOf(o, k.spki),
+      label: decodeUtf8(o.values[CKA.LABEL]),
+      spki: k.spki,
+      keyType: k.keyType,
+      algorithm: k.algorithm,
+      local: decodeBool(o.values[CKA.LOCAL]) ?? false,
+    });
+  }
+  return out;
+}
+
+export interface PrivateKeyObject {
+  handle: string;
+  keyId: string;
+  label: string;
+  keyType: 'RSA' | 'EC';
+  alwaysAuthenticate: boolean;
+  local: boolean;
+  alwaysSensitive: boolean;
+  neverExtractable: boolean;
+  sensitive: boolean;
+  extractable: boolean;
+}
+
+/** Private keys (visible only after login on most tokens). */
+export async function listPrivateKeys(session: TokenSession): Promise<PrivateKeyObject[]> {
+  const found = await session.call('findObjects', { template: [{ type: CKA.CLASS, value: CKO.PRIVATE_KEY }], attributes: PRIVATE_ATTRS });
+  const out: PrivateKeyObject[] = [];
+  for (const o of found) {
+    const type = decodeUlong(o.values[CKA.KEY_TYPE]);
+    if (type !== CKK.RSA && type !== CKK.EC) continue;
+    const id = o.values[CKA.ID];
+    out.push({
+      handle: o.handle,
+      keyId: id && id.length > 0 ? toHex(id) : '',
+      label: decodeUtf8(o.values[CKA.LABEL]),
+      keyType: type === CKK.RSA ? 'RSA' : 'EC',
+      alwaysAuthenticate: decodeBool(o.values[CKA.ALWAYS_AUTHENTICATE]) ?? false,
+      local: decodeBool(o.values[CKA.LOCAL]) ?? false,
+      alwaysSensitive: decodeBool(o.values[CKA.ALWAYS_SENSITIVE]) ?? false,
+      neverExtractable: decodeBool(o.values[CKA.NEVER_EXTRACTABLE]) ?? false,
+      sensitive: decodeBool(o.values[CKA.SENSITIVE]) ?? false,
+      extractable: decodeBool(o.values[CKA.EXTRACTABLE]) ?? true,
+    });
+  }
+  return out;
+}
+
+/**
+ * The signing key of `keyId` (after login): its private key handle plus the public key (from the
+ * public key object or, failing that, from `fallbackSpki` such as the certificate's).
+ */
+export async function findSigningKey(session: TokenSession, keyId: string, fallbackSpki?: Uint8Array): Promise<TokenKeyRef> {
+  const privates = (await listPrivateKeys(session)).filter((k) => k.keyId === keyId);
+  const publics = (await listPublicKeys(session)).filter((k) => k.keyId === keyId);
+  const priv = privates[0];
+  if (!priv) throw new KelidError('ERR_KEY_NOT_FOUND', 'no private key with this keyId on the token', { data: { keyId } });
+  const spki = publics[0]?.spki ?? fallbackSpki;
+  if (!spki) throw new KelidError('ERR_KEY_NOT_FOUND', 'the public half of this key is not on the token', { data: { keyId } });
+  return { handle: priv.handle, keyType: priv.keyType, publicKey: spki, alwaysAuthenticate: priv.alwaysAuthenticate };
+}
+
+export interface GenerateKeyOptions {
+  algorithm: KeyAlgorithm;
+  label: string;
+  alwaysAuthenticate: boolean;
+}
+
+export interface GeneratedKey {
+  keyId: string;
+  label: string;
+  spki: Uint8Array;
+  algorithm: KeyAlgorithm;
+  publicHandle: string;
+  privateHandle: string;
+  local: boolean;
+  alwaysSensitive: boolean;
+  neverExtractable: boolean;
+}
+
+function checkKeygenSupport(mechs: Awaited<ReturnType<TokenSession['mechanisms']>>, algorithm: KeyAlgorithm): void {
+  const mech = algorithm.name === 'RSA' ? CKM.RSA_PKCS_KEY_PAIR_GEN : CKM.EC_KEY_PAIR_GEN;
+  const info = mechs.find((m) => m.type === mech);
+  if (!info || (info.flags !== 0 && (info.flags & CKF_MECH.GENERATE_KEY_PAIR) === 0)) {
+    throw new KelidError('ERR_MECHANISM_UNSUPPORTED', `the token cannot generate ${algorithm.name} keys`);
+  }
+  const size = algorithm.name === 'RSA' ? algorithm.modulusLength : algorithm.namedCurve === 'P-256' ? 256 : 384;
+  // Some modules report RSA sizes in bits and EC sizes in bits; 0 means "not stated".
+  if ((info.minKeySize > 0 && size < info.minKeySize) || (info.maxKeySize > 0 && size > info.maxKeySize)) {
+    throw new KelidError('ERR_MECHANISM_UNSUPPORTED', `the token cannot generate ${algorithm.name} keys of this size`);
+  }
+}
+
+/**
+ * Generate a sign-only key pair on the token (caller holds the user login and a R/W session), then
+ * set CKA_ID = SHA-1 of the modulus / EC point on both halves. A half-done pair is destroyed.
+ */
+export async function generateSigningKey(
+  session: TokenSession,
+  options: GenerateKeyOptions,
+  quirks?: Parameters<typeof signingKeyPairTemplates>[1]['quirks'],
+): Promise<GeneratedKey> {
+  checkKeygenSupport(await session.mechanisms(), options.algorithm);
+  const tempId = randomBytes(20);
+  const t = signingKeyPairTemplates(options.algorithm, {
+    label: options.label,
+    id: tempId,
+    alwaysAuthenticate: options.alwaysAuthenticate,
+    ...(quirks ? { quirks } : {}),
+  });
+  const pair = await session.call(
+    'generateKeyPair',
+    { mechanism: { mechanism: t.mechanism }, publicTemplate: t.publicTemplate, privateTemplate: t.privateTemplate },
+    { timeoutMs: 300_000 },
+  );
+  try {
+    const pub = await session.call('getAttributes', { handle: pair.publicKey, attributes: KEY_ATTRS });
+    const k = spkiFromAttributes(pub);
+    if (!k) throw new KelidError('ERR_INTERNAL', 'the token returned an unreadable public key');
+    const keyId = keyIdFromSpki(k.spki);
+    const id = Buffer.from(keyId, 'hex');
+    await session.call('setAttributes', { handle: pair.publicKey, template: [{ type: CKA.ID, value: id }] });
+    await session.call('setAttributes', { handle: pair.privateKey, template: [{ type: CKA.ID, value: id }] });
+    const priv = await session.call('getAttributes', {
+      handle: pair.privateKey,
+      attributes: [CKA.LOCAL, CKA.ALWAYS_SENSITIVE, CKA.NEVER_EXTRACTABLE, CKA.SENSITIVE, CKA.EXTRACTABLE],
+    });
+    if (decodeBool(priv.values[CKA.SENSITIVE]) === false || decodeBool(priv.values[CKA.EXTRACTABLE]) === true) {
+      throw new KelidError('ERR_INTERNAL', 'the token did not keep the new private key sensitive and non-extractable');
+    }
+    return {
+      keyId,
+      label: options.label,
+      spki: k.spki,
+      algorithm: options.algorithm,
+      publicHandle: pair.publicKey,
+      privateHandle: pair.privateKey,
+      local: decodeBool(priv.values[CKA.LOCAL]) ?? false,
+      alwaysSensitive: decodeBool(priv.values[CKA.ALWAYS_SENSITIVE]) ?? false,
+      neverExtractable: decodeBool(priv.values[CKA.NEVER_EXTRACTABLE]) ?? false,
+    };
+  } catch (e) {
+    for (const handle of [pair.privateKey, pair.publicKey]) {
+      await session.call('destroyObject', { handle }).catch(() => undefined);
+    }
+    throw isKelidError(e) ? e : new KelidError('ERR_INTERNAL', 'key generation could not be completed', { cause: e });
+  }
+}

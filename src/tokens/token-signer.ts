@@ -1,0 +1,94 @@
+import { KelidError } from '../errors.js';
+import type { RawMechanism } from '../pkcs11/host-protocol.js';
+import { CKG_MGF1, CKM, CKM_HASH, CK_PARAMS_RSA_PSS } from '../pkcs11/templates.js';
+import type { MechanismSpec } from '../pkcs11/host-protocol.js';
+import { DIGEST_LENGTH, ecdsaRawToDer, encodeDigestInfo } from '../pki/der.js';
+import type { DigestAlgorithm, SignatureScheme } from '../protocol/types.js';
+import type { DigestSigner } from '../signing/signer.js';
+import type { TokenSession } from './token-service.js';
+
+export interface TokenKeyRef {
+  /** Private key object handle (valid only in the session that found it). */
+  handle: string;
+  keyType: 'RSA' | 'EC';
+  publicKey: Uint8Array;
+  alwaysAuthenticate: boolean;
+}
+
+/** Pick the PKCS#11 mechanism for a scheme from what the token reports; hashing is done by the host. */
+export function mechanismFor(
+  keyType: 'RSA' | 'EC',
+  scheme: SignatureScheme,
+  digestAlgorithm: DigestAlgorithm,
+  available: ReadonlySet<number>,
+): MechanismSpec {
+  const need = (m: number, what: string): void => {
+    if (!available.has(m)) throw new KelidError('ERR_MECHANISM_UNSUPPORTED', `the token does not support ${what}`);
+  };
+  if (keyType === 'EC') {
+    if (scheme !== 'ECDSA') throw new KelidError('ERR_MECHANISM_UNSUPPORTED', `${scheme} does not apply to EC keys`);
+    need(CKM.ECDSA, 'ECDSA');
+    return { mechanism: CKM.ECDSA };
+  }
+  if (scheme === 'RSASSA-PKCS1-v1_5') {
+    need(CKM.RSA_PKCS, 'RSA PKCS#1 v1.5 signatures');
+    return { mechanism: CKM.RSA_PKCS };
+  }
+  if (scheme === 'RSA-PSS') {
+    need(CKM.RSA_PKCS_PSS, 'RSA-PSS signatures');
+    return {
+      mechanism: CKM.RSA_PKCS_PSS,
+      parameter: {
+        type: CK_PARAMS_RSA_PSS,
+        hashAlg: CKM_HASH[digestAlgorithm],
+        mgf: CKG_MGF1[digestAlgorithm],
+        saltLen: DIGEST_LENGTH[digestAlgorithm],
+      },
+    };
+  }
+  throw new KelidError('ERR_MECHANISM_UNSUPPORTED', `${scheme} does not apply to RSA keys`);
+}
+
+/**
+ * A {@link DigestSigner} over a private key on a token, used inside one logged-in session. Keys with
+ * CKA_ALWAYS_AUTHENTICATE get a context-specific login for every signature, with the PIN the user
+ * typed for this consented operation.
+ */
+export class Pkcs11Signer implements DigestSigner {
+  readonly publicKey: Uint8Array;
+  readonly keyType: 'RSA' | 'EC';
+
+  private constructor(
+    private readonly session: TokenSession,
+    private readonly key: TokenKeyRef,
+    private readonly available: ReadonlySet<number>,
+    private readonly contextPin: string | undefined,
+  ) {
+    this.publicKey = key.publicKey;
+    this.keyType = key.keyType;
+  }
+
+  static async create(session: TokenSession, key: TokenKeyRef, contextPin?: string): Promise<Pkcs11Signer> {
+    const mechs: RawMechanism[] = await session.mechanisms();
+    if (key.alwaysAuthenticate && contextPin === undefined) {
+      throw new TypeError('a key with CKA_ALWAYS_AUTHENTICATE needs the PIN for its context login');
+    }
+    return new Pkcs11Signer(session, key, new Set(mechs.map((m) => m.type)), key.alwaysAuthenticate ? contextPin : undefined);
+  }
+
+  async signDigest(digest: Uint8Array, digestAlgorithm: DigestAlgorithm, scheme: SignatureScheme): Promise<Uint8Array> {
+    if (digest.length !== DIGEST_LENGTH[digestAlgorithm]) {
+      throw new KelidError('ERR_INVALID_INPUT', `a ${digestAlgorithm} digest is ${DIGEST_LENGTH[digestAlgorithm]} bytes`);
+    }
+    const mechanism = mechanismFor(this.keyType, scheme, digestAlgorithm, this.available);
+    const data = scheme === 'RSASSA-PKCS1-v1_5' ? encodeDigestInfo(digest, digestAlgorithm) : digest;
+    const params: { mechanism: MechanismSpec; key: string; data: Uint8Array; contextPin?: string } = {
+      mechanism,
+      key: this.key.handle,
+      data,
+    };
+    if (this.contextPin !== undefined) params.contextPin = this.contextPin;
+    const { signature } = await this.session.call('sign', params);
+    return this.keyType === 'EC' ? ecdsaRawToDer(signature) : signature;
+  }
+}
