@@ -218,9 +218,17 @@ export async function signCms(o: CmsSignOptions): Promise<Uint8Array> {
     let token: Uint8Array;
     try {
       token = await o.timestamp(signature);
+    } catch (e) {
+      if (e instanceof KelidError) throw e;
+      throw new KelidError('ERR_TIMESTAMP_FAILED', 'time-stamping failed', { cause: e, retriable: false });
+    }
+    try {
       readSingle(token);
     } catch (e) {
-      throw toKelidError(e, 'time-stamping failed');
+      throw new KelidError('ERR_TIMESTAMP_FAILED', 'the time-stamp token is not DER', {
+        cause: e,
+        retriable: false,
+      });
     }
     unsignedAttrs = [encodeTlv(0xa1, attribute(CMS_OID.signatureTimeStampToken, token))];
   }

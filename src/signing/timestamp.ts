@@ -1,0 +1,200 @@
+// RFC 3161 time-stamp client (HTTP transport of RFC 3161 section 3.4).
+import { randomBytes } from 'node:crypto';
+import { ContentInfo, SignedData } from '@peculiar/asn1-cms';
+import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
+import {
+  MessageImprint,
+  PKIStatus,
+  PKIStatusInfo,
+  TSTInfo,
+  TimeStampReq,
+  id_ct_tstInfo,
+} from '@peculiar/asn1-tsp';
+import { AlgorithmIdentifier } from '@peculiar/asn1-x509';
+import { KelidError, type KelidErrorOptions } from '../errors.js';
+import type { DigestAlgorithm } from '../protocol/types.js';
+import { digest, digestOid, isDigestAlgorithm, toArrayBuffer } from './algorithms.js';
+import { bytesEqual, childrenOf, readSingle, tlvBytes } from './tlv.js';
+
+const ID_SIGNED_DATA = '1.2.840.113549.1.7.2';
+
+export interface TimestampOptions {
+  /** Hash used for the message imprint. */
+  hash: DigestAlgorithm;
+  /** Whole exchange, connection to last byte. Default 10 000. */
+  timeoutMs?: number;
+  /** Largest accepted response body. Default 256 KiB. */
+  maxResponseBytes?: number;
+  /** Optional TSA policy OID to ask for. */
+  policy?: string;
+  /** Injected `fetch` (default: the global one). */
+  fetch?: typeof globalThis.fetch;
+}
+
+function fail(message: string, options: KelidErrorOptions = {}): KelidError {
+  return new KelidError('ERR_TIMESTAMP_FAILED', message, { retriable: false, ...options });
+}
+
+async function readBounded(response: Response, limit: number): Promise<Uint8Array> {
+  const declared = Number(response.headers.get('content-length') ?? '0');
+  if (declared > limit) throw fail(`time-stamp response is larger than ${limit} bytes`);
+  if (!response.body) return new Uint8Array(0);
+  const reader = response.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.length;
+    if (total > limit) {
+      await reader.cancel();
+      throw fail(`time-stamp response is larger than ${limit} bytes`);
+    }
+    chunks.push(value);
+  }
+  const out = new Uint8Array(total);
+  let offset = 0;
+  for (const c of chunks) {
+    out.set(c, offset);
+    offset += c.length;
+  }
+  return out;
+}
+
+// INTEGER contents compare by value: ignore leading zero octets.
+function integerEqual(a: Uint8Array, b: Uint8Array): boolean {
+  const strip = (x: Uint8Array): Uint8Array => {
+    let i = 0;
+    while (i < x.length - 1 && x[i] === 0) i++;
+    return x.subarray(i);
+  };
+  return bytesEqual(strip(a), strip(b));
+}
+
+function describeStatus(info: PKIStatusInfo): string {
+  const parts = [`status ${PKIStatus[info.status] ?? info.status}`];
+  const flags = info.failInfo?.toJSON() ?? [];
+  if (flags.length) parts.push(flags.join(','));
+  const text = info.statusString
+    ?.join(' ')
+    .replace(/[^\x20-\x7e]/g, '?')
+    .slice(0, 200);
+  if (text) parts.push(`"${text}"`);
+  return parts.join('; ');
+}
+
+/** Checks a TimeStampResp and returns its TimeStampToken bytes exactly as the TSA sent them. */
+function extractToken(
+  body: Uint8Array,
+  imprint: Uint8Array,
+  hash: DigestAlgorithm,
+  nonce: Uint8Array,
+): Uint8Array {
+  let token: Uint8Array;
+  let tstInfo: TSTInfo;
+  try {
+    const top = readSingle(body);
+    const [statusTlv, tokenTlv] = childrenOf(body, top);
+    if (top.tag !== 0x30 || statusTlv === undefined) throw new TypeError('not a TimeStampResp');
+    const status = AsnConvert.parse(tlvBytes(body, statusTlv), PKIStatusInfo);
+    if (status.status !== PKIStatus.granted && status.status !== PKIStatus.grantedWithMods) {
+      throw fail(`the TSA refused the request (${describeStatus(status)})`);
+    }
+    if (tokenTlv === undefined) throw new TypeError('granted response without a token');
+    token = tlvBytes(body, tokenTlv).slice();
+    const contentInfo = AsnConvert.parse(token, ContentInfo);
+    if (contentInfo.contentType !== ID_SIGNED_DATA) throw new TypeError('token is not SignedData');
+    const signedData = AsnConvert.parse(contentInfo.content, SignedData);
+    const encap = signedData.encapContentInfo;
+    if (encap.eContentType !== id_ct_tstInfo || !encap.eContent?.single) {
+      throw new TypeError('token does not carry a TSTInfo');
+    }
+    tstInfo = AsnConvert.parse(encap.eContent.single, TSTInfo);
+  } catch (e) {
+    if (e instanceof KelidError && e.code === 'ERR_TIMESTAMP_FAILED') throw e;
+    throw fail('the TSA sent a malformed time-stamp response', { cause: e });
+  }
+  if (!tstInfo.nonce || !integerEqual(new Uint8Array(tstInfo.nonce), nonce)) {
+    throw fail('the time-stamp token does not answer this request (nonce mismatch)');
+  }
+  const mi = tstInfo.messageImprint;
+  if (
+    mi.hashAlgorithm.algorithm !== digestOid(hash) ||
+    !bytesEqual(new Uint8Array(mi.hashedMessage.buffer), imprint)
+  ) {
+    throw fail('the time-stamp token covers other data (message imprint mismatch)');
+  }
+  return token;
+}
+
+/**
+ * Asks the RFC 3161 TSA at `url` for a time-stamp over `data` (for CAdES-B-T: the SignerInfo
+ * signature value). Sends a TimeStampReq with a fresh nonce and certReq, and checks the status,
+ * the nonce and the message imprint of the answer. Returns the TimeStampToken (ContentInfo DER).
+ * Errors are `ERR_TIMESTAMP_FAILED` (retriable for network failures, timeouts and HTTP 5xx).
+ */
+export async function requestTimestamp(
+  url: string,
+  data: Uint8Array,
+  options: TimestampOptions,
+): Promise<Uint8Array> {
+  const hash = options.hash;
+  if (!isDigestAlgorithm(hash)) throw new KelidError('ERR_INVALID_INPUT', 'unsupported time-stamp hash');
+  let target: URL;
+  try {
+    target = new URL(url);
+  } catch (e) {
+    throw new KelidError('ERR_INVALID_INPUT', 'the TSA URL is not a URL', { cause: e });
+  }
+  if (target.protocol !== 'http:' && target.protocol !== 'https:') {
+    throw new KelidError('ERR_INVALID_INPUT', 'the TSA URL must be http or https');
+  }
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  const limit = options.maxResponseBytes ?? 256 * 1024;
+  const doFetch = options.fetch ?? globalThis.fetch;
+
+  const imprint = digest(hash, data);
+  // 128-bit positive INTEGER whose first octet is non-zero, so DER keeps it as is.
+  const nonce = new Uint8Array(randomBytes(16));
+  nonce[0] = 0x40 | (nonce[0]! & 0x3f);
+  const request = new TimeStampReq({
+    version: 1,
+    messageImprint: new MessageImprint({
+      // NULL parameters, as `openssl ts -query` writes them; some TSAs refuse absent ones.
+      hashAlgorithm: new AlgorithmIdentifier({ algorithm: digestOid(hash), parameters: null }),
+      hashedMessage: new OctetString(imprint),
+    }),
+    nonce: toArrayBuffer(nonce),
+    certReq: true,
+    ...(options.policy ? { reqPolicy: options.policy } : {}),
+  });
+  const body = new Uint8Array(AsnConvert.serialize(request));
+
+  let responseBody: Uint8Array;
+  const signal = AbortSignal.timeout(timeoutMs);
+  try {
+    const response = await doFetch(target, {
+      method: 'POST',
+      headers: { 'content-type': 'application/timestamp-query', accept: 'application/timestamp-reply' },
+      body,
+      signal,
+      redirect: 'error',
+    });
+    if (!response.ok) {
+      await response.body?.cancel();
+      throw new KelidError('ERR_TIMESTAMP_FAILED', `the TSA answered HTTP ${response.status}`, {
+        retriable: response.status >= 500 || response.status === 429,
+      });
+    }
+    responseBody = await readBounded(response, limit);
+  } catch (e) {
+    if (e instanceof KelidError) throw e;
+    const timedOut = signal.aborted;
+    throw new KelidError(
+      'ERR_TIMESTAMP_FAILED',
+      timedOut ? `the TSA did not answer within ${timeoutMs} ms` : 'could not reach the TSA',
+      { cause: e, retriable: true },
+    );
+  }
+  return extractToken(responseBody, imprint, hash, nonce);
+}
