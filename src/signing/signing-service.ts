@@ -1,0 +1,238 @@
+import { KelidError } from '../errors.js';
+import { describeCertificate } from '../pki/certificate.js';
+import { bytesEqual } from '../pki/der.js';
+import type { Certificate, DigestAlgorithm, SignatureScheme, Status, Token } from '../protocol/types.js';
+import type { CertificateFilter, SigningApi, SigningPreflight, SigningWarning } from '../protocol/services.js';
+import { listCertificateObjects, listCertificates } from '../tokens/certificate-store.js';
+import { findSigningKey } from '../tokens/key-store.js';
+import { Pkcs11Signer } from '../tokens/token-signer.js';
+import type { TokenService, TokenSession } from '../tokens/token-service.js';
+import { normalizePin } from '../consent/pin-policy.js';
+import { assertDigestLength, resolveScheme } from './algorithms.js';
+import { createAuthToken } from './auth-token.js';
+import { signCms } from './cms.js';
+import { requestTimestamp } from './timestamp.js';
+
+/** Revocation check before signing (wired to the status service and `revocation.enforceOnSign`). */
+export type RevocationCheck = (
+  certificate: Uint8Array,
+  issuers: Uint8Array[],
+) => Promise<{ status?: Status; warning?: SigningWarning }>;
+
+export interface SigningServiceOptions {
+  tsaUrl?: string | null;
+  revocationCheck?: RevocationCheck;
+  now?: () => Date;
+  timestampTimeoutMs?: number;
+}
+
+const HASH_SUFFIX: Record<DigestAlgorithm, string> = { 'SHA-256': '256', 'SHA-384': '384', 'SHA-512': '512' };
+
+/** JOSE-style name of what a raw signature is (`RS256`, `PS384`, `ES256`, …). */
+export function signatureAlgorithmName(scheme: SignatureScheme, digestAlgorithm: DigestAlgorithm): string {
+  const prefix = scheme === 'RSASSA-PKCS1-v1_5' ? 'RS' : scheme === 'RSA-PSS' ? 'PS' : 'ES';
+  return prefix + HASH_SUFFIX[digestAlgorithm];
+}
+
+interface Located {
+  token: Token;
+  certificate: Certificate;
+  der: Uint8Array;
+}
+
+function matchesFilter(c: Certificate, f: CertificateFilter | undefined): boolean {
+  if (!f) return true;
+  if (f.keyUsage && !f.keyUsage.every((u) => c.keyUsage.includes(u === 'contentCommitment' ? 'nonRepudiation' : u))) return false;
+  if (f.extendedKeyUsage && !f.extendedKeyUsage.every((u) => c.extendedKeyUsage.includes(u))) return false;
+  if (f.issuer !== undefined && !c.issuer.toLowerCase().includes(f.issuer.toLowerCase())) return false;
+  if (f.validAt !== undefined) {
+    const t = Date.parse(f.validAt);
+    if (Number.isNaN(t)) throw new KelidError('ERR_INVALID_INPUT', 'filter.validAt is not an ISO 8601 time');
+    if (t < Date.parse(c.notBefore) || t > Date.parse(c.notAfter)) return false;
+  }
+  if (f.hasPrivateKey !== undefined && c.hasPrivateKey !== f.hasPrivateKey) return false;
+  return true;
+}
+
+/**
+ * Raw, CMS/CAdES, batch and login-token signatures with keys on tokens. Each call is one consented
+ * operation: one session, one login, the signature(s), logout.
+ */
+export class SigningService implements SigningApi {
+  private readonly now: () => Date;
+
+  constructor(
+    private readonly tokens: TokenService,
+    private readonly options: SigningServiceOptions = {},
+  ) {
+    this.now = options.now ?? (() => new Date());
+  }
+
+  async listCertificates(options: { tokenId?: string; filter?: CertificateFilter }): Promise<Certificate[]> {
+    const tokenIds = options.tokenId
+      ? [options.tokenId]
+      : (await this.tokens.listTokens()).filter((t) => t.initialized).map((t) => t.tokenId);
+    const out: Certificate[] = [];
+    for (const tokenId of tokenIds) {
+      const certs = await this.tokens.withSession(tokenId, { readWrite: false }, (s) => listCertificates(s));
+      out.push(...certs.filter((c) => matchesFilter(c, options.filter)));
+    }
+    return out;
+  }
+
+  private async locate(certificateId: string): Promise<Located> {
+    if (!/^[0-9a-f]{32}$/.test(certificateId)) throw new KelidError('ERR_INVALID_INPUT', 'certificateId is malformed');
+    for (const token of (await this.tokens.listTokens()).filter((t) => t.initialized)) {
+      const certs = await this.tokens.withSession(token.tokenId, { readWrite: false }, (s) => listCertificates(s));
+      const certificate = certs.find((c) => c.certificateId === certificateId);
+      if (certificate) return { token, certificate, der: Buffer.from(certificate.certificate, 'base64') };
+    }
+    throw new KelidError('ERR_CERTIFICATE_NOT_FOUND', 'no connected token holds this certificate');
+  }
+
+  async preflight(certificateId: string): Promise<SigningPreflight> {
+    const loc = await this.locate(certificateId);
+    const now = this.now().getTime();
+    if (now > Date.parse(loc.certificate.notAfter) || now < Date.parse(loc.certificate.notBefore)) {
+      throw new KelidError('ERR_CERTIFICATE_EXPIRED', 'the certificate is expired or not yet valid');
+    }
+    if (!loc.certificate.hasPrivateKey) throw new KelidError('ERR_KEY_NOT_FOUND', 'this certificate has no private key on the token');
+    const result: SigningPreflight = { token: loc.token, certificate: loc.certificate };
+    if (this.options.revocationCheck) {
+      const issuers = await this.tokens.withSession(loc.token.tokenId, { readWrite: false }, (s) => this.chainOf(s, loc.der));
+      const r = await this.options.revocationCheck(loc.der, issuers);
+      if (r.status) result.status = r.status;
+      if (r.warning) result.warning = r.warning;
+    }
+    return result;
+  }
+
+  /** The certificate's issuers found among the token's certificates, nearest first. */
+  private async chainOf(s: TokenSession, leaf: Uint8Array): Promise<Uint8Array[]> {
+    const all = await listCertificateObjects(s);
+    const chain: Uint8Array[] = [];
+    let current = describeCertificate(leaf);
+    for (let depth = 0; depth < 8; depth++) {
+      if (bytesEqual(current.issuerDer, current.subjectDer)) break;
+      const issuer = all.find(
+        (c) => bytesEqual(c.description.subjectDer, current.issuerDer) && !chain.some((x) => bytesEqual(x, c.der)) && !bytesEqual(c.der, leaf),
+      );
+      if (!issuer) break;
+      chain.push(issuer.der);
+      current = issuer.description;
+    }
+    return chain;
+  }
+
+  /** Locate, log in, build a signer; `fn` runs inside the one login. */
+  private async withSigner<T>(
+    certificateId: string,
+    userPin: string,
+    fn: (signer: Pkcs11Signer, loc: Located, session: TokenSession) => Promise<T>,
+  ): Promise<T> {
+    const loc = await this.locate(certificateId);
+    const pin = normalizePin(userPin);
+    return this.tokens.withSession(loc.token.tokenId, { readWrite: false }, async (s) => {
+      await s.login('user', pin);
+      const key = await findSigningKey(s, loc.certificate.keyId, describeCertificate(loc.der).spki);
+      const signer = await Pkcs11Signer.create(s, key, pin);
+      return fn(signer, loc, s);
+    });
+  }
+
+  async signRaw(
+    certificateId: string,
+    userPin: string,
+    input: { digest: Uint8Array; digestAlgorithm: DigestAlgorithm; scheme?: SignatureScheme },
+  ): Promise<{ signature: Uint8Array; signatureAlgorithm: string }> {
+    assertDigestLength(input.digest, input.digestAlgorithm);
+    return this.withSigner(certificateId, userPin, async (signer) => {
+      const scheme = resolveScheme(signer.keyType, input.scheme);
+      const signature = await signer.signDigest(input.digest, input.digestAlgorithm, scheme);
+      return { signature, signatureAlgorithm: signatureAlgorithmName(scheme, input.digestAlgorithm) };
+    });
+  }
+
+  private timestamper(digestAlgorithm: DigestAlgorithm): (value: Uint8Array) => Promise<Uint8Array> {
+    const url = this.options.tsaUrl;
+    if (!url) throw new KelidError('ERR_INVALID_INPUT', 'timestamp requested but no tsaUrl is configured');
+    return (value) =>
+      requestTimestamp(url, value, { hash: digestAlgorithm, timeoutMs: this.options.timestampTimeoutMs ?? 10_000 });
+  }
+
+  async signCms(
+    certificateId: string,
+    userPin: string,
+    input: {
+      content?: Uint8Array;
+      digest?: Uint8Array;
+      digestAlgorithm: DigestAlgorithm;
+      detached?: boolean;
+      includeChain?: boolean;
+      timestamp?: boolean;
+    },
+  ): Promise<{ cms: Uint8Array }> {
+    if ((input.content === undefined) === (input.digest === undefined)) {
+      throw new KelidError('ERR_INVALID_INPUT', 'give exactly one of content and digest');
+    }
+    if (input.digest) assertDigestLength(input.digest, input.digestAlgorithm);
+    const timestamp = input.timestamp ? this.timestamper(input.digestAlgorithm) : undefined;
+    return this.withSigner(certificateId, userPin, async (signer, loc, s) => {
+      const chain = input.includeChain === false ? [] : await this.chainOf(s, loc.der);
+      const cms = await signCms({
+        signer,
+        certificate: loc.der,
+        chain,
+        digestAlgorithm: input.digestAlgorithm,
+        ...(input.content ? { content: input.content, detached: input.detached ?? true } : {}),
+        ...(input.digest ? { digest: input.digest } : {}),
+        ...(timestamp ? { timestamp } : {}),
+        signingTime: this.now(),
+      });
+      return { cms };
+    });
+  }
+
+  async signBatch(
+    certificateId: string,
+    userPin: string,
+    input: { format: 'raw' | 'cms'; digestAlgorithm: DigestAlgorithm; scheme?: SignatureScheme; digests: Uint8Array[] },
+    options: { signal?: AbortSignal } = {},
+  ): Promise<{ results: Array<{ signature: Uint8Array } | { cms: Uint8Array }>; cancelled: boolean }> {
+    for (const d of input.digests) assertDigestLength(d, input.digestAlgorithm);
+    return this.withSigner(certificateId, userPin, async (signer, loc, s) => {
+      const scheme = resolveScheme(signer.keyType, input.scheme);
+      const chain = input.format === 'cms' ? await this.chainOf(s, loc.der) : [];
+      const results: Array<{ signature: Uint8Array } | { cms: Uint8Array }> = [];
+      for (const digest of input.digests) {
+        if (options.signal?.aborted) return { results, cancelled: true };
+        if (input.format === 'raw') {
+          results.push({ signature: await signer.signDigest(digest, input.digestAlgorithm, scheme) });
+        } else {
+          results.push({
+            cms: await signCms({
+              signer,
+              certificate: loc.der,
+              chain,
+              digestAlgorithm: input.digestAlgorithm,
+              scheme,
+              digest,
+              signingTime: this.now(),
+            }),
+          });
+        }
+      }
+      return { results, cancelled: false };
+    });
+  }
+
+  async authChallenge(
+    certificateId: string,
+    userPin: string,
+    input: { origin: string; nonce: Uint8Array },
+  ): Promise<import('../protocol/types.js').AuthToken> {
+    return this.withSigner(certificateId, userPin, (signer, loc) =>
+      createAuthToken({ signer, certificate: loc.der, origin: input.origin, nonce: input.nonce }),
+    );
+  }
+}
