@@ -58,7 +58,8 @@ const FIELD_CHECKS: ReadonlyArray<
   ['time', 'required', (v) => typeof v === 'string' && isIsoTime(v)],
   ['origin', 'required', (v) => typeof v === 'string' && /^[\x21-\x7e]{1,300}$/.test(v)],
   ['method', 'required', (v) => typeof v === 'string' && /^[A-Za-z][A-Za-z0-9._-]{0,99}$/.test(v)],
-  ['tokenSerial', 'required', (v) => v === null || (typeof v === 'string' && /^[\x20-\x7e]{0,64}$/.test(v))],
+  // Whatever text a token reports as its serial, but no control characters (the log is read in terminals).
+  ['tokenSerial', 'required', (v) => v === null || (typeof v === 'string' && /^[^\p{Cc}]{0,64}$/u.test(v))],
   ['keyId', 'optional', (v) => typeof v === 'string' && /^(?:[0-9a-f]{2}){1,64}$/.test(v)],
   ['certificateSha256', 'optional', (v) => typeof v === 'string' && HEX64.test(v)],
   ['digestsSha256', 'optional', (v) => typeof v === 'string' && HEX64.test(v)],

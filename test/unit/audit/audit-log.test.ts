@@ -151,6 +151,12 @@ describe('AuditLog', () => {
       expect(() => log.append({ ...record(1), ...change } as AuditRecord)).toThrow(TypeError);
     });
 
+    it('accepts a token serial with spaces and non-ASCII text, as some tokens report', () => {
+      const log = new AuditLog(path.join(dir, 'audit.jsonl'));
+      expect(log.append({ ...record(1), tokenSerial: 'ABC 123 ü' }).tokenSerial).toBe('ABC 123 ü');
+      expect(verifyAuditLog(log.file)).toEqual({ ok: true, lines: 1 });
+    });
+
     it('uses the injected clock', () => {
       let t = Date.parse('2026-03-01T10:00:00.000Z');
       const log = new AuditLog(path.join(dir, 'audit.jsonl'), { now: () => new Date((t += 1000)) });
