@@ -4,9 +4,8 @@ import type { KelidConfig } from '../config.js';
 import { KelidError, isKelidError } from '../errors.js';
 import { createLogger, silentLogger } from '../log.js';
 import type { Logger } from '../log.js';
-import { discoverModules } from '../pkcs11/module-discovery.js';
 import { ModuleManager } from '../pkcs11/module-manager.js';
-import type { ModuleSpec } from '../pkcs11/module-manager.js';
+import { moduleSpecs } from '../services.js';
 import { TokenService } from '../tokens/token-service.js';
 
 export interface CommonOptions {
@@ -22,18 +21,6 @@ export function withCommonOptions(cmd: Command): Command {
     .option('-c, --config <file>', 'config file (JSON, PROTOCOL.md section 8)')
     .option('--state-dir <dir>', 'state directory (default: $KELID_STATE_DIR or the per-user data dir)')
     .option('-v, --verbose', 'log module activity to stderr');
-}
-
-export function moduleSpecs(config: KelidConfig): ModuleSpec[] {
-  return discoverModules({ configured: config.modules, autoDetect: config.autoDetectModules }).map((c) => ({
-    id: c.id,
-    name: c.name,
-    path: c.path,
-    env: c.env,
-    source: c.source,
-    reinitializeToDetectTokens: c.reinitializeToDetectTokens,
-    quirks: c.quirks,
-  }));
 }
 
 export interface TokenContext {

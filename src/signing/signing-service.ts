@@ -90,6 +90,13 @@ export class SigningService implements SigningApi {
     throw new KelidError('ERR_CERTIFICATE_NOT_FOUND', 'no connected token holds this certificate');
   }
 
+  /** A certificate on a token with its issuers from the same token (for status checks). */
+  async certificateWithIssuers(certificateId: string): Promise<{ der: Uint8Array; issuers: Uint8Array[]; token: Token }> {
+    const loc = await this.locate(certificateId);
+    const issuers = await this.tokens.withSession(loc.token.tokenId, { readWrite: false }, (s) => this.chainOf(s, loc.der));
+    return { der: loc.der, issuers, token: loc.token };
+  }
+
   async preflight(certificateId: string): Promise<SigningPreflight> {
     const loc = await this.locate(certificateId);
     const now = this.now().getTime();
