@@ -1,6 +1,18 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
+import { auditCommand } from './commands/audit.js';
 import { modulesCommand } from './commands/modules.js';
+import {
+  certsCommand,
+  csrCommand,
+  deleteCommand,
+  importCommand,
+  initCommand,
+  keygenCommand,
+  keysCommand,
+  pinCommand,
+} from './commands/provisioning.js';
+import { signCommand } from './commands/sign.js';
 import { tokensCommand } from './commands/tokens.js';
 import { reportError } from './context.js';
 
@@ -16,8 +28,24 @@ export function buildProgram(): Command {
     .version(version())
     .showHelpAfterError()
     .exitOverride();
-  for (const cmd of [tokensCommand(), modulesCommand()]) {
-    program.addCommand(cmd.exitOverride());
+  const commands = [
+    tokensCommand(),
+    modulesCommand(),
+    initCommand(),
+    pinCommand(),
+    keygenCommand(),
+    csrCommand(),
+    importCommand(),
+    keysCommand(),
+    certsCommand(),
+    deleteCommand(),
+    signCommand(),
+    auditCommand(),
+  ];
+  for (const cmd of commands) {
+    cmd.exitOverride();
+    for (const sub of cmd.commands) sub.exitOverride();
+    program.addCommand(cmd);
   }
   return program;
 }
