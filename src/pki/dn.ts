@@ -46,7 +46,9 @@ const SPECS: readonly AttributeSpec[] = [
   { oid: '2.5.4.10', names: ['O', 'organizationName'], kind: 'utf8', max: 64 },
   { oid: '2.5.4.11', names: ['OU', 'organizationalUnitName'], kind: 'utf8', max: 64 },
   { oid: '2.5.4.12', names: ['title', 'T'], kind: 'utf8', max: 64 },
+  { oid: '2.5.4.17', names: ['postalCode'], kind: 'utf8', max: 40 },
   { oid: '2.5.4.42', names: ['givenName', 'GN', 'G'], kind: 'utf8', max: 128 },
+  { oid: '2.5.4.65', names: ['pseudonym'], kind: 'utf8', max: 128 },
   { oid: '2.5.4.97', names: ['organizationIdentifier'], kind: 'utf8', max: 128 },
   { oid: '1.2.840.113549.1.9.1', names: ['emailAddress', 'E', 'email'], kind: 'ia5', max: 255 },
   { oid: '0.9.2342.19200300.100.1.25', names: ['DC', 'domainComponent'], kind: 'ia5', max: 63 },
@@ -107,7 +109,14 @@ function resolveType(rawType: string): { oid: string; spec: AttributeSpec | unde
   return { oid: spec.oid, spec };
 }
 
-function checkSingleTlv(der: Uint8Array, label: string): void {
+// Universal string types (UTF8, Numeric, Printable, Teletex, Videotex, IA5, Graphic, Visible,
+// General, Universal, BMP). OpenSSL reads name values as such strings and refuses a Name holding
+// anything else, so a CA could not even parse the request.
+const STRING_TAGS: ReadonlySet<number> = new Set([
+  0x0c, 0x12, 0x13, 0x14, 0x15, 0x16, 0x19, 0x1a, 0x1b, 0x1c, 0x1e,
+]);
+
+function checkHexValue(der: Uint8Array, label: string): void {
   let tlv;
   try {
     tlv = readTlv(der);
@@ -115,6 +124,7 @@ function checkSingleTlv(der: Uint8Array, label: string): void {
     throw new KelidError('ERR_INVALID_INPUT', `#hex value of ${label} is not a DER value`, { cause });
   }
   if (tlv.end !== der.length) throw invalid(`#hex value of ${label} has trailing bytes`);
+  if (!STRING_TAGS.has(tlv.tag)) throw invalid(`#hex value of ${label} must be a string type`);
 }
 
 /** DER of one AttributeValue, validated for its attribute type. */
@@ -122,7 +132,7 @@ function encodeValue(attr: DnAttribute): { oid: string; value: Uint8Array } {
   const { oid, spec } = resolveType(attr.type);
   const label = spec?.names[0] ?? oid;
   if ('der' in attr) {
-    checkSingleTlv(attr.der, label);
+    checkHexValue(attr.der, label);
     return { oid, value: attr.der.slice() };
   }
   let value = attr.value;
@@ -411,7 +421,7 @@ export function formatName(der: Uint8Array): string {
         const text = spec ? decodeString(valueTlv.tag, contentOf(der, valueTlv)) : undefined;
         const type = spec?.names[0] ?? oid;
         return text === undefined
-          ? `${type}=#${toHex(bytesOf(der, valueTlv))}`
+          ? `${type}=#${toHex(bytesOf(der, valueTlv)).toUpperCase()}`
           : `${type}=${escapeValue(text)}`;
       })
       .reverse()

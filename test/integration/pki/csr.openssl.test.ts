@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeCertificate } from '../../../src/pki/certificate.js';
 import { createCsr } from '../../../src/pki/csr.js';
 import type { CsrSignatureAlgorithm } from '../../../src/pki/csr.js';
-import { encodeName } from '../../../src/pki/dn.js';
+import { encodeName, formatName } from '../../../src/pki/dn.js';
 import { keyIdFromSpki } from '../../../src/pki/key-id.js';
 import { NodeDigestSigner } from '../../helpers/node-signer.js';
 import { asn1parse, makeTempDir, openssl, opensslText, pemToDer, sliceOf } from './openssl.js';
@@ -130,6 +130,22 @@ describe('createCsr', () => {
       expect(valueAfter('commonName')).toBe('UTF8STRING        :علی رضایی');
       expect(valueAfter('organizationName')).toBe('UTF8STRING        :کانون سردفتران');
       expect(valueAfter('countryName')).toBe('PRINTABLESTRING   :IR');
+    });
+
+    it('formats OID-typed, BMPString and control-character values as openssl -nameopt RFC2253 does', async () => {
+      const bmp = Buffer.from('علی', 'utf16le').swap16().toString('hex');
+      const subject = `CN=x,1.2.3.4=abc,postalCode=12345,O=#1e06${bmp},OU=#0c03610a62`;
+      const csr = await createCsr({ signer: signers.p256, subject });
+      const theirs = opensslText([
+        'req',
+        '-noout',
+        '-subject',
+        '-nameopt',
+        'RFC2253,-esc_msb',
+        '-in',
+        tmp.write('oid.csr', csr.pem),
+      ]);
+      expect(formatName(subjectDerOf(csr.der))).toBe(theirs.trim().replace(/^subject=/, ''));
     });
 
     it('encodes a many-attribute, multi-valued subject exactly as openssl req -subj does', () => {

@@ -196,6 +196,7 @@ describe('dn', () => {
       ['an unknown short name', 'XX=a'],
       ['an invalid OID', '1.50.3=a'],
       ['a #hex value that is not one DER value', 'CN=#0C05'],
+      ['a #hex value that is not a string', 'OU=#020101'],
       ['an empty array value', [{ type: 'CN', value: '' }]],
       ['an empty multi-valued RDN', [[]]],
       ['a non-string value', [{ type: 'CN', value: 1 } as unknown as NameAttribute]],
@@ -222,7 +223,7 @@ describe('dn', () => {
     });
 
     it('writes attribute types it has no name for as OID=#hex', () => {
-      expect(formatName(encodeName('1.2.3.4=abc'))).toBe('1.2.3.4=#0c03616263');
+      expect(formatName(encodeName('1.2.3.4=abc'))).toBe('1.2.3.4=#0C03616263');
     });
 
     it('decodes BMPString, UniversalString and TeletexString values', () => {
