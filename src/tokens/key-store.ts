@@ -20,7 +20,17 @@ const KEY_ATTRS = [
   CKA.EC_POINT,
   CKA.LOCAL,
 ];
-const PRIVATE_ATTRS = [CKA.KEY_TYPE, CKA.ID, CKA.LABEL, CKA.ALWAYS_AUTHENTICATE, CKA.LOCAL, CKA.ALWAYS_SENSITIVE, CKA.NEVER_EXTRACTABLE, CKA.SENSITIVE, CKA.EXTRACTABLE, CKA.MODULUS, CKA.PUBLIC_EXPONENT, CKA.EC_PARAMS];
+const PRIVATE_ATTRS = [
+  CKA.KEY_TYPE,
+  CKA.ID,
+  CKA.LABEL,
+  CKA.ALWAYS_AUTHENTICATE,
+  CKA.LOCAL,
+  CKA.ALWAYS_SENSITIVE,
+  CKA.NEVER_EXTRACTABLE,
+  CKA.SENSITIVE,
+  CKA.EXTRACTABLE,
+];
 
 /** A public key object as read from the token, with its SPKI rebuilt from the attributes. */
 export interface PublicKeyObject {
@@ -64,9 +74,15 @@ function keyIdOf(o: FoundObject, spki: Uint8Array): string {
   return id && id.length > 0 ? toHex(id) : keyIdFromSpki(spki);
 }
 
+/** Narrow a search to one CKA_ID when the keyId is a real one (hex). */
+function idFilter(keyId: string | undefined): Array<{ type: number; value: Uint8Array }> {
+  return keyId && /^([0-9a-f]{2})+$/.test(keyId) ? [{ type: CKA.ID, value: Buffer.from(keyId, 'hex') }] : [];
+}
+
 /** Every RSA/EC public key object on the token (public objects: no login needed). */
-export async function listPublicKeys(session: TokenSession): Promise<PublicKeyObject[]> {
-  const found = await session.call('findObjects', { template: [{ type: CKA.CLASS, value: CKO.PUBLIC_KEY }], attributes: KEY_ATTRS });
+export async function listPublicKeys(session: TokenSession, keyId?: string): Promise<PublicKeyObject[]> {
+  const template = [{ type: CKA.CLASS, value: CKO.PUBLIC_KEY }, ...idFilter(keyId)];
+  const found = await session.call('findObjects', { template, attributes: KEY_ATTRS });
   const out: PublicKeyObject[] = [];
   for (const o of found) {
     const k = spkiFromAttributes(o);
@@ -98,8 +114,9 @@ export interface PrivateKeyObject {
 }
 
 /** Private keys (visible only after login on most tokens). */
-export async function listPrivateKeys(session: TokenSession): Promise<PrivateKeyObject[]> {
-  const found = await session.call('findObjects', { template: [{ type: CKA.CLASS, value: CKO.PRIVATE_KEY }], attributes: PRIVATE_ATTRS });
+export async function listPrivateKeys(session: TokenSession, keyId?: string): Promise<PrivateKeyObject[]> {
+  const template = [{ type: CKA.CLASS, value: CKO.PRIVATE_KEY }, ...idFilter(keyId)];
+  const found = await session.call('findObjects', { template, attributes: PRIVATE_ATTRS });
   const out: PrivateKeyObject[] = [];
   for (const o of found) {
     const type = decodeUlong(o.values[CKA.KEY_TYPE]);
@@ -126,8 +143,8 @@ export async function listPrivateKeys(session: TokenSession): Promise<PrivateKey
  * public key object or, failing that, from `fallbackSpki` such as the certificate's).
  */
 export async function findSigningKey(session: TokenSession, keyId: string, fallbackSpki?: Uint8Array): Promise<TokenKeyRef> {
-  const privates = (await listPrivateKeys(session)).filter((k) => k.keyId === keyId);
-  const publics = (await listPublicKeys(session)).filter((k) => k.keyId === keyId);
+  const privates = (await listPrivateKeys(session, keyId)).filter((k) => k.keyId === keyId);
+  const publics = (await listPublicKeys(session, keyId)).filter((k) => k.keyId === keyId);
   const priv = privates[0];
   if (!priv) throw new KelidError('ERR_KEY_NOT_FOUND', 'no private key with this keyId on the token', { data: { keyId } });
   const spki = publics[0]?.spki ?? fallbackSpki;

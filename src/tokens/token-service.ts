@@ -31,6 +31,8 @@ function notFound(tokenId: string): KelidError {
 export class TokenService {
   private readonly log: Logger;
   private locations = new Map<string, TokenLocation>();
+  /** A token's mechanism list does not change while it is plugged in (C_GetMechanismInfo per mechanism is slow). */
+  private readonly mechanismCache = new Map<string, Promise<HostMethods['mechanisms']['result']>>();
 
   constructor(
     private readonly source: ModuleSource,
@@ -69,6 +71,7 @@ export class TokenService {
     const all = results.flat();
     const live = new Set(all.map((l) => l.token.tokenId));
     for (const id of this.locations.keys()) if (!live.has(id)) this.locations.delete(id);
+    for (const id of this.mechanismCache.keys()) if (!live.has(id)) this.mechanismCache.delete(id);
     return all.map((l) => l.token);
   }
 
@@ -105,7 +108,7 @@ export class TokenService {
   ): Promise<T> {
     const loc = await this.locateToken(tokenId);
     const { sessionId } = await loc.module.host.call('openSession', { token: loc.ref, readWrite: options.readWrite });
-    const session = new TokenSession(loc, sessionId, this.log);
+    const session = new TokenSession(loc, sessionId, this.log, this.mechanismCache);
     try {
       return await fn(session);
     } finally {
@@ -123,6 +126,7 @@ export class TokenSession {
     private loc: TokenLocation,
     readonly sessionId: number,
     private readonly log: Logger,
+    private readonly mechanismCache: Map<string, Promise<HostMethods['mechanisms']['result']>> = new Map(),
   ) {}
 
   get token(): Token {
@@ -150,7 +154,14 @@ export class TokenSession {
   }
 
   mechanisms(): Promise<HostMethods['mechanisms']['result']> {
-    return this.loc.module.host.call('mechanisms', { token: this.loc.ref });
+    const id = this.loc.token.tokenId;
+    let cached = this.mechanismCache.get(id);
+    if (!cached) {
+      cached = this.loc.module.host.call('mechanisms', { token: this.loc.ref });
+      cached.catch(() => this.mechanismCache.delete(id));
+      this.mechanismCache.set(id, cached);
+    }
+    return cached;
   }
 
   /**
