@@ -1,0 +1,624 @@
+import type { Tier, Token } from '../protocol/types.js';
+import { asUint8Array, toBase64, toHex, utf8 } from './encoding.js';
+import type { Bytes } from './encoding.js';
+import { hashBlob } from './hash-blob.js';
+import type { BlobLike } from './hash-blob.js';
+import { KelidError } from './kelid-error.js';
+import { RpcConnection } from './rpc-connection.js';
+import type { CallOptions, ConsentPending, WebSocketFactory, WebSocketLike } from './rpc-connection.js';
+import { digestLength } from './sha2.js';
+import type {
+  AgentInfo,
+  AuthToken,
+  Certificate,
+  CertificateInput,
+  CertificateStatusParams,
+  CreateCsrParams,
+  DeleteObjectsParams,
+  GenerateKeyParams,
+  GenerateKeyResult,
+  ImportCertificateParams,
+  Key,
+  ListCertificatesParams,
+  SignBatchParams,
+  SignBatchResult,
+  SignCmsParams,
+  SignCmsResult,
+  SignFileOptions,
+  SignFileResult,
+  SignRawParams,
+  SignRawResult,
+  Status,
+  TokensChanged,
+} from './types.js';
+
+/** The agent's default address (PROTOCOL.md section 1). */
+export const DEFAULT_AGENT_URL = 'wss://127.0.0.1:17443/v1';
+
+/** Options of {@link KelidClient.connect}. */
+export interface ConnectOptions {
+  /** WebSocket URL of the agent. Default {@link DEFAULT_AGENT_URL}. */
+  url?: string;
+  /**
+   * How long one connection attempt may take before it fails with `ERR_AGENT_UNREACHABLE`
+   * (default 2000 ms). An absent agent is reported at once; this bounds the silent cases.
+   */
+  timeoutMs?: number;
+  /**
+   * While the browser shows its local-network-access prompt for this page (permission state
+   * `prompt`), wait up to this long for the user's answer instead of `timeoutMs` (default 60 000 ms).
+   */
+  permissionPromptWaitMs?: number;
+  /** Reconnect with backoff after the connection drops (default `true`). */
+  reconnect?: boolean;
+  /** Timeout of calls that do not wait for the user (default 30 000 ms; consent calls have none). */
+  callTimeoutMs?: number;
+  /** Opens the socket; default: the browser's `WebSocket`. */
+  webSocket?: WebSocketFactory;
+}
+
+/** The events of {@link KelidClient.on} and their payloads. */
+export interface KelidClientEvents {
+  /** A token was plugged in or removed (`tokens.changed`). */
+  tokensChanged: TokensChanged;
+  /** A call waits for the user in Kelid's consent window (`consent.pending`). */
+  consentPending: ConsentPending;
+  /** The connection dropped; pending calls failed with `ERR_DISCONNECTED`. Reconnection follows if enabled. */
+  disconnected: { code: number; reason: string };
+  /** The connection is back after `disconnected`. */
+  reconnected: { attempts: number };
+}
+
+/** Name of a {@link KelidClientEvents} event. */
+export type KelidClientEvent = keyof KelidClientEvents;
+
+/** State of the browser's loopback-network (local network access) permission for this page. */
+export type LoopbackPermission = 'granted' | 'denied' | 'prompt' | 'unsupported';
+
+const RECONNECT_DELAYS_MS = [250, 500, 1000, 2000, 4000, 8000];
+const MAX_RECONNECT_DELAY_MS = 10_000;
+
+type Listener<E extends KelidClientEvent> = (payload: KelidClientEvents[E]) => void;
+
+/**
+ * A connection to the local Kelid agent. Every method mirrors one method of the wire protocol
+ * (PROTOCOL.md section 3) and returns a promise that rejects with a {@link KelidError}.
+ *
+ * Methods that sign, log in or write to a token open Kelid's own consent window, where the user sees
+ * this page's origin and types the PIN; the promise stays pending until the user decides. No method
+ * takes a PIN.
+ *
+ * @example
+ * ```ts
+ * const kelid = await KelidClient.connect();
+ * if ((await kelid.info()).tier === 'unknown') await kelid.requestAccess('Sign your tax return');
+ * const [cert] = await kelid.listCertificates({ filter: { keyUsage: ['nonRepudiation'], hasPrivateKey: true } });
+ * const { cms } = await kelid.signFile(file, { certificateId: cert.certificateId });
+ * ```
+ */
+export class KelidClient {
+  /** The agent URL this client talks to. */
+  readonly url: string;
+  private readonly timeoutMs: number;
+  private readonly promptWaitMs: number;
+  private readonly reconnectEnabled: boolean;
+  private readonly callTimeoutMs: number;
+  private readonly factory: WebSocketFactory;
+  private connection: RpcConnection | undefined;
+  private closed = false;
+  private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  private reconnectAttempts = 0;
+  private readonly waiters = new Set<{ resolve(c: RpcConnection): void; reject(e: KelidError): void }>();
+  private readonly listeners: { [E in KelidClientEvent]: Set<Listener<E>> } = {
+    tokensChanged: new Set(),
+    consentPending: new Set(),
+    disconnected: new Set(),
+    reconnected: new Set(),
+  };
+  private nextId = 1;
+
+  private constructor(options: ConnectOptions) {
+    this.url = options.url ?? DEFAULT_AGENT_URL;
+    this.timeoutMs = options.timeoutMs ?? 2000;
+    this.promptWaitMs = options.permissionPromptWaitMs ?? 60_000;
+    this.reconnectEnabled = options.reconnect ?? true;
+    this.callTimeoutMs = options.callTimeoutMs ?? 30_000;
+    this.factory = options.webSocket ?? browserWebSocket;
+  }
+
+  /**
+   * Open a connection to the agent.
+   *
+   * Rejects with `ERR_AGENT_UNREACHABLE` when no connection can be made — at once when nothing listens,
+   * after `timeoutMs` otherwise. The error's `data.hint` tells the user what to check (agent running,
+   * certificate trusted, Chrome's local-network-access permission), and `data.permission` gives the
+   * browser's loopback-network permission state where available.
+   */
+  static async connect(options: ConnectOptions = {}): Promise<KelidClient> {
+    const client = new KelidClient(options);
+    client.connection = await client.openConnection();
+    return client;
+  }
+
+  /** Whether the client has an open connection right now. */
+  get connected(): boolean {
+    return this.connection?.isOpen === true;
+  }
+
+  /**
+   * Subscribe to an event; returns a function that unsubscribes. Listener exceptions are swallowed.
+   */
+  on<E extends KelidClientEvent>(event: E, listener: (payload: KelidClientEvents[E]) => void): () => void {
+    const set = this.listeners[event] as Set<Listener<E>>;
+    set.add(listener);
+    return () => this.off(event, listener);
+  }
+
+  /** Remove a listener added with {@link KelidClient.on}. */
+  off<E extends KelidClientEvent>(event: E, listener: (payload: KelidClientEvents[E]) => void): void {
+    (this.listeners[event] as Set<Listener<E>>).delete(listener);
+  }
+
+  /** Close the connection and stop reconnecting. Pending calls reject with `ERR_CLOSED`. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.reconnectTimer !== undefined) clearTimeout(this.reconnectTimer);
+    this.connection?.close('ERR_CLOSED');
+    for (const w of this.waiters) w.reject(new KelidError('ERR_CLOSED', 'the Kelid client was closed'));
+    this.waiters.clear();
+  }
+
+  /**
+   * Send any protocol method. Prefer the typed methods; this exists for methods newer than this SDK.
+   */
+  async call<T = unknown>(
+    method: string,
+    params: Record<string, unknown> = {},
+    options: CallOptions = {},
+  ): Promise<T> {
+    const connection = await this.ready();
+    return (await connection.call(method, params, options, this.nextId++)) as T;
+  }
+
+  /**
+   * Ask the agent to cancel the pending call with JSON-RPC id `id` (from `consentPending` or
+   * `onPending`); the consent window closes. Resolves to whether the call was still pending.
+   * Aborting a call's `signal` does the same.
+   */
+  async cancel(id: number): Promise<boolean> {
+    const connection = await this.ready();
+    return connection.cancel(id);
+  }
+
+  /** `agent.info`: the agent's version and this connection's origin and tier. Needs no consent. */
+  async info(options?: CallOptions): Promise<AgentInfo> {
+    return this.call<AgentInfo>('agent.info', {}, this.quick(options));
+  }
+
+  /**
+   * `agent.requestAccess`: ask the user to let this site use Kelid (`site` tier). Shows the origin and
+   * `reason` in the consent window. Resolves to the new tier; rejects with `ERR_USER_CANCELLED` when
+   * the user says no.
+   */
+  async requestAccess(reason?: string, options?: CallOptions): Promise<{ tier: Tier }> {
+    return this.call<{ tier: Tier }>('agent.requestAccess', reason === undefined ? {} : { reason }, options);
+  }
+
+  /** `tokens.list`: the tokens present now. */
+  async listTokens(options?: CallOptions): Promise<Token[]> {
+    const r = await this.call<{ tokens: Token[] }>('tokens.list', {}, this.quick(options));
+    return r.tokens;
+  }
+
+  /** `keys.list` (`ra` tier): the key pairs on a token. */
+  async listKeys(tokenId: string, options?: CallOptions): Promise<Key[]> {
+    const r = await this.call<{ keys: Key[] }>('keys.list', { tokenId }, this.quick(options));
+    return r.keys;
+  }
+
+  /** `certificates.list`: certificates on all tokens (or one), optionally filtered. */
+  async listCertificates(params: ListCertificatesParams = {}, options?: CallOptions): Promise<Certificate[]> {
+    const r = await this.call<{ certificates: Certificate[] }>(
+      'certificates.list',
+      { ...params },
+      this.quick(options),
+    );
+    return r.certificates;
+  }
+
+  /** `certificates.status`: revocation status by OCSP (CRL as fallback), checked by the agent. */
+  async certificateStatus(params: CertificateStatusParams, options?: CallOptions): Promise<Status> {
+    const wire: Record<string, unknown> =
+      'certificateId' in params
+        ? { certificateId: params.certificateId }
+        : {
+            certificate: certificateText(params.certificate),
+            ...(params.issuer === undefined ? {} : { issuer: certificateText(params.issuer) }),
+          };
+    return this.call<Status>('certificates.status', wire, this.quick(options));
+  }
+
+  /** `sign.raw`: a plain signature over a digest. Needs the user's consent and PIN. */
+  async signRaw(params: SignRawParams, options?: CallOptions): Promise<SignRawResult> {
+    const digest = checkedDigest(params.digest, params.digestAlgorithm);
+    return this.call<SignRawResult>(
+      'sign.raw',
+      {
+        certificateId: params.certificateId,
+        digest,
+        digestAlgorithm: params.digestAlgorithm,
+        ...(params.scheme === undefined ? {} : { scheme: params.scheme }),
+        summary: params.summary,
+      },
+      options,
+    );
+  }
+
+  /**
+   * `sign.cms`: a CMS/CAdES signature over `content` (attached unless `detached`) or over a `digest`
+   * (detached). Needs the user's consent and PIN.
+   */
+  async signCms(params: SignCmsParams, options?: CallOptions): Promise<SignCmsResult> {
+    const digestAlgorithm = params.digestAlgorithm ?? 'SHA-256';
+    if ((params.content === undefined) === (params.digest === undefined)) {
+      throw new KelidError('ERR_INVALID_ARGUMENT', 'give exactly one of content and digest');
+    }
+    const wire: Record<string, unknown> = {
+      certificateId: params.certificateId,
+      digestAlgorithm,
+      summary: params.summary,
+    };
+    if (params.content !== undefined) {
+      wire['content'] = toBase64(typeof params.content === 'string' ? utf8(params.content) : params.content);
+    } else if (params.digest !== undefined) {
+      wire['digest'] = checkedDigest(params.digest, digestAlgorithm);
+    }
+    if (params.detached !== undefined) wire['detached'] = params.detached;
+    if (params.includeChain !== undefined) wire['includeChain'] = params.includeChain;
+    if (params.timestamp !== undefined) wire['timestamp'] = params.timestamp;
+    return this.call<SignCmsResult>('sign.cms', wire, options);
+  }
+
+  /**
+   * `sign.batch`: sign many digests with one consent and one PIN. The consent window lists every
+   * item's summary.
+   */
+  async signBatch(params: SignBatchParams, options?: CallOptions): Promise<SignBatchResult> {
+    const items = params.items.map((item) => ({
+      digest: checkedDigest(item.digest, params.digestAlgorithm),
+      summary: item.summary,
+    }));
+    return this.call<SignBatchResult>(
+      'sign.batch',
+      {
+        certificateId: params.certificateId,
+        format: params.format,
+        digestAlgorithm: params.digestAlgorithm,
+        ...(params.scheme === undefined ? {} : { scheme: params.scheme }),
+        items,
+      },
+      options,
+    );
+  }
+
+  /**
+   * Sign a file of any size as a detached CMS (CAdES-B-B): the file is hashed here, in chunks read
+   * with `Blob.slice` (memory stays bounded), and only the digest goes to the agent. Needs the user's
+   * consent and PIN. Aborting `options.signal` stops hashing or cancels the signature request.
+   */
+  async signFile(
+    file: BlobLike,
+    params: SignFileOptions,
+    options: CallOptions = {},
+  ): Promise<SignFileResult> {
+    const digestAlgorithm = params.digestAlgorithm ?? 'SHA-256';
+    const digest = await hashBlob(file, digestAlgorithm, {
+      chunkSize: params.chunkSize,
+      onProgress: params.onProgress,
+      signal: options.signal,
+    });
+    const summary = params.summary ?? fileSummary(file, digestAlgorithm, digest);
+    const { cms } = await this.signCms(
+      {
+        certificateId: params.certificateId,
+        digest,
+        digestAlgorithm,
+        detached: true,
+        summary,
+        ...(params.includeChain === undefined ? {} : { includeChain: params.includeChain }),
+        ...(params.timestamp === undefined ? {} : { timestamp: params.timestamp }),
+      },
+      options,
+    );
+    return { cms, digest: toBase64(digest), digestAlgorithm, size: file.size };
+  }
+
+  /**
+   * `auth.challenge`: sign `SHA-256(origin) ‖ SHA-256(nonce)` for a login (Web eID style). `nonce` is
+   * 32–64 random bytes from the server. Needs the user's consent and PIN.
+   */
+  async authChallenge(
+    nonce: Bytes,
+    params: { certificateId?: string } = {},
+    options?: CallOptions,
+  ): Promise<AuthToken> {
+    const r = await this.call<{ token: AuthToken }>(
+      'auth.challenge',
+      {
+        nonce: toBase64(nonce),
+        ...(params.certificateId === undefined ? {} : { certificateId: params.certificateId }),
+      },
+      options,
+    );
+    return r.token;
+  }
+
+  /**
+   * `tokens.init` (`ra` tier): erase and initialize a token. The user types the new SO-PIN and user PIN
+   * in the consent window. The token's `tokenId` changes; the new token is returned.
+   */
+  async initToken(params: { tokenId: string; label: string }, options?: CallOptions): Promise<Token> {
+    const r = await this.call<{ token: Token }>(
+      'tokens.init',
+      { tokenId: params.tokenId, label: params.label },
+      options,
+    );
+    return r.token;
+  }
+
+  /** `pin.change` (`ra` tier): the user types the old and the new PIN in the consent window. */
+  async changePin(params: { tokenId: string; role: 'user' | 'so' }, options?: CallOptions): Promise<void> {
+    await this.call('pin.change', { tokenId: params.tokenId, role: params.role }, options);
+  }
+
+  /** `pin.unblock` (`ra` tier): the SO-PIN and a new user PIN are typed in the consent window. */
+  async unblockPin(params: { tokenId: string }, options?: CallOptions): Promise<void> {
+    await this.call('pin.unblock', { tokenId: params.tokenId }, options);
+  }
+
+  /** `keys.generate` (`ra` tier): a key pair on the token, optionally with its CSR. */
+  async generateKey(params: GenerateKeyParams, options?: CallOptions): Promise<GenerateKeyResult> {
+    return this.call<GenerateKeyResult>('keys.generate', { ...params }, options);
+  }
+
+  /** `csr.create` (`ra` tier): a PKCS#10 request signed by a key on the token; resolves to PEM. */
+  async createCsr(params: CreateCsrParams, options?: CallOptions): Promise<string> {
+    const r = await this.call<{ csr: string }>('csr.create', { ...params }, options);
+    return r.csr;
+  }
+
+  /** `certificates.import` (`ra` tier): store a certificate (and its CA chain) next to its key. */
+  async importCertificate(params: ImportCertificateParams, options?: CallOptions): Promise<Certificate> {
+    const wire: Record<string, unknown> = {
+      tokenId: params.tokenId,
+      certificate: certificateText(params.certificate),
+    };
+    if (params.chain !== undefined) wire['chain'] = params.chain.map(certificateText);
+    if (params.label !== undefined) wire['label'] = params.label;
+    const r = await this.call<{ certificate: Certificate }>('certificates.import', wire, options);
+    return r.certificate;
+  }
+
+  /** `objects.delete` (`ra` tier): delete a key pair and/or its certificate; resolves to the count. */
+  async deleteObjects(params: DeleteObjectsParams, options?: CallOptions): Promise<number> {
+    const r = await this.call<{ deleted: number }>('objects.delete', { ...params }, options);
+    return r.deleted;
+  }
+
+  private quick(options: CallOptions | undefined): CallOptions {
+    return { timeoutMs: this.callTimeoutMs, ...options };
+  }
+
+  private emit<E extends KelidClientEvent>(event: E, payload: KelidClientEvents[E]): void {
+    for (const listener of [...(this.listeners[event] as Set<Listener<E>>)]) {
+      try {
+        listener(payload);
+      } catch {
+        // a page's listener must not break the client
+      }
+    }
+  }
+
+  /** The open connection, or wait (up to `timeoutMs`) for a reconnection in progress. */
+  private ready(): Promise<RpcConnection> {
+    if (this.closed) return Promise.reject(new KelidError('ERR_CLOSED', 'the Kelid client was closed'));
+    const c = this.connection;
+    if (c?.isOpen) return Promise.resolve(c);
+    if (!this.reconnectEnabled) {
+      return Promise.reject(new KelidError('ERR_DISCONNECTED', 'not connected to the Kelid agent'));
+    }
+    return new Promise<RpcConnection>((resolve, reject) => {
+      const waiter = {
+        resolve: (conn: RpcConnection) => {
+          clearTimeout(timer);
+          resolve(conn);
+        },
+        reject: (e: KelidError) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      };
+      const timer = setTimeout(() => {
+        this.waiters.delete(waiter);
+        reject(new KelidError('ERR_DISCONNECTED', 'not connected to the Kelid agent (reconnecting)'));
+      }, this.timeoutMs);
+      this.waiters.add(waiter);
+    });
+  }
+
+  private openConnection(): Promise<RpcConnection> {
+    return new Promise<RpcConnection>((resolve, reject) => {
+      let permission: LoopbackPermission = 'unsupported';
+      const permissionKnown = loopbackPermission().then((p) => (permission = p));
+      const started = Date.now();
+      let socket: WebSocketLike;
+      let done = false;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const fail = (reason: string): void => {
+        if (done) return;
+        done = true;
+        if (timer !== undefined) clearTimeout(timer);
+        try {
+          socket.onopen = socket.onclose = null;
+          socket.onerror = () => undefined;
+          socket.close();
+        } catch {
+          // never opened
+        }
+        // The permission state decides the hint; the query answers within milliseconds.
+        void Promise.race([permissionKnown, new Promise((r) => setTimeout(r, 300))]).then(() =>
+          reject(unreachable(this.url, reason, permission)),
+        );
+      };
+      try {
+        socket = this.factory(this.url);
+      } catch (e) {
+        reject(unreachable(this.url, e instanceof Error ? e.message : 'invalid URL', permission));
+        return;
+      }
+      const arm = (ms: number): void => {
+        timer = setTimeout(() => {
+          // A pending browser permission prompt holds the connection until the user answers.
+          const waited = Date.now() - started;
+          if (permission === 'prompt' && waited < this.promptWaitMs)
+            arm(Math.min(1000, this.promptWaitMs - waited));
+          else fail(`no answer within ${waited} ms`);
+        }, ms);
+      };
+      arm(this.timeoutMs);
+      socket.onopen = () => {
+        if (done) return;
+        done = true;
+        if (timer !== undefined) clearTimeout(timer);
+        resolve(
+          new RpcConnection(socket, {
+            onNotification: (method, params) => this.notification(method, params),
+            onClose: (event) => this.lost(event),
+          }),
+        );
+      };
+      socket.onerror = () => undefined;
+      socket.onclose = (event) => fail(`connection closed (code ${event.code})`);
+    });
+  }
+
+  private notification(method: string, params: unknown): void {
+    if (typeof params !== 'object' || params === null) return;
+    if (method === 'tokens.changed') {
+      const p = params as Partial<TokensChanged>;
+      this.emit('tokensChanged', {
+        added: Array.isArray(p.added) ? p.added : [],
+        removed: Array.isArray(p.removed) ? p.removed : [],
+      });
+    } else if (method === 'consent.pending') {
+      const p = params as Partial<ConsentPending>;
+      if (typeof p.id === 'number' && typeof p.requestId === 'string') {
+        this.emit('consentPending', { id: p.id, requestId: p.requestId });
+      }
+    }
+  }
+
+  private lost(event: { code: number; reason: string }): void {
+    this.emit('disconnected', event);
+    if (this.closed || !this.reconnectEnabled) return;
+    this.reconnectAttempts = 0;
+    this.scheduleReconnect();
+  }
+
+  private scheduleReconnect(): void {
+    const delay = RECONNECT_DELAYS_MS[this.reconnectAttempts] ?? MAX_RECONNECT_DELAY_MS;
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      if (this.closed) return;
+      this.reconnectAttempts++;
+      this.openConnection().then(
+        (connection) => {
+          if (this.closed) {
+            connection.close('ERR_CLOSED');
+            return;
+          }
+          this.connection = connection;
+          for (const w of this.waiters) w.resolve(connection);
+          this.waiters.clear();
+          this.emit('reconnected', { attempts: this.reconnectAttempts });
+        },
+        () => {
+          if (!this.closed) this.scheduleReconnect();
+        },
+      );
+    }, delay);
+  }
+}
+
+function browserWebSocket(url: string): WebSocketLike {
+  const Ctor = (globalThis as unknown as { WebSocket?: new (url: string) => WebSocketLike }).WebSocket;
+  if (Ctor === undefined) throw new KelidError('ERR_AGENT_UNREACHABLE', 'this environment has no WebSocket');
+  return new Ctor(url);
+}
+
+async function loopbackPermission(): Promise<LoopbackPermission> {
+  const nav = (
+    globalThis as unknown as {
+      navigator?: { permissions?: { query(d: { name: string }): Promise<{ state: string }> } };
+    }
+  ).navigator;
+  if (nav?.permissions === undefined) return 'unsupported';
+  // Chrome 142+ names it `loopback-network` (was `local-network-access` during the origin trial).
+  for (const name of ['loopback-network', 'local-network-access']) {
+    try {
+      const { state } = await nav.permissions.query({ name });
+      if (state === 'granted' || state === 'denied' || state === 'prompt') return state;
+    } catch {
+      // unknown permission name in this browser
+    }
+  }
+  return 'unsupported';
+}
+
+function unreachable(url: string, reason: string, permission: LoopbackPermission): KelidError {
+  const hints = [
+    'Is the Kelid agent running (`kelid serve`)?',
+    'Is its certificate trusted by this browser (`kelid ca install`, then restart the browser)?',
+  ];
+  if (permission === 'denied') {
+    hints.unshift(
+      'This site is blocked from apps on this device: allow "Apps on device" / local network access ' +
+        '(loopback-network) in the site settings (the icon left of the address bar), then reload.',
+    );
+  } else if (permission === 'prompt') {
+    hints.unshift('The browser is asking whether this site may access apps on this device: choose Allow.');
+  } else {
+    hints.push(
+      'In Chrome 142+ and Edge 143+, the site must be allowed to access apps on this device ' +
+        '(local network access, "loopback-network" permission): answer the prompt or check the site settings.',
+    );
+  }
+  hints.push('Is this site\u2019s origin allowed by the agent?');
+  return new KelidError('ERR_AGENT_UNREACHABLE', `cannot reach the Kelid agent at ${url}: ${reason}`, {
+    data: { url, permission, hint: hints.join(' ') },
+  });
+}
+
+function checkedDigest(digest: Bytes, algorithm: SignRawParams['digestAlgorithm']): string {
+  const bytes = asUint8Array(digest);
+  const want = digestLength(algorithm);
+  if (bytes.length !== want) {
+    throw new KelidError(
+      'ERR_INVALID_ARGUMENT',
+      `a ${algorithm} digest has ${want} bytes, not ${bytes.length}`,
+    );
+  }
+  return toBase64(bytes);
+}
+
+function certificateText(input: CertificateInput): string {
+  return typeof input === 'string' ? input : toBase64(input);
+}
+
+function fileSummary(file: BlobLike, algorithm: string, digest: Uint8Array): string {
+  const rawName = (file as { name?: unknown }).name;
+  const name = typeof rawName === 'string' && rawName.length > 0 ? rawName : 'file';
+  const shortName = name.length > 200 ? `${name.slice(0, 197)}...` : name;
+  return `File "${shortName}" (${file.size} bytes, ${algorithm} ${toHex(digest).slice(0, 16)}…)`;
+}

@@ -1,0 +1,167 @@
+import type { PinState } from '../protocol/types.js';
+
+/**
+ * Error codes the agent sends (PROTOCOL.md section 6, `error.data.code`).
+ */
+export type AgentErrorCode =
+  | 'ERR_FORBIDDEN'
+  | 'ERR_ORIGIN_DENIED'
+  | 'ERR_RATE_LIMITED'
+  | 'ERR_BUSY'
+  | 'ERR_USER_CANCELLED'
+  | 'ERR_CONSENT_TIMEOUT'
+  | 'ERR_TOKEN_NOT_FOUND'
+  | 'ERR_TOKEN_REMOVED'
+  | 'ERR_TOKEN_NOT_INITIALIZED'
+  | 'ERR_PIN_INCORRECT'
+  | 'ERR_PIN_LOCKED'
+  | 'ERR_PIN_POLICY'
+  | 'ERR_PIN_EXPIRED'
+  | 'ERR_KEY_NOT_FOUND'
+  | 'ERR_CERTIFICATE_NOT_FOUND'
+  | 'ERR_CERTIFICATE_MISMATCH'
+  | 'ERR_CERTIFICATE_REVOKED'
+  | 'ERR_CERTIFICATE_EXPIRED'
+  | 'ERR_STATUS_UNAVAILABLE'
+  | 'ERR_MECHANISM_UNSUPPORTED'
+  | 'ERR_TOKEN_FULL'
+  | 'ERR_MODULE_FAILED'
+  | 'ERR_DEVICE_ERROR'
+  | 'ERR_INVALID_INPUT'
+  | 'ERR_TIMESTAMP_FAILED'
+  | 'ERR_AUTH_TOKEN_INVALID'
+  | 'ERR_INTERNAL';
+
+/**
+ * Error codes raised by the SDK itself (never sent by the agent):
+ *
+ * - `ERR_AGENT_UNREACHABLE` — no WebSocket connection could be opened: the agent is not running, its
+ *   certificate is not trusted by this browser, the browser's local-network-access ("loopback-network")
+ *   permission was denied or is still waiting for an answer, or the agent refused this page's origin
+ *   during the handshake (the browser does not tell those apart). `data.hint` says what to check and
+ *   `data.permission` reports the loopback-network permission state where the browser exposes it.
+ * - `ERR_DISCONNECTED` — the connection closed while the call was in flight (the call's outcome is
+ *   unknown; a signature may or may not have been made).
+ * - `ERR_TIMEOUT` — the call's own `timeoutMs` passed without an answer (a `request.cancel` is sent).
+ * - `ERR_ABORTED` — the caller's `AbortSignal` fired (a `request.cancel` is sent).
+ * - `ERR_CLOSED` — {@link KelidClient.close} was called, or a call was made after it.
+ * - `ERR_PROTOCOL` — the agent answered with something that is not valid JSON-RPC.
+ * - `ERR_PARSE_ERROR`, `ERR_INVALID_REQUEST`, `ERR_METHOD_NOT_FOUND`, `ERR_INVALID_PARAMS` — the
+ *   JSON-RPC standard errors -32700, -32600, -32601 and -32602 from the agent.
+ * - `ERR_INVALID_ARGUMENT` — the SDK refused the arguments before sending anything.
+ */
+export type SdkErrorCode =
+  | 'ERR_AGENT_UNREACHABLE'
+  | 'ERR_DISCONNECTED'
+  | 'ERR_TIMEOUT'
+  | 'ERR_ABORTED'
+  | 'ERR_CLOSED'
+  | 'ERR_PROTOCOL'
+  | 'ERR_PARSE_ERROR'
+  | 'ERR_INVALID_REQUEST'
+  | 'ERR_METHOD_NOT_FOUND'
+  | 'ERR_INVALID_PARAMS'
+  | 'ERR_INVALID_ARGUMENT';
+
+/** Every code a {@link KelidError} can carry. Codes added by newer agents arrive unchanged. */
+export type KelidErrorCode = AgentErrorCode | SdkErrorCode | (string & Record<never, never>);
+
+const SDK_RETRIABLE: ReadonlySet<string> = new Set([
+  'ERR_AGENT_UNREACHABLE',
+  'ERR_DISCONNECTED',
+  'ERR_TIMEOUT',
+  'ERR_ABORTED',
+]);
+
+/** Constructor options of {@link KelidError}. */
+export interface KelidErrorOptions {
+  /** Whether trying again (after the user acts) can succeed; defaults from the code. */
+  retriable?: boolean;
+  /** The `error.data` object of the agent's answer, or SDK details such as `hint`. */
+  data?: Record<string, unknown>;
+  /** The underlying error, if any. */
+  cause?: unknown;
+}
+
+/**
+ * The one error type of the SDK: every rejected promise carries a `KelidError`.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await client.signCms({ certificateId, content: 'hello', summary: 'Contract 42' });
+ * } catch (e) {
+ *   if (e instanceof KelidError && e.code === 'ERR_PIN_INCORRECT' && e.pin?.finalTry) warnUser();
+ * }
+ * ```
+ */
+export class KelidError extends Error {
+  /** Stable, machine-readable code (see {@link AgentErrorCode} and {@link SdkErrorCode}). */
+  readonly code: KelidErrorCode;
+  /** Whether the same call may succeed if tried again (after the user acts: re-plug, retype, allow). */
+  readonly retriable: boolean;
+  /**
+   * PIN state after a failed PIN attempt (`ERR_PIN_INCORRECT`, `ERR_PIN_LOCKED`), when the agent sent it:
+   * `finalTry` means the next wrong PIN locks the token; `locked` means it is locked now.
+   */
+  readonly pin?: PinState;
+  /** Extra details: the agent's `error.data` (without `code`/`retriable`/`pin`), or SDK details. */
+  readonly data: Record<string, unknown>;
+  /** JSON-RPC error code of the answer (-32000 for agent errors); absent for SDK-side errors. */
+  readonly rpcCode?: number;
+
+  constructor(code: KelidErrorCode, message: string, options: KelidErrorOptions & { rpcCode?: number } = {}) {
+    super(message);
+    this.name = 'KelidError';
+    this.code = code;
+    this.retriable = options.retriable ?? SDK_RETRIABLE.has(code);
+    this.data = options.data ?? {};
+    if (options.rpcCode !== undefined) this.rpcCode = options.rpcCode;
+    if (options.cause !== undefined) {
+      Object.defineProperty(this, 'cause', { value: options.cause, enumerable: false, configurable: true });
+    }
+    const pin = this.data['pin'];
+    if (isPinState(pin)) this.pin = pin;
+  }
+
+  /** True when the user said no or let the request expire: usually nothing to report, just stop. */
+  get userCancelled(): boolean {
+    return this.code === 'ERR_USER_CANCELLED' || this.code === 'ERR_CONSENT_TIMEOUT';
+  }
+}
+
+function isPinState(v: unknown): v is PinState {
+  if (typeof v !== 'object' || v === null) return false;
+  const o = v as Record<string, unknown>;
+  return (
+    typeof o['countLow'] === 'boolean' &&
+    typeof o['finalTry'] === 'boolean' &&
+    typeof o['locked'] === 'boolean' &&
+    typeof o['toBeChanged'] === 'boolean'
+  );
+}
+
+const RPC_CODES: Record<number, SdkErrorCode> = {
+  [-32700]: 'ERR_PARSE_ERROR',
+  [-32600]: 'ERR_INVALID_REQUEST',
+  [-32601]: 'ERR_METHOD_NOT_FOUND',
+  [-32602]: 'ERR_INVALID_PARAMS',
+};
+
+/** Turn a JSON-RPC `error` member into a {@link KelidError}. */
+export function errorFromRpc(error: unknown): KelidError {
+  if (typeof error !== 'object' || error === null) {
+    return new KelidError('ERR_PROTOCOL', 'the agent sent a malformed error');
+  }
+  const e = error as { code?: unknown; message?: unknown; data?: unknown };
+  const rpcCode = typeof e.code === 'number' ? e.code : undefined;
+  const message = typeof e.message === 'string' ? e.message : 'error';
+  const data =
+    typeof e.data === 'object' && e.data !== null ? { ...(e.data as Record<string, unknown>) } : {};
+  let code: string | undefined = typeof data['code'] === 'string' ? data['code'] : undefined;
+  const retriable = typeof data['retriable'] === 'boolean' ? data['retriable'] : undefined;
+  delete data['code'];
+  delete data['retriable'];
+  if (code === undefined) code = (rpcCode !== undefined ? RPC_CODES[rpcCode] : undefined) ?? 'ERR_INTERNAL';
+  return new KelidError(code, message, { rpcCode, data, retriable: retriable ?? false });
+}
