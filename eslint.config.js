@@ -1,10 +1,16 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
+import globals from 'globals';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'test-artifacts/**', 'src/ui/**/*.js'] },
+  { ignores: ['dist/**', 'node_modules/**', 'test-artifacts/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
+  {
+    files: ['bench/**/*.js', 'scripts/**/*.mjs', 'bin/**/*.js', 'demo/**/*.{js,mjs}'],
+    languageOptions: { globals: globals.node },
+  },
+  { files: ['src/ui/**/*.js'], languageOptions: { globals: globals.browser } },
   {
     rules: {
       '@typescript-eslint/no-explicit-any': 'error',

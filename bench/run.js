@@ -21,9 +21,16 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const dir = mkdtempSync(join(tmpdir(), 'kelid-bench-'));
 mkdirSync(join(dir, 'tokens'));
 const conf = join(dir, 'softhsm2.conf');
-writeFileSync(conf, `directories.tokendir = ${join(dir, 'tokens')}\nobjectstore.backend = file\nlog.level = ERROR\n`);
+writeFileSync(
+  conf,
+  `directories.tokendir = ${join(dir, 'tokens')}\nobjectstore.backend = file\nlog.level = ERROR\n`,
+);
 process.env.SOFTHSM2_CONF = conf;
-execFileSync('softhsm2-util', ['--init-token', '--free', '--label', 'bench', '--so-pin', '87654321', '--pin', PIN], { stdio: 'ignore' });
+execFileSync(
+  'softhsm2-util',
+  ['--init-token', '--free', '--label', 'bench', '--so-pin', '87654321', '--pin', PIN],
+  { stdio: 'ignore' },
+);
 
 function median(xs) {
   const s = [...xs].sort((a, b) => a - b);
@@ -98,7 +105,8 @@ for (const [name, key] of Object.entries(keys)) {
           await s.login('user', PIN);
           const k = await findSigningKey(s, key.keyId);
           const signer = await Pkcs11Signer.create(s, k);
-          for (let i = 0; i < n; i++) await signer.signDigest(digests[i], 'SHA-256', isEc ? 'ECDSA' : 'RSASSA-PKCS1-v1_5');
+          for (let i = 0; i < n; i++)
+            await signer.signDigest(digests[i], 'SHA-256', isEc ? 'ECDSA' : 'RSASSA-PKCS1-v1_5');
         }),
       ),
     );
@@ -160,7 +168,12 @@ p11.C_Finalize();
 await modules.stop();
 rmSync(dir, { recursive: true, force: true });
 
-const meta = { date: new Date().toISOString(), node: process.version, cpus: (await import('node:os')).cpus().length, rounds: ROUNDS };
+const meta = {
+  date: new Date().toISOString(),
+  node: process.version,
+  cpus: (await import('node:os')).cpus().length,
+  rounds: ROUNDS,
+};
 const md = [
   `# Kelid bench (${meta.date}, node ${meta.node}, ${meta.cpus} cores, median of ${ROUNDS})`,
   '',

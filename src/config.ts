@@ -61,7 +61,11 @@ const pinRule = {
   },
 } as const;
 
-const originList = { type: 'array', maxItems: 1000, items: { type: 'string', minLength: 1, maxLength: 255 } } as const;
+const originList = {
+  type: 'array',
+  maxItems: 1000,
+  items: { type: 'string', minLength: 1, maxLength: 255 },
+} as const;
 
 export const CONFIG_SCHEMA = {
   type: 'object',
@@ -139,7 +143,10 @@ export function resolveConfig(raw: unknown): KelidConfig {
     ...d,
     ...c,
     consent: { ...d.consent, ...c.consent },
-    pinPolicy: { user: { ...d.pinPolicy.user, ...c.pinPolicy?.user }, so: { ...d.pinPolicy.so, ...c.pinPolicy?.so } },
+    pinPolicy: {
+      user: { ...d.pinPolicy.user, ...c.pinPolicy?.user },
+      so: { ...d.pinPolicy.so, ...c.pinPolicy?.so },
+    },
     revocation: { ...d.revocation, ...c.revocation },
     limits: { ...d.limits, ...c.limits },
     modules: c.modules ?? [],
@@ -156,7 +163,10 @@ export function loadConfig(file?: string): KelidConfig {
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
-    throw new KelidError('ERR_INVALID_INPUT', `cannot read config file ${file}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+    throw new KelidError(
+      'ERR_INVALID_INPUT',
+      `cannot read config file ${file}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`,
+    );
   }
   let raw: unknown;
   try {

@@ -42,7 +42,10 @@ export interface RunningServices extends AgentServices {
 }
 
 /** The composition of the services below the protocol layer: module hosts, tokens, provisioning, signing. */
-export async function createAgentServices(config: KelidConfig, options: ServiceOptions): Promise<RunningServices> {
+export async function createAgentServices(
+  config: KelidConfig,
+  options: ServiceOptions,
+): Promise<RunningServices> {
   const logger = options.logger ?? silentLogger;
   const moduleManager = new ModuleManager(moduleSpecs(config), { logger });
   await moduleManager.start();

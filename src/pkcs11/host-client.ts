@@ -6,7 +6,14 @@ import { fileURLToPath } from 'node:url';
 import { KelidError } from '../errors.js';
 import { silentLogger } from '../log.js';
 import type { Logger } from '../log.js';
-import type { HostEvent, HostMethod, HostMethods, HostResponse, ModuleHost, ModuleInfo } from './host-protocol.js';
+import type {
+  HostEvent,
+  HostMethod,
+  HostMethods,
+  HostResponse,
+  ModuleHost,
+  ModuleInfo,
+} from './host-protocol.js';
 
 export type HostState = 'starting' | 'ready' | 'backoff' | 'failed' | 'stopped';
 
@@ -99,7 +106,8 @@ export class HostClient extends EventEmitter implements ModuleHost {
   }
 
   private whenSettled(): Promise<void> {
-    if (this._state === 'ready' || this._state === 'failed' || this._state === 'stopped') return Promise.resolve();
+    if (this._state === 'ready' || this._state === 'failed' || this._state === 'stopped')
+      return Promise.resolve();
     return new Promise((resolve) => this.readyWaiters.push(resolve));
   }
 
@@ -126,7 +134,8 @@ export class HostClient extends EventEmitter implements ModuleHost {
     this.child = child;
     child.stderr?.setEncoding('utf8');
     child.stderr?.on('data', (chunk: string) => {
-      for (const line of chunk.split('\n')) if (line.trim()) this.log.debug({ stderr: line.slice(0, 500) }, 'module output');
+      for (const line of chunk.split('\n'))
+        if (line.trim()) this.log.debug({ stderr: line.slice(0, 500) }, 'module output');
     });
     child.on('message', (m: HostResponse | HostEvent) => this.onMessage(m));
     child.on('error', (e) => this.log.warn({ err: e.message }, 'module host process error'));
@@ -138,7 +147,10 @@ export class HostClient extends EventEmitter implements ModuleHost {
       if (m.event === 'ready') {
         this._info = m.info;
         this._loadError = undefined;
-        this.log.info({ library: m.info.libraryDescription, version: m.info.libraryVersion }, 'module loaded');
+        this.log.info(
+          { library: m.info.libraryDescription, version: m.info.libraryVersion },
+          'module loaded',
+        );
         this.setState('ready');
         this.emit('ready', m.info);
       } else {
@@ -163,7 +175,9 @@ export class HostClient extends EventEmitter implements ModuleHost {
     const reason = signal ? `signal ${signal}` : `exit code ${code}`;
     for (const [id, p] of this.pending) {
       clearTimeout(p.timer);
-      p.reject(new KelidError('ERR_MODULE_FAILED', `the PKCS#11 module host stopped unexpectedly (${reason})`));
+      p.reject(
+        new KelidError('ERR_MODULE_FAILED', `the PKCS#11 module host stopped unexpectedly (${reason})`),
+      );
       this.pending.delete(id);
     }
     this.emit('exit', { code, signal, expected });
@@ -189,7 +203,8 @@ export class HostClient extends EventEmitter implements ModuleHost {
     if (this._state === 'backoff' || this._state === 'starting') {
       await Promise.race([this.whenSettled(), new Promise((r) => setTimeout(r, timeoutMs).unref())]);
     }
-    if (this._state === 'failed') throw this._loadError ?? new KelidError('ERR_MODULE_FAILED', 'the module failed to load');
+    if (this._state === 'failed')
+      throw this._loadError ?? new KelidError('ERR_MODULE_FAILED', 'the module failed to load');
     const child = this.child;
     if (this._state !== 'ready' || !child) {
       throw new KelidError('ERR_MODULE_FAILED', 'the PKCS#11 module host is not running');
@@ -201,7 +216,12 @@ export class HostClient extends EventEmitter implements ModuleHost {
         this.log.warn({ method, timeoutMs }, 'module call passed its deadline; killing the host');
         // Calls made from now on wait for the restarted host instead of going to the dying one.
         if (this.child === child) this.setState('backoff');
-        reject(new KelidError('ERR_MODULE_FAILED', `the PKCS#11 module did not answer within ${Math.round(timeoutMs / 1000)} s`));
+        reject(
+          new KelidError(
+            'ERR_MODULE_FAILED',
+            `the PKCS#11 module did not answer within ${Math.round(timeoutMs / 1000)} s`,
+          ),
+        );
         child.kill('SIGKILL');
       }, timeoutMs);
       this.pending.set(id, { method, resolve: resolve as (v: unknown) => void, reject, timer });

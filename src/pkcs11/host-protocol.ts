@@ -83,7 +83,10 @@ export interface HostMethods {
     result: FoundObject[];
   };
   getAttributes: { params: { sessionId: number; handle: string; attributes: number[] }; result: FoundObject };
-  setAttributes: { params: { sessionId: number; handle: string; template: AttrTemplateItem[] }; result: Record<string, never> };
+  setAttributes: {
+    params: { sessionId: number; handle: string; template: AttrTemplateItem[] };
+    result: Record<string, never>;
+  };
   createObject: { params: { sessionId: number; template: AttrTemplateItem[] }; result: { handle: string } };
   destroyObject: { params: { sessionId: number; handle: string }; result: Record<string, never> };
   generateKeyPair: {
@@ -96,7 +99,13 @@ export interface HostMethods {
     result: { publicKey: string; privateKey: string };
   };
   sign: {
-    params: { sessionId: number; mechanism: MechanismSpec; key: string; data: Uint8Array; contextPin?: string };
+    params: {
+      sessionId: number;
+      mechanism: MechanismSpec;
+      key: string;
+      data: Uint8Array;
+      contextPin?: string;
+    };
     result: { signature: Uint8Array };
   };
   /** Test hook: block the host's event loop (used to prove the deadline kill). Only with KELID_TEST_HOOKS=1. */
@@ -112,12 +121,10 @@ export interface HostRequest<M extends HostMethod = HostMethod> {
 }
 
 export type HostResponse =
-  | { id: number; ok: true; result: unknown }
-  | { id: number; ok: false; error: SerializedKelidError };
+  { id: number; ok: true; result: unknown } | { id: number; ok: false; error: SerializedKelidError };
 
 export type HostEvent =
-  | { event: 'ready'; info: ModuleInfo }
-  | { event: 'load-failed'; error: SerializedKelidError };
+  { event: 'ready'; info: ModuleInfo } | { event: 'load-failed'; error: SerializedKelidError };
 
 /** What the agent needs from a loaded module: implemented by the host client and by test fakes. */
 export interface ModuleHost {

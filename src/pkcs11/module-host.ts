@@ -182,7 +182,8 @@ class ModuleHostProcess {
     this.closeIdleSessions(slot);
     // The label must be exactly 32 bytes padded with blanks (pkcs11js passes the string's own length).
     const label = Buffer.from(p.label, 'utf8');
-    if (label.length > 32) throw new KelidError('ERR_INVALID_INPUT', 'the token label is longer than 32 bytes');
+    if (label.length > 32)
+      throw new KelidError('ERR_INVALID_INPUT', 'the token label is longer than 32 bytes');
     const padded = p.label + ' '.repeat(32 - label.length);
     this.p11.C_InitToken(slot, p.soPin, padded);
     this.loggedIn.delete(key);
@@ -378,7 +379,9 @@ class ModuleHostProcess {
     return {};
   }
 
-  async generateKeyPair(p: HostMethods['generateKeyPair']['params']): Promise<HostMethods['generateKeyPair']['result']> {
+  async generateKeyPair(
+    p: HostMethods['generateKeyPair']['params'],
+  ): Promise<HostMethods['generateKeyPair']['result']> {
     const s = this.session(p.sessionId);
     const pair = await this.p11.C_GenerateKeyPairAsync(
       s.handle,
@@ -401,7 +404,8 @@ class ModuleHostProcess {
   }
 
   testHang(p: HostMethods['testHang']['params']): Record<string, never> {
-    if (process.env.KELID_TEST_HOOKS !== '1') throw new KelidError('ERR_FORBIDDEN', 'test hooks are disabled');
+    if (process.env.KELID_TEST_HOOKS !== '1')
+      throw new KelidError('ERR_FORBIDDEN', 'test hooks are disabled');
     const end = Date.now() + p.ms;
     while (Date.now() < end) {
       // busy-wait on purpose: a module stuck in a synchronous call
@@ -431,7 +435,8 @@ function toTemplate(t: AttrTemplateItem[]): Template {
 
 function toMechanism(m: MechanismSpec): Mechanism {
   if (m.parameter === undefined) return { mechanism: m.mechanism };
-  if (m.parameter instanceof Uint8Array) return { mechanism: m.mechanism, parameter: Buffer.from(m.parameter) };
+  if (m.parameter instanceof Uint8Array)
+    return { mechanism: m.mechanism, parameter: Buffer.from(m.parameter) };
   return { mechanism: m.mechanism, parameter: m.parameter as IParams };
 }
 

@@ -69,8 +69,16 @@ export const CKM = {
   SHA256_RSA_PKCS: P.CKM_SHA256_RSA_PKCS,
 } as const;
 
-export const CKG_MGF1 = { 'SHA-256': P.CKG_MGF1_SHA256, 'SHA-384': P.CKG_MGF1_SHA384, 'SHA-512': P.CKG_MGF1_SHA512 } as const;
-export const CKM_HASH = { 'SHA-256': P.CKM_SHA256, 'SHA-384': P.CKM_SHA384, 'SHA-512': P.CKM_SHA512 } as const;
+export const CKG_MGF1 = {
+  'SHA-256': P.CKG_MGF1_SHA256,
+  'SHA-384': P.CKG_MGF1_SHA384,
+  'SHA-512': P.CKG_MGF1_SHA512,
+} as const;
+export const CKM_HASH = {
+  'SHA-256': P.CKM_SHA256,
+  'SHA-384': P.CKM_SHA384,
+  'SHA-512': P.CKM_SHA512,
+} as const;
 export const CK_PARAMS_RSA_PSS = P.CK_PARAMS_RSA_PSS;
 
 /** CK_TOKEN_INFO flags. */
@@ -114,7 +122,10 @@ export interface KeyPairTemplateOptions {
   quirks?: TemplateQuirks;
 }
 
-function applyQuirks(base: AttrTemplateItem[], overrides: Record<string, AttrValue> | undefined): AttrTemplateItem[] {
+function applyQuirks(
+  base: AttrTemplateItem[],
+  overrides: Record<string, AttrValue> | undefined,
+): AttrTemplateItem[] {
   if (!overrides) return base;
   const out = [...base];
   for (const [name, value] of Object.entries(overrides)) {

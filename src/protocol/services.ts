@@ -59,10 +59,19 @@ export interface SigningApi {
   signBatch(
     certificateId: string,
     userPin: string,
-    input: { format: 'raw' | 'cms'; digestAlgorithm: DigestAlgorithm; scheme?: SignatureScheme; digests: Uint8Array[] },
+    input: {
+      format: 'raw' | 'cms';
+      digestAlgorithm: DigestAlgorithm;
+      scheme?: SignatureScheme;
+      digests: Uint8Array[];
+    },
     options?: { signal?: AbortSignal },
   ): Promise<{ results: Array<{ signature: Uint8Array } | { cms: Uint8Array }>; cancelled: boolean }>;
-  authChallenge(certificateId: string, userPin: string, input: { origin: string; nonce: Uint8Array }): Promise<AuthToken>;
+  authChallenge(
+    certificateId: string,
+    userPin: string,
+    input: { origin: string; nonce: Uint8Array },
+  ): Promise<AuthToken>;
 }
 
 export interface ProvisioningApi {
@@ -82,7 +91,12 @@ export interface ProvisioningApi {
   ): Promise<Certificate>;
   listKeys(tokenId: string): Promise<Key[]>;
   listCertificates(tokenId: string): Promise<Certificate[]>;
-  deleteObjects(tokenId: string, userPin: string, keyId: string, scope: 'certificate' | 'keypair' | 'all'): Promise<number>;
+  deleteObjects(
+    tokenId: string,
+    userPin: string,
+    keyId: string,
+    scope: 'certificate' | 'keypair' | 'all',
+  ): Promise<number>;
   /** Effective PIN rules for the consent UI (policy narrowed by the token's own limits). */
   pinRules(tokenId: string): Promise<{
     user: { minLength: number; maxLength: number; charset: string };

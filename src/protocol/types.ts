@@ -25,8 +25,7 @@ export interface Token {
 }
 
 export type KeyAlgorithm =
-  | { name: 'RSA'; modulusLength: 2048 | 3072 | 4096 }
-  | { name: 'EC'; namedCurve: 'P-256' | 'P-384' };
+  { name: 'RSA'; modulusLength: 2048 | 3072 | 4096 } | { name: 'EC'; namedCurve: 'P-256' | 'P-384' };
 
 export interface Key {
   keyId: string;

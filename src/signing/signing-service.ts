@@ -1,8 +1,20 @@
 import { KelidError } from '../errors.js';
 import { describeCertificate } from '../pki/certificate.js';
 import { bytesEqual } from '../pki/der.js';
-import type { Certificate, DigestAlgorithm, SignatureScheme, Status, Token } from '../protocol/types.js';
-import type { CertificateFilter, SigningApi, SigningPreflight, SigningWarning } from '../protocol/services.js';
+import type {
+  AuthToken,
+  Certificate,
+  DigestAlgorithm,
+  SignatureScheme,
+  Status,
+  Token,
+} from '../protocol/types.js';
+import type {
+  CertificateFilter,
+  SigningApi,
+  SigningPreflight,
+  SigningWarning,
+} from '../protocol/services.js';
 import { listCertificateObjects, listCertificates } from '../tokens/certificate-store.js';
 import { findSigningKey } from '../tokens/key-store.js';
 import { Pkcs11Signer } from '../tokens/token-signer.js';
@@ -42,7 +54,11 @@ interface Located {
 
 function matchesFilter(c: Certificate, f: CertificateFilter | undefined): boolean {
   if (!f) return true;
-  if (f.keyUsage && !f.keyUsage.every((u) => c.keyUsage.includes(u === 'contentCommitment' ? 'nonRepudiation' : u))) return false;
+  if (
+    f.keyUsage &&
+    !f.keyUsage.every((u) => c.keyUsage.includes(u === 'contentCommitment' ? 'nonRepudiation' : u))
+  )
+    return false;
   if (f.extendedKeyUsage && !f.extendedKeyUsage.every((u) => c.extendedKeyUsage.includes(u))) return false;
   if (f.issuer !== undefined && !c.issuer.toLowerCase().includes(f.issuer.toLowerCase())) return false;
   if (f.validAt !== undefined) {
@@ -81,9 +97,12 @@ export class SigningService implements SigningApi {
   }
 
   private async locate(certificateId: string): Promise<Located> {
-    if (!/^[0-9a-f]{32}$/.test(certificateId)) throw new KelidError('ERR_INVALID_INPUT', 'certificateId is malformed');
+    if (!/^[0-9a-f]{32}$/.test(certificateId))
+      throw new KelidError('ERR_INVALID_INPUT', 'certificateId is malformed');
     for (const token of (await this.tokens.listTokens()).filter((t) => t.initialized)) {
-      const certs = await this.tokens.withSession(token.tokenId, { readWrite: false }, (s) => listCertificates(s));
+      const certs = await this.tokens.withSession(token.tokenId, { readWrite: false }, (s) =>
+        listCertificates(s),
+      );
       const certificate = certs.find((c) => c.certificateId === certificateId);
       if (certificate) return { token, certificate, der: Buffer.from(certificate.certificate, 'base64') };
     }
@@ -91,9 +110,13 @@ export class SigningService implements SigningApi {
   }
 
   /** A certificate on a token with its issuers from the same token (for status checks). */
-  async certificateWithIssuers(certificateId: string): Promise<{ der: Uint8Array; issuers: Uint8Array[]; token: Token }> {
+  async certificateWithIssuers(
+    certificateId: string,
+  ): Promise<{ der: Uint8Array; issuers: Uint8Array[]; token: Token }> {
     const loc = await this.locate(certificateId);
-    const issuers = await this.tokens.withSession(loc.token.tokenId, { readWrite: false }, (s) => this.chainOf(s, loc.der));
+    const issuers = await this.tokens.withSession(loc.token.tokenId, { readWrite: false }, (s) =>
+      this.chainOf(s, loc.der),
+    );
     return { der: loc.der, issuers, token: loc.token };
   }
 
@@ -103,10 +126,13 @@ export class SigningService implements SigningApi {
     if (now > Date.parse(loc.certificate.notAfter) || now < Date.parse(loc.certificate.notBefore)) {
       throw new KelidError('ERR_CERTIFICATE_EXPIRED', 'the certificate is expired or not yet valid');
     }
-    if (!loc.certificate.hasPrivateKey) throw new KelidError('ERR_KEY_NOT_FOUND', 'this certificate has no private key on the token');
+    if (!loc.certificate.hasPrivateKey)
+      throw new KelidError('ERR_KEY_NOT_FOUND', 'this certificate has no private key on the token');
     const result: SigningPreflight = { token: loc.token, certificate: loc.certificate };
     if (this.options.revocationCheck) {
-      const issuers = await this.tokens.withSession(loc.token.tokenId, { readWrite: false }, (s) => this.chainOf(s, loc.der));
+      const issuers = await this.tokens.withSession(loc.token.tokenId, { readWrite: false }, (s) =>
+        this.chainOf(s, loc.der),
+      );
       const r = await this.options.revocationCheck(loc.der, issuers);
       if (r.status) result.status = r.status;
       if (r.warning) result.warning = r.warning;
@@ -122,7 +148,10 @@ export class SigningService implements SigningApi {
     for (let depth = 0; depth < 8; depth++) {
       if (bytesEqual(current.issuerDer, current.subjectDer)) break;
       const issuer = all.find(
-        (c) => bytesEqual(c.description.subjectDer, current.issuerDer) && !chain.some((x) => bytesEqual(x, c.der)) && !bytesEqual(c.der, leaf),
+        (c) =>
+          bytesEqual(c.description.subjectDer, current.issuerDer) &&
+          !chain.some((x) => bytesEqual(x, c.der)) &&
+          !bytesEqual(c.der, leaf),
       );
       if (!issuer) break;
       chain.push(issuer.der);
@@ -164,7 +193,10 @@ export class SigningService implements SigningApi {
     const url = this.options.tsaUrl;
     if (!url) throw new KelidError('ERR_INVALID_INPUT', 'timestamp requested but no tsaUrl is configured');
     return (value) =>
-      requestTimestamp(url, value, { hash: digestAlgorithm, timeoutMs: this.options.timestampTimeoutMs ?? 10_000 });
+      requestTimestamp(url, value, {
+        hash: digestAlgorithm,
+        timeoutMs: this.options.timestampTimeoutMs ?? 10_000,
+      });
   }
 
   async signCms(
@@ -203,7 +235,12 @@ export class SigningService implements SigningApi {
   async signBatch(
     certificateId: string,
     userPin: string,
-    input: { format: 'raw' | 'cms'; digestAlgorithm: DigestAlgorithm; scheme?: SignatureScheme; digests: Uint8Array[] },
+    input: {
+      format: 'raw' | 'cms';
+      digestAlgorithm: DigestAlgorithm;
+      scheme?: SignatureScheme;
+      digests: Uint8Array[];
+    },
     options: { signal?: AbortSignal } = {},
   ): Promise<{ results: Array<{ signature: Uint8Array } | { cms: Uint8Array }>; cancelled: boolean }> {
     for (const d of input.digests) assertDigestLength(d, input.digestAlgorithm);
@@ -237,7 +274,7 @@ export class SigningService implements SigningApi {
     certificateId: string,
     userPin: string,
     input: { origin: string; nonce: Uint8Array },
-  ): Promise<import('../protocol/types.js').AuthToken> {
+  ): Promise<AuthToken> {
     return this.withSigner(certificateId, userPin, (signer, loc) =>
       createAuthToken({ signer, certificate: loc.der, origin: input.origin, nonce: input.nonce }),
     );

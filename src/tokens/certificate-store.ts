@@ -154,7 +154,11 @@ export async function importCertificate(
       leafObj = { handle, id: keyId, label, der: input.der, categoryValue: 1, description: leaf };
     }
     for (const k of [pub, priv]) {
-      if (k) await session.call('setAttributes', { handle: k.handle, template: [{ type: CKA.SUBJECT, value: leaf.subjectDer }] });
+      if (k)
+        await session.call('setAttributes', {
+          handle: k.handle,
+          template: [{ type: CKA.SUBJECT, value: leaf.subjectDer }],
+        });
     }
     for (const ca of chain) {
       if (bytesEqual(ca.der, input.der)) continue;
@@ -175,20 +179,31 @@ export async function importCertificate(
     }
     return { certificate: toWireCertificate(session.token.tokenId, leafObj, true), created: created.length };
   } catch (e) {
-    for (const handle of created.reverse()) await session.call('destroyObject', { handle }).catch(() => undefined);
-    throw isKelidError(e) ? e : new KelidError('ERR_INTERNAL', 'the certificate could not be written', { cause: e });
+    for (const handle of created.reverse())
+      await session.call('destroyObject', { handle }).catch(() => undefined);
+    throw isKelidError(e)
+      ? e
+      : new KelidError('ERR_INTERNAL', 'the certificate could not be written', { cause: e });
   }
 }
 
 export type DeleteScope = 'certificate' | 'keypair' | 'all';
 
 /** Delete the user certificate(s), the key pair, or both of a keyId (caller holds the user login). */
-export async function deleteObjects(session: TokenSession, keyId: string, scope: DeleteScope): Promise<number> {
+export async function deleteObjects(
+  session: TokenSession,
+  keyId: string,
+  scope: DeleteScope,
+): Promise<number> {
   const handles: string[] = [];
   if (scope === 'certificate' || scope === 'all') {
-    const certs = (await listCertificateObjects(session)).filter((c) => c.id === keyId && c.categoryValue !== 2);
+    const certs = (await listCertificateObjects(session)).filter(
+      (c) => c.id === keyId && c.categoryValue !== 2,
+    );
     if (certs.length === 0 && scope === 'certificate') {
-      throw new KelidError('ERR_CERTIFICATE_NOT_FOUND', 'no certificate with this keyId on the token', { data: { keyId } });
+      throw new KelidError('ERR_CERTIFICATE_NOT_FOUND', 'no certificate with this keyId on the token', {
+        data: { keyId },
+      });
     }
     handles.push(...certs.map((c) => c.handle));
   }
@@ -202,7 +217,8 @@ export async function deleteObjects(session: TokenSession, keyId: string, scope:
     }
     handles.push(...keys.map((k) => k.handle));
   }
-  if (handles.length === 0) throw new KelidError('ERR_KEY_NOT_FOUND', 'nothing with this keyId on the token', { data: { keyId } });
+  if (handles.length === 0)
+    throw new KelidError('ERR_KEY_NOT_FOUND', 'nothing with this keyId on the token', { data: { keyId } });
   for (const handle of handles) await session.call('destroyObject', { handle });
   return handles.length;
 }

@@ -1,7 +1,17 @@
 import { randomBytes } from 'node:crypto';
 import { KelidError, isKelidError } from '../errors.js';
 import type { FoundObject } from '../pkcs11/host-protocol.js';
-import { CKA, CKF_MECH, CKK, CKM, CKO, decodeBool, decodeUlong, decodeUtf8, signingKeyPairTemplates } from '../pkcs11/templates.js';
+import {
+  CKA,
+  CKF_MECH,
+  CKK,
+  CKM,
+  CKO,
+  decodeBool,
+  decodeUlong,
+  decodeUtf8,
+  signingKeyPairTemplates,
+} from '../pkcs11/templates.js';
 import { toHex } from '../pki/der.js';
 import { keyIdFromSpki } from '../pki/key-id.js';
 import { curveFromEcParams, ecSpki, rsaSpki } from '../pki/spki.js';
@@ -44,7 +54,9 @@ export interface PublicKeyObject {
 }
 
 /** Rebuild the SubjectPublicKeyInfo of an RSA or EC key object; undefined for other key types. */
-export function spkiFromAttributes(o: FoundObject): { spki: Uint8Array; keyType: 'RSA' | 'EC'; algorithm: Key['algorithm'] } | undefined {
+export function spkiFromAttributes(
+  o: FoundObject,
+): { spki: Uint8Array; keyType: 'RSA' | 'EC'; algorithm: Key['algorithm'] } | undefined {
   const type = decodeUlong(o.values[CKA.KEY_TYPE]);
   if (type === CKK.RSA) {
     const n = o.values[CKA.MODULUS];
@@ -142,14 +154,29 @@ export async function listPrivateKeys(session: TokenSession, keyId?: string): Pr
  * The signing key of `keyId` (after login): its private key handle plus the public key (from the
  * public key object or, failing that, from `fallbackSpki` such as the certificate's).
  */
-export async function findSigningKey(session: TokenSession, keyId: string, fallbackSpki?: Uint8Array): Promise<TokenKeyRef> {
+export async function findSigningKey(
+  session: TokenSession,
+  keyId: string,
+  fallbackSpki?: Uint8Array,
+): Promise<TokenKeyRef> {
   const privates = (await listPrivateKeys(session, keyId)).filter((k) => k.keyId === keyId);
   const publics = (await listPublicKeys(session, keyId)).filter((k) => k.keyId === keyId);
   const priv = privates[0];
-  if (!priv) throw new KelidError('ERR_KEY_NOT_FOUND', 'no private key with this keyId on the token', { data: { keyId } });
+  if (!priv)
+    throw new KelidError('ERR_KEY_NOT_FOUND', 'no private key with this keyId on the token', {
+      data: { keyId },
+    });
   const spki = publics[0]?.spki ?? fallbackSpki;
-  if (!spki) throw new KelidError('ERR_KEY_NOT_FOUND', 'the public half of this key is not on the token', { data: { keyId } });
-  return { handle: priv.handle, keyType: priv.keyType, publicKey: spki, alwaysAuthenticate: priv.alwaysAuthenticate };
+  if (!spki)
+    throw new KelidError('ERR_KEY_NOT_FOUND', 'the public half of this key is not on the token', {
+      data: { keyId },
+    });
+  return {
+    handle: priv.handle,
+    keyType: priv.keyType,
+    publicKey: spki,
+    alwaysAuthenticate: priv.alwaysAuthenticate,
+  };
 }
 
 export interface GenerateKeyOptions {
@@ -170,16 +197,23 @@ export interface GeneratedKey {
   neverExtractable: boolean;
 }
 
-function checkKeygenSupport(mechs: Awaited<ReturnType<TokenSession['mechanisms']>>, algorithm: KeyAlgorithm): void {
+function checkKeygenSupport(
+  mechs: Awaited<ReturnType<TokenSession['mechanisms']>>,
+  algorithm: KeyAlgorithm,
+): void {
   const mech = algorithm.name === 'RSA' ? CKM.RSA_PKCS_KEY_PAIR_GEN : CKM.EC_KEY_PAIR_GEN;
   const info = mechs.find((m) => m.type === mech);
   if (!info || (info.flags !== 0 && (info.flags & CKF_MECH.GENERATE_KEY_PAIR) === 0)) {
     throw new KelidError('ERR_MECHANISM_UNSUPPORTED', `the token cannot generate ${algorithm.name} keys`);
   }
-  const size = algorithm.name === 'RSA' ? algorithm.modulusLength : algorithm.namedCurve === 'P-256' ? 256 : 384;
+  const size =
+    algorithm.name === 'RSA' ? algorithm.modulusLength : algorithm.namedCurve === 'P-256' ? 256 : 384;
   // Some modules report RSA sizes in bits and EC sizes in bits; 0 means "not stated".
   if ((info.minKeySize > 0 && size < info.minKeySize) || (info.maxKeySize > 0 && size > info.maxKeySize)) {
-    throw new KelidError('ERR_MECHANISM_UNSUPPORTED', `the token cannot generate ${algorithm.name} keys of this size`);
+    throw new KelidError(
+      'ERR_MECHANISM_UNSUPPORTED',
+      `the token cannot generate ${algorithm.name} keys of this size`,
+    );
   }
 }
 
@@ -202,7 +236,11 @@ export async function generateSigningKey(
   });
   const pair = await session.call(
     'generateKeyPair',
-    { mechanism: { mechanism: t.mechanism }, publicTemplate: t.publicTemplate, privateTemplate: t.privateTemplate },
+    {
+      mechanism: { mechanism: t.mechanism },
+      publicTemplate: t.publicTemplate,
+      privateTemplate: t.privateTemplate,
+    },
     { timeoutMs: 300_000 },
   );
   try {
@@ -217,8 +255,14 @@ export async function generateSigningKey(
       handle: pair.privateKey,
       attributes: [CKA.LOCAL, CKA.ALWAYS_SENSITIVE, CKA.NEVER_EXTRACTABLE, CKA.SENSITIVE, CKA.EXTRACTABLE],
     });
-    if (decodeBool(priv.values[CKA.SENSITIVE]) === false || decodeBool(priv.values[CKA.EXTRACTABLE]) === true) {
-      throw new KelidError('ERR_INTERNAL', 'the token did not keep the new private key sensitive and non-extractable');
+    if (
+      decodeBool(priv.values[CKA.SENSITIVE]) === false ||
+      decodeBool(priv.values[CKA.EXTRACTABLE]) === true
+    ) {
+      throw new KelidError(
+        'ERR_INTERNAL',
+        'the token did not keep the new private key sensitive and non-extractable',
+      );
     }
     return {
       keyId,
@@ -235,6 +279,8 @@ export async function generateSigningKey(
     for (const handle of [pair.privateKey, pair.publicKey]) {
       await session.call('destroyObject', { handle }).catch(() => undefined);
     }
-    throw isKelidError(e) ? e : new KelidError('ERR_INTERNAL', 'key generation could not be completed', { cause: e });
+    throw isKelidError(e)
+      ? e
+      : new KelidError('ERR_INTERNAL', 'key generation could not be completed', { cause: e });
   }
 }

@@ -5,7 +5,12 @@ import { createCsr } from '../pki/csr.js';
 import type { CsrRequest } from '../pki/csr.js';
 import { describeCertificate, parseCertificateInput } from '../pki/certificate.js';
 import type { Certificate, Key, KeyAlgorithm, Token } from '../protocol/types.js';
-import { deleteObjects, importCertificate, listCertificateObjects, listCertificates } from './certificate-store.js';
+import {
+  deleteObjects,
+  importCertificate,
+  listCertificateObjects,
+  listCertificates,
+} from './certificate-store.js';
 import type { DeleteScope } from './certificate-store.js';
 import { findSigningKey, generateSigningKey, listPrivateKeys, listPublicKeys } from './key-store.js';
 import type { TemplateQuirks } from '../pkcs11/templates.js';
@@ -20,7 +25,8 @@ function checkLabel(label: string, what: string): void {
   if (Buffer.byteLength(label, 'utf8') > MAX_LABEL_BYTES) {
     throw new KelidError('ERR_INVALID_INPUT', `the ${what} is longer than ${MAX_LABEL_BYTES} bytes (UTF-8)`);
   }
-  if (/[\u0000-\u001f\u007f]/u.test(label)) throw new KelidError('ERR_INVALID_INPUT', `the ${what} contains control characters`);
+  if (/\p{Cc}/u.test(label))
+    throw new KelidError('ERR_INVALID_INPUT', `the ${what} contains control characters`);
 }
 
 export interface GenerateKeyRequest {
@@ -43,7 +49,11 @@ export class ProvisioningService {
   ) {}
 
   private rule(role: LoginRole, token: Token): PinRule {
-    return effectiveRule(role === 'user' ? this.policy.user : this.policy.so, token.pinLength.min, token.pinLength.max);
+    return effectiveRule(
+      role === 'user' ? this.policy.user : this.policy.so,
+      token.pinLength.min,
+      token.pinLength.max,
+    );
   }
 
   /** Check a new PIN for `role` on this token; returns it normalized (Persian/Arabic digits → ASCII). */
@@ -66,7 +76,11 @@ export class ProvisioningService {
     const soPin = this.checkNewPin('so', loc.token, input.soPin);
     const userPin = this.checkNewPin('user', loc.token, input.userPin);
     if (loc.token.readOnly) throw new KelidError('ERR_FORBIDDEN', 'the token is write-protected');
-    const slot = await loc.module.host.call('initToken', { token: loc.ref, soPin, label: input.label }, { timeoutMs: 180_000 });
+    const slot = await loc.module.host.call(
+      'initToken',
+      { token: loc.ref, soPin, label: input.label },
+      { timeoutMs: 180_000 },
+    );
     const initialized = toToken(loc.module.spec.id, slot);
     await this.tokens.listTokens();
     await this.tokens.withSession(initialized.tokenId, { readWrite: true }, async (s) => {
@@ -103,7 +117,11 @@ export class ProvisioningService {
   }
 
   /** Generate a key pair (and optionally its CSR) under one user login. */
-  async generateKey(tokenId: string, userPin: string, request: GenerateKeyRequest): Promise<{ key: Key; csr?: string }> {
+  async generateKey(
+    tokenId: string,
+    userPin: string,
+    request: GenerateKeyRequest,
+  ): Promise<{ key: Key; csr?: string }> {
     const label = request.label ?? defaultKeyLabel();
     checkLabel(label, 'key label');
     return this.tokens.withSession(tokenId, { readWrite: true }, async (s) => {
@@ -138,7 +156,12 @@ export class ProvisioningService {
     });
   }
 
-  private async csrInSession(s: TokenSession, keyId: string, request: CsrRequest, pin: string): Promise<string> {
+  private async csrInSession(
+    s: TokenSession,
+    keyId: string,
+    request: CsrRequest,
+    pin: string,
+  ): Promise<string> {
     const key = await findSigningKey(s, keyId);
     const signer = await Pkcs11Signer.create(s, key, pin);
     const { pem } = await createCsr({ ...request, signer });
@@ -157,7 +180,11 @@ export class ProvisioningService {
     if (input.label !== undefined) checkLabel(input.label, 'certificate label');
     return this.tokens.withSession(tokenId, { readWrite: true }, async (s) => {
       await s.login('user', normalizePin(userPin));
-      const r = await importCertificate(s, { der, chain, ...(input.label !== undefined ? { label: input.label } : {}) });
+      const r = await importCertificate(s, {
+        der,
+        chain,
+        ...(input.label !== undefined ? { label: input.label } : {}),
+      });
       return r.certificate;
     });
   }
@@ -188,7 +215,8 @@ export class ProvisioningService {
   }
 
   async deleteObjects(tokenId: string, userPin: string, keyId: string, scope: DeleteScope): Promise<number> {
-    if (!/^[0-9a-f]{2,128}$/.test(keyId)) throw new KelidError('ERR_INVALID_INPUT', 'keyId must be lowercase hex');
+    if (!/^[0-9a-f]{2,128}$/.test(keyId))
+      throw new KelidError('ERR_INVALID_INPUT', 'keyId must be lowercase hex');
     return this.tokens.withSession(tokenId, { readWrite: true }, async (s) => {
       await s.login('user', normalizePin(userPin));
       return deleteObjects(s, keyId, scope);
@@ -205,7 +233,8 @@ export class ProvisioningService {
   ): Promise<{ key: Key; csr: string }> {
     const certs = await this.listCertificates(tokenId);
     const old = certs.find((c) => c.keyId === input.certificateKeyId && c.category !== 'authority');
-    if (!old) throw new KelidError('ERR_CERTIFICATE_NOT_FOUND', 'no certificate with this keyId on the token');
+    if (!old)
+      throw new KelidError('ERR_CERTIFICATE_NOT_FOUND', 'no certificate with this keyId on the token');
     const d = describeCertificate(Buffer.from(old.certificate, 'base64'));
     const r = await this.generateKey(tokenId, userPin, {
       algorithm: input.algorithm,

@@ -16,13 +16,26 @@ function pinState(flags: number, low: number, final: number, locked: number, cha
 }
 
 export function userPinState(flags: number): PinState {
-  return pinState(flags, CKF.USER_PIN_COUNT_LOW, CKF.USER_PIN_FINAL_TRY, CKF.USER_PIN_LOCKED, CKF.USER_PIN_TO_BE_CHANGED);
+  return pinState(
+    flags,
+    CKF.USER_PIN_COUNT_LOW,
+    CKF.USER_PIN_FINAL_TRY,
+    CKF.USER_PIN_LOCKED,
+    CKF.USER_PIN_TO_BE_CHANGED,
+  );
 }
 
 export function soPinState(flags: number): PinState {
   // An uninitialized token reports SO_PIN_LOCKED|SO_PIN_TO_BE_CHANGED (SoftHSM): that is not a lock.
-  if ((flags & CKF.TOKEN_INITIALIZED) === 0) return { countLow: false, finalTry: false, locked: false, toBeChanged: false };
-  return pinState(flags, CKF.SO_PIN_COUNT_LOW, CKF.SO_PIN_FINAL_TRY, CKF.SO_PIN_LOCKED, CKF.SO_PIN_TO_BE_CHANGED);
+  if ((flags & CKF.TOKEN_INITIALIZED) === 0)
+    return { countLow: false, finalTry: false, locked: false, toBeChanged: false };
+  return pinState(
+    flags,
+    CKF.SO_PIN_COUNT_LOW,
+    CKF.SO_PIN_FINAL_TRY,
+    CKF.SO_PIN_LOCKED,
+    CKF.SO_PIN_TO_BE_CHANGED,
+  );
 }
 
 /** The Token object of PROTOCOL.md section 4, from what the module host read. */
@@ -52,7 +65,10 @@ export function toToken(moduleId: string, slot: RawSlot): Token {
       min: UNAVAILABLE.has(t.minPinLen) ? 0 : t.minPinLen,
       max: UNAVAILABLE.has(t.maxPinLen) ? 0 : t.maxPinLen,
     },
-    userPin: initialized && userPinInitialized ? userPinState(t.flags) : { countLow: false, finalTry: false, locked: false, toBeChanged: false },
+    userPin:
+      initialized && userPinInitialized
+        ? userPinState(t.flags)
+        : { countLow: false, finalTry: false, locked: false, toBeChanged: false },
     soPin: soPinState(t.flags),
   };
 }

@@ -49,7 +49,11 @@ export class TokenService {
 
   private locate(module: LoadedModule, slot: RawSlot): TokenLocation {
     const token = toToken(module.spec.id, slot);
-    const loc: TokenLocation = { module, ref: { slotId: slot.slotId, serial: slot.token.serialNumber }, token };
+    const loc: TokenLocation = {
+      module,
+      ref: { slotId: slot.slotId, serial: slot.token.serialNumber },
+      token,
+    };
     this.locations.set(token.tokenId, loc);
     return loc;
   }
@@ -57,16 +61,17 @@ export class TokenService {
   /** Every token on every loaded module (modules that are down are skipped and logged). */
   async listTokens(options: { reinitialize?: boolean } = {}): Promise<Token[]> {
     const results = await Promise.all(
-      this.source
-        .modules()
-        .map(async (m) => {
-          try {
-            return await this.scanModule(m, options.reinitialize && m.spec.reinitializeToDetectTokens === true);
-          } catch (e) {
-            this.log.warn({ module: m.spec.id, err: isKelidError(e) ? e.code : String(e) }, 'cannot list tokens');
-            return [];
-          }
-        }),
+      this.source.modules().map(async (m) => {
+        try {
+          return await this.scanModule(m, options.reinitialize && m.spec.reinitializeToDetectTokens === true);
+        } catch (e) {
+          this.log.warn(
+            { module: m.spec.id, err: isKelidError(e) ? e.code : String(e) },
+            'cannot list tokens',
+          );
+          return [];
+        }
+      }),
     );
     const all = results.flat();
     const live = new Set(all.map((l) => l.token.tokenId));
@@ -107,7 +112,10 @@ export class TokenService {
     fn: (session: TokenSession) => Promise<T>,
   ): Promise<T> {
     const loc = await this.locateToken(tokenId);
-    const { sessionId } = await loc.module.host.call('openSession', { token: loc.ref, readWrite: options.readWrite });
+    const { sessionId } = await loc.module.host.call('openSession', {
+      token: loc.ref,
+      readWrite: options.readWrite,
+    });
     const session = new TokenSession(loc, sessionId, this.log, this.mechanismCache);
     try {
       return await fn(session);
@@ -143,13 +151,21 @@ export class TokenSession {
     options?: { timeoutMs?: number },
   ): Promise<HostMethods[M]['result']> {
     if (this.closed) throw new TypeError('session used after close');
-    return this.loc.module.host.call(method, { ...params, sessionId: this.sessionId } as HostMethods[M]['params'], options);
+    return this.loc.module.host.call(
+      method,
+      { ...params, sessionId: this.sessionId } as HostMethods[M]['params'],
+      options,
+    );
   }
 
   /** Re-read CK_TOKEN_INFO (PIN flags change with every attempt). */
   async refresh(): Promise<Token> {
     const slot = await this.loc.module.host.call('tokenInfo', { token: this.loc.ref });
-    this.loc = { ...this.loc, ref: { slotId: slot.slotId, serial: slot.token.serialNumber }, token: toToken(this.loc.module.spec.id, slot) };
+    this.loc = {
+      ...this.loc,
+      ref: { slotId: slot.slotId, serial: slot.token.serialNumber },
+      token: toToken(this.loc.module.spec.id, slot),
+    };
     return this.loc.token;
   }
 
@@ -176,9 +192,13 @@ export class TokenSession {
     }
     const before = role === 'user' ? token.userPin : token.soPin;
     if (before.locked) {
-      throw new KelidError('ERR_PIN_LOCKED', role === 'user' ? 'the user PIN is locked' : 'the SO-PIN is locked', {
-        data: { role, pin: before },
-      });
+      throw new KelidError(
+        'ERR_PIN_LOCKED',
+        role === 'user' ? 'the user PIN is locked' : 'the SO-PIN is locked',
+        {
+          data: { role, pin: before },
+        },
+      );
     }
     try {
       await this.call('login', { userType: role, pin }, { timeoutMs: 120_000 });
@@ -194,7 +214,9 @@ export class TokenSession {
     if (before.toBeChanged) {
       // Logged in, but the token wants a new PIN first: the caller must run the PIN change flow.
       await this.logout();
-      throw new KelidError('ERR_PIN_EXPIRED', 'the PIN must be changed before the token can be used', { data: { role } });
+      throw new KelidError('ERR_PIN_EXPIRED', 'the PIN must be changed before the token can be used', {
+        data: { role },
+      });
     }
   }
 

@@ -23,10 +23,12 @@ export function mechanismFor(
   available: ReadonlySet<number>,
 ): MechanismSpec {
   const need = (m: number, what: string): void => {
-    if (!available.has(m)) throw new KelidError('ERR_MECHANISM_UNSUPPORTED', `the token does not support ${what}`);
+    if (!available.has(m))
+      throw new KelidError('ERR_MECHANISM_UNSUPPORTED', `the token does not support ${what}`);
   };
   if (keyType === 'EC') {
-    if (scheme !== 'ECDSA') throw new KelidError('ERR_MECHANISM_UNSUPPORTED', `${scheme} does not apply to EC keys`);
+    if (scheme !== 'ECDSA')
+      throw new KelidError('ERR_MECHANISM_UNSUPPORTED', `${scheme} does not apply to EC keys`);
     need(CKM.ECDSA, 'ECDSA');
     return { mechanism: CKM.ECDSA };
   }
@@ -73,12 +75,24 @@ export class Pkcs11Signer implements DigestSigner {
     if (key.alwaysAuthenticate && contextPin === undefined) {
       throw new TypeError('a key with CKA_ALWAYS_AUTHENTICATE needs the PIN for its context login');
     }
-    return new Pkcs11Signer(session, key, new Set(mechs.map((m) => m.type)), key.alwaysAuthenticate ? contextPin : undefined);
+    return new Pkcs11Signer(
+      session,
+      key,
+      new Set(mechs.map((m) => m.type)),
+      key.alwaysAuthenticate ? contextPin : undefined,
+    );
   }
 
-  async signDigest(digest: Uint8Array, digestAlgorithm: DigestAlgorithm, scheme: SignatureScheme): Promise<Uint8Array> {
+  async signDigest(
+    digest: Uint8Array,
+    digestAlgorithm: DigestAlgorithm,
+    scheme: SignatureScheme,
+  ): Promise<Uint8Array> {
     if (digest.length !== DIGEST_LENGTH[digestAlgorithm]) {
-      throw new KelidError('ERR_INVALID_INPUT', `a ${digestAlgorithm} digest is ${DIGEST_LENGTH[digestAlgorithm]} bytes`);
+      throw new KelidError(
+        'ERR_INVALID_INPUT',
+        `a ${digestAlgorithm} digest is ${DIGEST_LENGTH[digestAlgorithm]} bytes`,
+      );
     }
     const mechanism = mechanismFor(this.keyType, scheme, digestAlgorithm, this.available);
     const data = scheme === 'RSASSA-PKCS1-v1_5' ? encodeDigestInfo(digest, digestAlgorithm) : digest;

@@ -87,7 +87,10 @@ export class TokenWatcher extends EventEmitter {
           const locations = await this.service.scanModule(m, m.spec.reinitializeToDetectTokens === true);
           for (const l of locations) next.set(l.token.tokenId, l.token);
         } catch (e) {
-          this.log.debug({ module: m.spec.id, err: isKelidError(e) ? e.code : String(e) }, 'token scan failed');
+          this.log.debug(
+            { module: m.spec.id, err: isKelidError(e) ? e.code : String(e) },
+            'token scan failed',
+          );
           keepPrevious();
         }
       }),

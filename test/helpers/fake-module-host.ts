@@ -60,7 +60,10 @@ export class FakeModuleHost implements ModuleHost {
     throw mapPkcs11Error(new Error(`${name}:${value}`), 'fake');
   }
 
-  async call<M extends HostMethod>(method: M, params: HostMethods[M]['params']): Promise<HostMethods[M]['result']> {
+  async call<M extends HostMethod>(
+    method: M,
+    params: HostMethods[M]['params'],
+  ): Promise<HostMethods[M]['result']> {
     this.calls.push(method);
     const p = params as Record<string, unknown>;
     const ok = {} as HostMethods[M]['result'];

@@ -26,10 +26,65 @@ export class OpensslCa {
       join(d, 'ca.cnf'),
       `[ca]\ndefault_ca = sub\n[sub]\ndir = ${d}\ndatabase = $dir/index.txt\nserial = $dir/serial\ncrlnumber = $dir/crlnumber\nnew_certs_dir = $dir/issued\ncertificate = $dir/sub.pem\nprivate_key = $dir/sub.key\ndefault_md = sha256\ndefault_days = 365\ndefault_crl_days = 7\npolicy = any\npreserve = yes\ncopy_extensions = copy\nunique_subject = no\nx509_extensions = leaf\nstring_mask = utf8only\nutf8 = yes\n[any]\ncountryName = optional\nstateOrProvinceName = optional\nlocalityName = optional\norganizationName = optional\norganizationalUnitName = optional\ncommonName = supplied\nserialNumber = optional\nemailAddress = optional\ngivenName = optional\nsurname = optional\ntitle = optional\n[leaf]\nbasicConstraints = critical,CA:FALSE\nsubjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\n${aia}${cdp}[v3_ca]\nbasicConstraints = critical,CA:TRUE\nkeyUsage = critical,keyCertSign,cRLSign\nsubjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\n[req]\ndistinguished_name = dn\nstring_mask = utf8only\nutf8 = yes\n[dn]\n`,
     );
-    const ossl = (args: string[]) => execFileSync('openssl', args, { cwd: d, stdio: ['pipe', 'pipe', 'pipe'] });
-    ossl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'root.key', '-out', 'root.pem', '-days', '3650', '-subj', '/C=IR/O=Kelid Test/CN=Kelid Test Root', '-config', 'ca.cnf', '-extensions', 'v3_ca']);
-    ossl(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'sub.key', '-out', 'sub.csr', '-subj', '/C=IR/O=Kelid Test/CN=Kelid Test Issuing CA', '-config', 'ca.cnf']);
-    ossl(['x509', '-req', '-in', 'sub.csr', '-CA', 'root.pem', '-CAkey', 'root.key', '-CAcreateserial', '-out', 'sub.pem', '-days', '1825', '-extfile', 'ca.cnf', '-extensions', 'v3_ca']);
+    const ossl = (args: string[]) =>
+      execFileSync('openssl', args, { cwd: d, stdio: ['pipe', 'pipe', 'pipe'] });
+    ossl([
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      'root.key',
+      '-out',
+      'root.pem',
+      '-days',
+      '3650',
+      '-subj',
+      '/C=IR/O=Kelid Test/CN=Kelid Test Root',
+      '-config',
+      'ca.cnf',
+      '-extensions',
+      'v3_ca',
+    ]);
+    ossl([
+      'req',
+      '-new',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      'sub.key',
+      '-out',
+      'sub.csr',
+      '-subj',
+      '/C=IR/O=Kelid Test/CN=Kelid Test Issuing CA',
+      '-config',
+      'ca.cnf',
+    ]);
+    ossl([
+      'x509',
+      '-req',
+      '-in',
+      'sub.csr',
+      '-CA',
+      'root.pem',
+      '-CAkey',
+      'root.key',
+      '-CAcreateserial',
+      '-out',
+      'sub.pem',
+      '-days',
+      '1825',
+      '-extfile',
+      'ca.cnf',
+      '-extensions',
+      'v3_ca',
+    ]);
     this.rootPem = readFileSync(join(d, 'root.pem'), 'utf8');
     this.subPem = readFileSync(join(d, 'sub.pem'), 'utf8');
   }
@@ -42,7 +97,20 @@ export class OpensslCa {
     writeFileSync(csr, csrPem);
     execFileSync(
       'openssl',
-      ['ca', '-config', 'ca.cnf', '-batch', '-notext', '-utf8', '-in', csr, '-out', out, '-days', String(options.days ?? 365)],
+      [
+        'ca',
+        '-config',
+        'ca.cnf',
+        '-batch',
+        '-notext',
+        '-utf8',
+        '-in',
+        csr,
+        '-out',
+        out,
+        '-days',
+        String(options.days ?? 365),
+      ],
       { cwd: this.dir, stdio: ['pipe', 'pipe', 'pipe'] },
     );
     return readFileSync(out, 'utf8');

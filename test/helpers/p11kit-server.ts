@@ -30,7 +30,15 @@ export class P11KitServer {
   async start(): Promise<void> {
     this.proc = spawn(
       'p11-kit',
-      ['server', '-f', '-n', this.socket, '--provider', this.providerModule, `pkcs11:token=${this.tokenLabel}`],
+      [
+        'server',
+        '-f',
+        '-n',
+        this.socket,
+        '--provider',
+        this.providerModule,
+        `pkcs11:token=${this.tokenLabel}`,
+      ],
       { env: { ...process.env, ...this.env }, stdio: ['ignore', 'ignore', 'pipe'] },
     );
     const deadline = Date.now() + 10_000;

@@ -11,7 +11,10 @@ export function formatModules(modules: ModuleStatus[]): string {
     .map((m) => {
       const head = `${m.id}  ${m.state.toUpperCase()}  (${m.source})`;
       const lines = [head, `  path:    ${m.path}`];
-      if (m.info) lines.push(`  library: ${m.info.libraryDescription} ${m.info.libraryVersion} (${m.info.manufacturer})`);
+      if (m.info)
+        lines.push(
+          `  library: ${m.info.libraryDescription} ${m.info.libraryVersion} (${m.info.manufacturer})`,
+        );
       if (m.reason) lines.push(`  reason:  ${m.reason}`);
       return lines.join('\n');
     })
@@ -21,7 +24,9 @@ export function formatModules(modules: ModuleStatus[]): string {
 
 export function modulesCommand(): Command {
   return withCommonOptions(
-    new Command('modules').description('list PKCS#11 modules found on this machine: loaded, or failed and why'),
+    new Command('modules').description(
+      'list PKCS#11 modules found on this machine: loaded, or failed and why',
+    ),
   )
     .option('--json', 'machine-readable output')
     .action(async (opts: CommonOptions) => {

@@ -29,7 +29,10 @@ function tokenCommand(name: string, description: string): Command {
     .option('--json', 'machine-readable output');
 }
 
-async function withService<T>(opts: TokenOptions, fn: (svc: ProvisioningService, ctx: TokenContext) => Promise<T>): Promise<T> {
+async function withService<T>(
+  opts: TokenOptions,
+  fn: (svc: ProvisioningService, ctx: TokenContext) => Promise<T>,
+): Promise<T> {
   const ctx = await openTokenContext(opts);
   try {
     return await fn(new ProvisioningService(ctx.tokens, ctx.config.pinPolicy), ctx);
@@ -45,7 +48,9 @@ async function withProgress<T>(label: string, work: Promise<T>): Promise<T> {
   let i = 0;
   const started = Date.now();
   const timer = setInterval(() => {
-    process.stderr.write(`\r${frames[i++ % frames.length]} ${label} (${Math.round((Date.now() - started) / 1000)} s)`);
+    process.stderr.write(
+      `\r${frames[i++ % frames.length]} ${label} (${Math.round((Date.now() - started) / 1000)} s)`,
+    );
   }, 100);
   try {
     return await work;
@@ -61,13 +66,22 @@ function parseSans(values: string[] | undefined): SubjectAltName[] | undefined {
     const i = v.indexOf(':');
     const type = v.slice(0, i) as SubjectAltNameType;
     if (i < 1 || !['email', 'dns', 'uri', 'ip', 'upn'].includes(type)) {
-      throw new KelidError('ERR_INVALID_INPUT', `--san wants type:value with type email, dns, uri, ip or upn (got "${v}")`);
+      throw new KelidError(
+        'ERR_INVALID_INPUT',
+        `--san wants type:value with type email, dns, uri, ip or upn (got "${v}")`,
+      );
     }
     return { type, value: v.slice(i + 1) };
   });
 }
 
-const list = (v: string | undefined) => (v ? v.split(',').map((s) => s.trim()).filter(Boolean) : undefined);
+const list = (v: string | undefined) =>
+  v
+    ? v
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean)
+    : undefined;
 
 interface CsrCliOptions {
   subject?: string;
@@ -103,7 +117,13 @@ function csrOptions(cmd: Command, required: boolean): Command {
     .option('--key-usage <list>', 'keyUsage names, comma separated', undefined)
     .option('--eku <list>', 'extendedKeyUsage names or OIDs, comma separated')
     .option('--pss', 'sign the request with RSA-PSS')
-    .addOption(new Option('--digest <alg>', 'hash for the request signature').choices(['SHA-256', 'SHA-384', 'SHA-512']))
+    .addOption(
+      new Option('--digest <alg>', 'hash for the request signature').choices([
+        'SHA-256',
+        'SHA-384',
+        'SHA-512',
+      ]),
+    )
     .option('-o, --out <file>', 'write the CSR (PEM) to this file instead of stdout');
 }
 
@@ -116,7 +136,8 @@ function formatKeys(keys: Key[]): string {
   if (keys.length === 0) return 'No keys on this token.\n';
   return keys
     .map((k) => {
-      const alg = k.algorithm.name === 'RSA' ? `RSA ${k.algorithm.modulusLength}` : `EC ${k.algorithm.namedCurve}`;
+      const alg =
+        k.algorithm.name === 'RSA' ? `RSA ${k.algorithm.modulusLength}` : `EC ${k.algorithm.namedCurve}`;
       return `${k.label}\n  keyId:  ${k.keyId}\n  type:   ${alg}${k.local ? ', generated on the token' : ''}\n  status: ${k.hasCertificate ? 'certificate present' : 'pending (no certificate yet)'}`;
     })
     .join('\n\n')
@@ -169,16 +190,18 @@ export function pinCommand(): Command {
       }),
   );
   pin.addCommand(
-    tokenCommand('unblock', 'unblock the user PIN with the SO-PIN and set a new user PIN').action(async (opts: TokenOptions) => {
-      await withService(opts, async (svc, ctx) => {
-        const token = await selectToken(ctx.tokens, opts.token);
-        const secrets = secretSource(opts);
-        const soPin = await secrets.read('SO-PIN');
-        const newPin = await secrets.read('New user PIN', { confirm: true });
-        await svc.unblockPin(token.tokenId, soPin, newPin);
-        process.stdout.write('User PIN unblocked and set.\n');
-      });
-    }),
+    tokenCommand('unblock', 'unblock the user PIN with the SO-PIN and set a new user PIN').action(
+      async (opts: TokenOptions) => {
+        await withService(opts, async (svc, ctx) => {
+          const token = await selectToken(ctx.tokens, opts.token);
+          const secrets = secretSource(opts);
+          const soPin = await secrets.read('SO-PIN');
+          const newPin = await secrets.read('New user PIN', { confirm: true });
+          await svc.unblockPin(token.tokenId, soPin, newPin);
+          process.stdout.write('User PIN unblocked and set.\n');
+        });
+      },
+    ),
   );
   return pin;
 }
@@ -186,31 +209,40 @@ export function pinCommand(): Command {
 export function keygenCommand(): Command {
   return csrOptions(
     tokenCommand('keygen', 'generate a sign-only key pair on the token (optionally with its CSR)')
-      .addOption(new Option('-a, --algorithm <alg>', 'key algorithm').choices(Object.keys(ALGORITHMS)).default('rsa2048'))
+      .addOption(
+        new Option('-a, --algorithm <alg>', 'key algorithm')
+          .choices(Object.keys(ALGORITHMS))
+          .default('rsa2048'),
+      )
       .option('-l, --label <label>', 'key label (default: kelid-<date>)')
       .option('--always-authenticate', 'require the PIN for every signature (CKA_ALWAYS_AUTHENTICATE)'),
     false,
-  ).action(async (opts: TokenOptions & CsrCliOptions & { algorithm: string; label?: string; alwaysAuthenticate?: boolean; out?: string }) => {
-    await withService(opts, async (svc, ctx) => {
-      const token = await selectToken(ctx.tokens, opts.token);
-      const pin = await secretSource(opts).read('User PIN');
-      const csr = csrRequest(opts);
-      const result = await withProgress(
-        'generating the key on the token',
-        svc.generateKey(token.tokenId, pin, {
-          algorithm: ALGORITHMS[opts.algorithm]!,
-          ...(opts.label ? { label: opts.label } : {}),
-          ...(opts.alwaysAuthenticate ? { alwaysAuthenticate: true } : {}),
-          ...(csr ? { csr } : {}),
-        }),
-      );
-      if (opts.json) printJson(result);
-      else {
-        process.stdout.write(formatKeys([result.key]));
-        if (result.csr) writeOut(opts.out, result.csr);
-      }
-    });
-  });
+  ).action(
+    async (
+      opts: TokenOptions &
+        CsrCliOptions & { algorithm: string; label?: string; alwaysAuthenticate?: boolean; out?: string },
+    ) => {
+      await withService(opts, async (svc, ctx) => {
+        const token = await selectToken(ctx.tokens, opts.token);
+        const pin = await secretSource(opts).read('User PIN');
+        const csr = csrRequest(opts);
+        const result = await withProgress(
+          'generating the key on the token',
+          svc.generateKey(token.tokenId, pin, {
+            algorithm: ALGORITHMS[opts.algorithm]!,
+            ...(opts.label ? { label: opts.label } : {}),
+            ...(opts.alwaysAuthenticate ? { alwaysAuthenticate: true } : {}),
+            ...(csr ? { csr } : {}),
+          }),
+        );
+        if (opts.json) printJson(result);
+        else {
+          process.stdout.write(formatKeys([result.key]));
+          if (result.csr) writeOut(opts.out, result.csr);
+        }
+      });
+    },
+  );
 }
 
 export function csrCommand(): Command {
@@ -258,16 +290,17 @@ export function importCommand(): Command {
 }
 
 export function keysCommand(): Command {
-  return tokenCommand('keys', 'list the key pairs on a token, including pending ones (no certificate yet)').action(
-    async (opts: TokenOptions) => {
-      await withService(opts, async (svc, ctx) => {
-        const token = await selectToken(ctx.tokens, opts.token);
-        const keys = await svc.listKeys(token.tokenId);
-        if (opts.json) printJson(keys);
-        else process.stdout.write(formatKeys(keys));
-      });
-    },
-  );
+  return tokenCommand(
+    'keys',
+    'list the key pairs on a token, including pending ones (no certificate yet)',
+  ).action(async (opts: TokenOptions) => {
+    await withService(opts, async (svc, ctx) => {
+      const token = await selectToken(ctx.tokens, opts.token);
+      const keys = await svc.listKeys(token.tokenId);
+      if (opts.json) printJson(keys);
+      else process.stdout.write(formatKeys(keys));
+    });
+  });
 }
 
 export function certsCommand(): Command {
@@ -284,7 +317,11 @@ export function certsCommand(): Command {
 export function deleteCommand(): Command {
   return tokenCommand('delete', 'delete the certificate, the key pair, or all objects of a keyId')
     .requiredOption('-k, --key-id <keyId>', 'hex CKA_ID (see: kelid keys)')
-    .addOption(new Option('--scope <scope>', 'what to delete').choices(['certificate', 'keypair', 'all']).makeOptionMandatory())
+    .addOption(
+      new Option('--scope <scope>', 'what to delete')
+        .choices(['certificate', 'keypair', 'all'])
+        .makeOptionMandatory(),
+    )
     .action(async (opts: TokenOptions & { keyId: string; scope: 'certificate' | 'keypair' | 'all' }) => {
       await withService(opts, async (svc, ctx) => {
         const token = await selectToken(ctx.tokens, opts.token);

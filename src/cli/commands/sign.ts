@@ -30,14 +30,26 @@ async function hashFile(file: string, alg: DigestAlgorithm): Promise<Uint8Array>
 }
 
 export function signCommand(): Command {
-  return withCommonOptions(new Command('sign').description('sign a file with a key on a token (raw signature or CMS/CAdES)'))
+  return withCommonOptions(
+    new Command('sign').description('sign a file with a key on a token (raw signature or CMS/CAdES)'),
+  )
     .requiredOption('--cert <certificateId>', 'signing certificate (see: kelid certs)')
     .requiredOption('-i, --in <file>', 'file to sign')
     .requiredOption('-o, --out <file>', 'where to write the signature (DER)')
-    .addOption(new Option('-f, --format <format>', 'raw signature or CMS/CAdES').choices(['raw', 'cms']).default('cms'))
+    .addOption(
+      new Option('-f, --format <format>', 'raw signature or CMS/CAdES')
+        .choices(['raw', 'cms'])
+        .default('cms'),
+    )
     .option('--attached', 'CMS: include the content (default: detached)')
-    .addOption(new Option('--digest <alg>', 'hash algorithm').choices(['SHA-256', 'SHA-384', 'SHA-512']).default('SHA-256'))
-    .addOption(new Option('--scheme <scheme>', 'signature scheme').choices(['RSASSA-PKCS1-v1_5', 'RSA-PSS', 'ECDSA']))
+    .addOption(
+      new Option('--digest <alg>', 'hash algorithm')
+        .choices(['SHA-256', 'SHA-384', 'SHA-512'])
+        .default('SHA-256'),
+    )
+    .addOption(
+      new Option('--scheme <scheme>', 'signature scheme').choices(['RSASSA-PKCS1-v1_5', 'RSA-PSS', 'ECDSA']),
+    )
     .option('--tsa <url>', 'CMS: add an RFC 3161 timestamp from this TSA (CAdES-B-T)')
     .option('--no-chain', 'CMS: leave the CA certificates out')
     .option('--pin-stdin', 'read the PIN from stdin')
@@ -47,11 +59,14 @@ export function signCommand(): Command {
       try {
         const signing = new SigningService(ctx.tokens, { tsaUrl: opts.tsa ?? ctx.config.tsaUrl });
         const pre = await signing.preflight(opts.cert);
-        const pin = await secretSource(opts).read(`User PIN for ${pre.token.label || pre.token.serialNumber}`);
+        const pin = await secretSource(opts).read(
+          `User PIN for ${pre.token.label || pre.token.serialNumber}`,
+        );
         let output: Uint8Array;
         let algorithm: string | undefined;
         if (opts.format === 'raw') {
-          if (opts.attached || opts.tsa) throw new KelidError('ERR_INVALID_INPUT', '--attached and --tsa apply to CMS only');
+          if (opts.attached || opts.tsa)
+            throw new KelidError('ERR_INVALID_INPUT', '--attached and --tsa apply to CMS only');
           const digest = await hashFile(opts.in, opts.digest);
           const r = await signing.signRaw(opts.cert, pin, {
             digest,
@@ -63,7 +78,8 @@ export function signCommand(): Command {
         } else if (opts.attached) {
           const { readFileSync } = await import('node:fs');
           const content = readFileSync(opts.in);
-          if (content.length > 64 * 1024 * 1024) throw new KelidError('ERR_INVALID_INPUT', 'attached signatures are limited to 64 MiB');
+          if (content.length > 64 * 1024 * 1024)
+            throw new KelidError('ERR_INVALID_INPUT', 'attached signatures are limited to 64 MiB');
           output = (
             await signing.signCms(opts.cert, pin, {
               content,
@@ -85,9 +101,17 @@ export function signCommand(): Command {
           ).cms;
         }
         writeFileSync(opts.out, output);
-        const summary = { out: opts.out, format: opts.format, bytes: output.length, ...(algorithm ? { signatureAlgorithm: algorithm } : {}) };
+        const summary = {
+          out: opts.out,
+          format: opts.format,
+          bytes: output.length,
+          ...(algorithm ? { signatureAlgorithm: algorithm } : {}),
+        };
         if (opts.json) printJson(summary);
-        else process.stdout.write(`Signature written to ${opts.out} (${output.length} bytes${algorithm ? `, ${algorithm}` : ''}).\n`);
+        else
+          process.stdout.write(
+            `Signature written to ${opts.out} (${output.length} bytes${algorithm ? `, ${algorithm}` : ''}).\n`,
+          );
       } finally {
         await ctx.close();
       }

@@ -36,7 +36,9 @@ export function formatTokens(tokens: Token[]): string {
 }
 
 export function tokensCommand(): Command {
-  return withCommonOptions(new Command('tokens').description('list the tokens of every loaded PKCS#11 module'))
+  return withCommonOptions(
+    new Command('tokens').description('list the tokens of every loaded PKCS#11 module'),
+  )
     .option('--json', 'machine-readable output (Token objects of PROTOCOL.md section 4)')
     .action(async (opts: CommonOptions) => {
       const ctx = await openTokenContext(opts);

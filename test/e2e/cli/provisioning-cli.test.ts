@@ -30,7 +30,13 @@ describe('kelid CLI (RA officer flow against SoftHSM, checked by openssl, pkcs11
   }
 
   beforeAll(() => {
-    writeFileSync(config, JSON.stringify({ autoDetectModules: false, modules: [{ id: 'softhsm', path: hsm.module, env: hsm.env }] }));
+    writeFileSync(
+      config,
+      JSON.stringify({
+        autoDetectModules: false,
+        modules: [{ id: 'softhsm', path: hsm.module, env: hsm.env }],
+      }),
+    );
   });
   afterAll(() => {
     hsm.cleanup();
@@ -41,7 +47,19 @@ describe('kelid CLI (RA officer flow against SoftHSM, checked by openssl, pkcs11
   it('prints help, and refuses unknown flags and commands with exit code 2', () => {
     const help = kelid(['--help']);
     expect(help.code).toBe(0);
-    for (const c of ['tokens', 'modules', 'init', 'pin', 'keygen', 'csr', 'import', 'keys', 'certs', 'delete', 'sign']) {
+    for (const c of [
+      'tokens',
+      'modules',
+      'init',
+      'pin',
+      'keygen',
+      'csr',
+      'import',
+      'keys',
+      'certs',
+      'delete',
+      'sign',
+    ]) {
       expect(help.stdout).toMatch(new RegExp(`\\n  ${c}\\b`));
     }
     expect(kelid(['tokens', '--no-such-flag']).code).toBe(2);
@@ -84,7 +102,20 @@ describe('kelid CLI (RA officer flow against SoftHSM, checked by openssl, pkcs11
   it('day 1: generates the key and CSR in one process; openssl ca issues from it', () => {
     const out = join(work, 'req.csr');
     const r = json<{ key: Key; csr: string }>(
-      ['keygen', '--token', 'شهروند', '-a', 'rsa2048', '-l', 'signing key', '--subject', 'CN=مریم احمدی,O=دفترخانه ۱۲,C=IR', '--san', 'email:maryam@example.ir', '--pin-stdin'],
+      [
+        'keygen',
+        '--token',
+        'شهروند',
+        '-a',
+        'rsa2048',
+        '-l',
+        'signing key',
+        '--subject',
+        'CN=مریم احمدی,O=دفترخانه ۱۲,C=IR',
+        '--san',
+        'email:maryam@example.ir',
+        '--pin-stdin',
+      ],
       `${PIN}\n`,
     );
     keyId = r.key.keyId;
@@ -99,7 +130,16 @@ describe('kelid CLI (RA officer flow against SoftHSM, checked by openssl, pkcs11
 
   it('day 8: a new process imports the certificate and chain next to the key', () => {
     const cert = json<Certificate>(
-      ['import', '--token', 'شهروند', '--cert', join(work, 'leaf.pem'), '--chain', join(work, 'chain.pem'), '--pin-stdin'],
+      [
+        'import',
+        '--token',
+        'شهروند',
+        '--cert',
+        join(work, 'leaf.pem'),
+        '--chain',
+        join(work, 'chain.pem'),
+        '--pin-stdin',
+      ],
       `${PIN}\n`,
     );
     expect(cert.keyId).toBe(keyId);
@@ -119,10 +159,17 @@ describe('kelid CLI (RA officer flow against SoftHSM, checked by openssl, pkcs11
     expect(priv).toMatch(/label:\s+signing key/);
     expect(priv).toContain(`ID:         ${keyId}`);
     expect(priv).toMatch(/Access:\s+sensitive, always sensitive, never extractable, local/);
-    const p11 = hsm.p11tool(['--login', '--list-all-certs', 'pkcs11:token=%D8%B4%D9%87%D8%B1%D9%88%D9%86%D8%AF'], { GNUTLS_PIN: PIN });
+    const p11 = hsm.p11tool(
+      ['--login', '--list-all-certs', 'pkcs11:token=%D8%B4%D9%87%D8%B1%D9%88%D9%86%D8%AF'],
+      { GNUTLS_PIN: PIN },
+    );
     expect(p11.match(/CKA_CERTIFICATE_CATEGORY=CA/g)?.length).toBe(2);
     // the certificate on the token is byte-identical to what the CA issued
-    const fp = execFileSync('openssl', ['x509', '-in', join(work, 'leaf.pem'), '-noout', '-fingerprint', '-sha256'], { encoding: 'utf8' })
+    const fp = execFileSync(
+      'openssl',
+      ['x509', '-in', join(work, 'leaf.pem'), '-noout', '-fingerprint', '-sha256'],
+      { encoding: 'utf8' },
+    )
       .split('=')[1]!
       .trim()
       .replace(/:/g, '')
@@ -133,7 +180,19 @@ describe('kelid CLI (RA officer flow against SoftHSM, checked by openssl, pkcs11
 
   it('re-imports idempotently, and refuses a certificate that matches no key without writing anything', () => {
     const before = json<Certificate[]>(['certs', '--token', 'شهروند']).length;
-    json<Certificate>(['import', '--token', 'شهروند', '--cert', join(work, 'leaf.pem'), '--chain', join(work, 'chain.pem'), '--pin-stdin'], `${PIN}\n`);
+    json<Certificate>(
+      [
+        'import',
+        '--token',
+        'شهروند',
+        '--cert',
+        join(work, 'leaf.pem'),
+        '--chain',
+        join(work, 'chain.pem'),
+        '--pin-stdin',
+      ],
+      `${PIN}\n`,
+    );
     expect(json<Certificate[]>(['certs', '--token', 'شهروند']).length).toBe(before);
     const foreign = join(work, 'foreign.pem');
     writeFileSync(foreign, ca.subPem);
@@ -144,16 +203,29 @@ describe('kelid CLI (RA officer flow against SoftHSM, checked by openssl, pkcs11
   });
 
   it('deletes the certificate, then the key pair, each scope on its own', () => {
-    const r1 = json<{ deleted: number }>(['delete', '--token', 'شهروند', '-k', keyId, '--scope', 'certificate', '--pin-stdin'], `${PIN}\n`);
+    const r1 = json<{ deleted: number }>(
+      ['delete', '--token', 'شهروند', '-k', keyId, '--scope', 'certificate', '--pin-stdin'],
+      `${PIN}\n`,
+    );
     expect(r1.deleted).toBe(1);
-    expect(json<Key[]>(['keys', '--token', 'شهروند']).find((k) => k.keyId === keyId)?.hasCertificate).toBe(false);
-    const r2 = json<{ deleted: number }>(['delete', '--token', 'شهروند', '-k', keyId, '--scope', 'keypair', '--pin-stdin'], `${PIN}\n`);
+    expect(json<Key[]>(['keys', '--token', 'شهروند']).find((k) => k.keyId === keyId)?.hasCertificate).toBe(
+      false,
+    );
+    const r2 = json<{ deleted: number }>(
+      ['delete', '--token', 'شهروند', '-k', keyId, '--scope', 'keypair', '--pin-stdin'],
+      `${PIN}\n`,
+    );
     expect(r2.deleted).toBe(2);
     expect(json<Key[]>(['keys', '--token', 'شهروند']).length).toBe(0);
-    const again = kelid(['delete', '--token', 'شهروند', '-k', keyId, '--scope', 'all', '--pin-stdin'], `${PIN}\n`);
+    const again = kelid(
+      ['delete', '--token', 'شهروند', '-k', keyId, '--scope', 'all', '--pin-stdin'],
+      `${PIN}\n`,
+    );
     expect(again.stderr).toContain('ERR_KEY_NOT_FOUND');
     // chain certificates stay
-    expect(json<Certificate[]>(['certs', '--token', 'شهروند']).filter((c) => c.category === 'authority').length).toBe(2);
+    expect(
+      json<Certificate[]>(['certs', '--token', 'شهروند']).filter((c) => c.category === 'authority').length,
+    ).toBe(2);
   });
 
   it('reads the PIN from stdin only: without a terminal or --pin-stdin it refuses', () => {

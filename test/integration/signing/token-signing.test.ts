@@ -78,13 +78,18 @@ describe('SigningService (keys on SoftHSM, checked by openssl)', () => {
       p256: { name: 'EC', namedCurve: 'P-256' },
       p384: { name: 'EC', namedCurve: 'P-384' },
     } as const;
-    for (const [name, algorithm] of Object.entries(algs) as Array<[keyof typeof algs, (typeof algs)[keyof typeof algs]]>) {
+    for (const [name, algorithm] of Object.entries(algs) as Array<
+      [keyof typeof algs, (typeof algs)[keyof typeof algs]]
+    >) {
       const { csr } = await provisioning.generateKey(tokenId, PIN, {
         algorithm,
         label: name,
         csr: { subject: `CN=امضاکننده ${name},C=IR`, keyUsage: ['digitalSignature', 'nonRepudiation'] },
       });
-      certs[name] = await provisioning.importCertificate(tokenId, PIN, { certificate: ca.issue(csr!), chain: [ca.subPem, ca.rootPem] });
+      certs[name] = await provisioning.importCertificate(tokenId, PIN, {
+        certificate: ca.issue(csr!),
+        chain: [ca.subPem, ca.rootPem],
+      });
     }
     writeFileSync(rootFile, ca.rootPem);
     tsa = await startTestTsa();
@@ -118,7 +123,20 @@ describe('SigningService (keys on SoftHSM, checked by openssl)', () => {
         const dir = mkdtempSync(join(work, 'cms-'));
         writeFileSync(join(dir, 'data.txt'), content);
         writeFileSync(join(dir, 'sig.p7s'), cms);
-        const args = ['cms', '-verify', '-cades', '-binary', '-inform', 'DER', '-in', 'sig.p7s', '-CAfile', rootFile, '-out', 'out.txt'];
+        const args = [
+          'cms',
+          '-verify',
+          '-cades',
+          '-binary',
+          '-inform',
+          'DER',
+          '-in',
+          'sig.p7s',
+          '-CAfile',
+          rootFile,
+          '-out',
+          'out.txt',
+        ];
         const ok = run('openssl', c.attached ? args : [...args, '-content', 'data.txt'], dir);
         expect(ok.out).toContain('CAdES Verification successful');
         // tampered content
@@ -133,28 +151,81 @@ describe('SigningService (keys on SoftHSM, checked by openssl)', () => {
     }
 
     it('shows the CAdES signed attributes in openssl cms -cmsout -print', async () => {
-      const { cms } = await signing.signCms(certs.rsa.certificateId, PIN, { content: Buffer.from('x'), digestAlgorithm: 'SHA-256' });
+      const { cms } = await signing.signCms(certs.rsa.certificateId, PIN, {
+        content: Buffer.from('x'),
+        digestAlgorithm: 'SHA-256',
+      });
       writeFileSync(join(work, 'print.p7s'), cms);
-      const out = execFileSync('openssl', ['cms', '-cmsout', '-print', '-inform', 'DER', '-in', 'print.p7s'], { cwd: work, encoding: 'utf8' });
-      for (const a of ['contentType', 'signingTime', 'messageDigest', 'id-smime-aa-signingCertificateV2']) expect(out).toContain(a);
+      const out = execFileSync(
+        'openssl',
+        ['cms', '-cmsout', '-print', '-inform', 'DER', '-in', 'print.p7s'],
+        { cwd: work, encoding: 'utf8' },
+      );
+      for (const a of ['contentType', 'signingTime', 'messageDigest', 'id-smime-aa-signingCertificateV2'])
+        expect(out).toContain(a);
     });
 
     it('signs a precomputed digest as a detached signature that verifies against the content', async () => {
       const content = randomBytes(5000);
       const digest = createHash('sha256').update(content).digest();
-      const { cms } = await signing.signCms(certs.p256.certificateId, PIN, { digest, digestAlgorithm: 'SHA-256' });
+      const { cms } = await signing.signCms(certs.p256.certificateId, PIN, {
+        digest,
+        digestAlgorithm: 'SHA-256',
+      });
       writeFileSync(join(work, 'pre.bin'), content);
       writeFileSync(join(work, 'pre.p7s'), cms);
-      const r = run('openssl', ['cms', '-verify', '-cades', '-binary', '-inform', 'DER', '-in', 'pre.p7s', '-content', 'pre.bin', '-CAfile', rootFile, '-out', '/dev/null'], work);
+      const r = run(
+        'openssl',
+        [
+          'cms',
+          '-verify',
+          '-cades',
+          '-binary',
+          '-inform',
+          'DER',
+          '-in',
+          'pre.p7s',
+          '-content',
+          'pre.bin',
+          '-CAfile',
+          rootFile,
+          '-out',
+          '/dev/null',
+        ],
+        work,
+      );
       expect(r.out).toContain('CAdES Verification successful');
     });
 
     it('adds an RFC 3161 timestamp (CAdES-B-T) that openssl ts -verify accepts', async () => {
       const content = Buffer.from('timestamped document');
-      const { cms } = await signing.signCms(certs.rsa.certificateId, PIN, { content, digestAlgorithm: 'SHA-256', timestamp: true });
+      const { cms } = await signing.signCms(certs.rsa.certificateId, PIN, {
+        content,
+        digestAlgorithm: 'SHA-256',
+        timestamp: true,
+      });
       writeFileSync(join(work, 'bt.bin'), content);
       writeFileSync(join(work, 'bt.p7s'), cms);
-      const v = run('openssl', ['cms', '-verify', '-cades', '-binary', '-inform', 'DER', '-in', 'bt.p7s', '-content', 'bt.bin', '-CAfile', rootFile, '-out', '/dev/null'], work);
+      const v = run(
+        'openssl',
+        [
+          'cms',
+          '-verify',
+          '-cades',
+          '-binary',
+          '-inform',
+          'DER',
+          '-in',
+          'bt.p7s',
+          '-content',
+          'bt.bin',
+          '-CAfile',
+          rootFile,
+          '-out',
+          '/dev/null',
+        ],
+        work,
+      );
       expect(v.out).toContain('CAdES Verification successful');
       const signed = AsnConvert.parse(AsnConvert.parse(cms, ContentInfo).content, SignedData);
       const si = signed.signerInfos[0]!;
@@ -162,17 +233,50 @@ describe('SigningService (keys on SoftHSM, checked by openssl)', () => {
       expect(attr).toBeDefined();
       writeFileSync(join(work, 'token.der'), Buffer.from(attr!.attrValues[0]!));
       writeFileSync(join(work, 'sigvalue.bin'), Buffer.from(si.signature.buffer));
-      const ts = run('openssl', ['ts', '-verify', '-in', 'token.der', '-token_in', '-data', 'sigvalue.bin', '-CAfile', tsa.caCertPem], work);
+      const ts = run(
+        'openssl',
+        ['ts', '-verify', '-in', 'token.der', '-token_in', '-data', 'sigvalue.bin', '-CAfile', tsa.caCertPem],
+        work,
+      );
       expect(ts.out).toContain('Verification: OK');
     });
   });
 
   describe('#signRaw', () => {
-    const schemes: Array<{ key: 'rsa' | 'p256' | 'p384'; scheme: SignatureScheme; alg: DigestAlgorithm; opts: string[] }> = [
+    const schemes: Array<{
+      key: 'rsa' | 'p256' | 'p384';
+      scheme: SignatureScheme;
+      alg: DigestAlgorithm;
+      opts: string[];
+    }> = [
       { key: 'rsa', scheme: 'RSASSA-PKCS1-v1_5', alg: 'SHA-256', opts: ['-pkeyopt', 'digest:sha256'] },
       { key: 'rsa', scheme: 'RSASSA-PKCS1-v1_5', alg: 'SHA-512', opts: ['-pkeyopt', 'digest:sha512'] },
-      { key: 'rsa', scheme: 'RSA-PSS', alg: 'SHA-256', opts: ['-pkeyopt', 'digest:sha256', '-pkeyopt', 'rsa_padding_mode:pss', '-pkeyopt', 'rsa_pss_saltlen:32'] },
-      { key: 'rsa', scheme: 'RSA-PSS', alg: 'SHA-384', opts: ['-pkeyopt', 'digest:sha384', '-pkeyopt', 'rsa_padding_mode:pss', '-pkeyopt', 'rsa_pss_saltlen:48'] },
+      {
+        key: 'rsa',
+        scheme: 'RSA-PSS',
+        alg: 'SHA-256',
+        opts: [
+          '-pkeyopt',
+          'digest:sha256',
+          '-pkeyopt',
+          'rsa_padding_mode:pss',
+          '-pkeyopt',
+          'rsa_pss_saltlen:32',
+        ],
+      },
+      {
+        key: 'rsa',
+        scheme: 'RSA-PSS',
+        alg: 'SHA-384',
+        opts: [
+          '-pkeyopt',
+          'digest:sha384',
+          '-pkeyopt',
+          'rsa_padding_mode:pss',
+          '-pkeyopt',
+          'rsa_pss_saltlen:48',
+        ],
+      },
       { key: 'p256', scheme: 'ECDSA', alg: 'SHA-256', opts: [] },
       { key: 'p384', scheme: 'ECDSA', alg: 'SHA-384', opts: [] },
     ];
@@ -189,21 +293,65 @@ describe('SigningService (keys on SoftHSM, checked by openssl)', () => {
         writeFileSync(join(dir, 'd.bin'), digest);
         writeFileSync(join(dir, 's.bin'), signature);
         writeFileSync(join(dir, 'pub.der'), Buffer.from(certs[s.key].certificate, 'base64'));
-        execFileSync('openssl', ['x509', '-inform', 'DER', '-in', 'pub.der', '-pubkey', '-noout', '-out', 'pub.pem'], { cwd: dir });
-        const ok = run('openssl', ['pkeyutl', '-verify', '-pubin', '-inkey', 'pub.pem', '-in', 'd.bin', '-sigfile', 's.bin', ...s.opts], dir);
+        execFileSync(
+          'openssl',
+          ['x509', '-inform', 'DER', '-in', 'pub.der', '-pubkey', '-noout', '-out', 'pub.pem'],
+          { cwd: dir },
+        );
+        const ok = run(
+          'openssl',
+          [
+            'pkeyutl',
+            '-verify',
+            '-pubin',
+            '-inkey',
+            'pub.pem',
+            '-in',
+            'd.bin',
+            '-sigfile',
+            's.bin',
+            ...s.opts,
+          ],
+          dir,
+        );
         expect(ok.out).toContain('Signature Verified Successfully');
         signature[signature.length - 1]! ^= 1;
         writeFileSync(join(dir, 's.bin'), signature);
-        expect(run('openssl', ['pkeyutl', '-verify', '-pubin', '-inkey', 'pub.pem', '-in', 'd.bin', '-sigfile', 's.bin', ...s.opts], dir).ok).toBe(false);
+        expect(
+          run(
+            'openssl',
+            [
+              'pkeyutl',
+              '-verify',
+              '-pubin',
+              '-inkey',
+              'pub.pem',
+              '-in',
+              'd.bin',
+              '-sigfile',
+              's.bin',
+              ...s.opts,
+            ],
+            dir,
+          ).ok,
+        ).toBe(false);
       });
     }
 
     it('refuses RSA-PSS for an EC key and a digest of the wrong length', async () => {
       const e1 = await signing
-        .signRaw(certs.p256.certificateId, PIN, { digest: randomBytes(32), digestAlgorithm: 'SHA-256', scheme: 'RSA-PSS' })
+        .signRaw(certs.p256.certificateId, PIN, {
+          digest: randomBytes(32),
+          digestAlgorithm: 'SHA-256',
+          scheme: 'RSA-PSS',
+        })
         .catch((e: unknown) => e);
-      expect(isKelidError(e1) && ['ERR_MECHANISM_UNSUPPORTED', 'ERR_INVALID_INPUT'].includes(e1.code)).toBe(true);
-      const e2 = await signing.signRaw(certs.rsa.certificateId, PIN, { digest: randomBytes(20), digestAlgorithm: 'SHA-256' }).catch((e: unknown) => e);
+      expect(isKelidError(e1) && ['ERR_MECHANISM_UNSUPPORTED', 'ERR_INVALID_INPUT'].includes(e1.code)).toBe(
+        true,
+      );
+      const e2 = await signing
+        .signRaw(certs.rsa.certificateId, PIN, { digest: randomBytes(20), digestAlgorithm: 'SHA-256' })
+        .catch((e: unknown) => e);
       expect(isKelidError(e2, 'ERR_INVALID_INPUT')).toBe(true);
     });
   });
@@ -223,7 +371,9 @@ describe('SigningService (keys on SoftHSM, checked by openssl)', () => {
       expect(results.length).toBe(10_000);
       expect(seam.count('login')).toBe(1);
       expect(seam.count('sign')).toBe(10_000);
-      const pub = createPublicKey(`-----BEGIN CERTIFICATE-----\n${certs.p256.certificate}\n-----END CERTIFICATE-----`);
+      const pub = createPublicKey(
+        `-----BEGIN CERTIFICATE-----\n${certs.p256.certificate}\n-----END CERTIFICATE-----`,
+      );
       results.forEach((r, i) => {
         expect(verify('sha256', data[i]!, pub, (r as { signature: Uint8Array }).signature)).toBe(true);
       });
@@ -238,7 +388,12 @@ describe('SigningService (keys on SoftHSM, checked by openssl)', () => {
         if (++n === 5) controller.abort();
       };
       const digests = Array.from({ length: 100 }, () => randomBytes(32));
-      const r = await signing.signBatch(certs.p256.certificateId, PIN, { format: 'cms', digestAlgorithm: 'SHA-256', digests }, { signal: controller.signal });
+      const r = await signing.signBatch(
+        certs.p256.certificateId,
+        PIN,
+        { format: 'cms', digestAlgorithm: 'SHA-256', digests },
+        { signal: controller.signal },
+      );
       seam.onSign = undefined;
       expect(r.cancelled).toBe(true);
       expect(r.results.length).toBe(5);
@@ -249,14 +404,25 @@ describe('SigningService (keys on SoftHSM, checked by openssl)', () => {
   describe('#authChallenge', () => {
     it('makes a kelid-auth:1 token the exported verifier accepts, and rejects for another origin', async () => {
       const nonce = randomBytes(32);
-      const token = await signing.authChallenge(certs.p256.certificateId, PIN, { origin: 'https://bank.example', nonce });
+      const token = await signing.authChallenge(certs.p256.certificateId, PIN, {
+        origin: 'https://bank.example',
+        nonce,
+      });
       const roots = [Buffer.from(ca.rootPem.replace(/-----[^-]+-----|\s/g, ''), 'base64')];
       const intermediates = [Buffer.from(ca.subPem.replace(/-----[^-]+-----|\s/g, ''), 'base64')];
-      const ok = await verifyAuthToken(token, { expectedOrigin: 'https://bank.example', expectedNonce: nonce, trustedRoots: roots, intermediates });
+      const ok = await verifyAuthToken(token, {
+        expectedOrigin: 'https://bank.example',
+        expectedNonce: nonce,
+        trustedRoots: roots,
+        intermediates,
+      });
       expect(ok.origin).toBe('https://bank.example');
-      const bad = await verifyAuthToken(token, { expectedOrigin: 'https://evil.example', expectedNonce: nonce, trustedRoots: roots, intermediates }).catch(
-        (e: unknown) => e,
-      );
+      const bad = await verifyAuthToken(token, {
+        expectedOrigin: 'https://evil.example',
+        expectedNonce: nonce,
+        trustedRoots: roots,
+        intermediates,
+      }).catch((e: unknown) => e);
       expect(isKelidError(bad, 'ERR_AUTH_TOKEN_INVALID')).toBe(true);
     });
   });

@@ -14,9 +14,16 @@ const PIN = '4321';
 async function signOnce(service: TokenService, tokenId: string): Promise<Uint8Array> {
   return service.withSession(tokenId, { readWrite: false }, async (s) => {
     await s.login('user', PIN);
-    const [key] = await s.call('findObjects', { template: [{ type: CKA.CLASS, value: CKO.PRIVATE_KEY }], attributes: [] });
+    const [key] = await s.call('findObjects', {
+      template: [{ type: CKA.CLASS, value: CKO.PRIVATE_KEY }],
+      attributes: [],
+    });
     const digestInfo = new Uint8Array(51); // content is irrelevant here: RSA PKCS#1 over 51 bytes
-    const { signature } = await s.call('sign', { mechanism: { mechanism: CKM.RSA_PKCS }, key: key!.handle, data: digestInfo });
+    const { signature } = await s.call('sign', {
+      mechanism: { mechanism: CKM.RSA_PKCS },
+      key: key!.handle,
+      data: digestInfo,
+    });
     return signature;
   });
 }
@@ -31,7 +38,20 @@ describe('TokenService over p11-kit (token pulled out for real)', () => {
 
   beforeAll(async () => {
     hsm.initToken('remote', 'so-pin-x', PIN);
-    hsm.tool(['--token-label', 'remote', '--login', '--pin', PIN, '--keypairgen', '--key-type', 'rsa:2048', '--label', 'k', '--id', '01']);
+    hsm.tool([
+      '--token-label',
+      'remote',
+      '--login',
+      '--pin',
+      PIN,
+      '--keypairgen',
+      '--key-type',
+      'rsa:2048',
+      '--label',
+      'k',
+      '--id',
+      '01',
+    ]);
     server = new P11KitServer(sockDir, hsm.module, 'remote', hsm.env);
     await server.start();
     modules = new ModuleManager(
@@ -61,10 +81,17 @@ describe('TokenService over p11-kit (token pulled out for real)', () => {
     const err = await service
       .withSession(tokenId, { readWrite: false }, async (s) => {
         await s.login('user', PIN);
-        const [key] = await s.call('findObjects', { template: [{ type: CKA.CLASS, value: CKO.PRIVATE_KEY }], attributes: [] });
+        const [key] = await s.call('findObjects', {
+          template: [{ type: CKA.CLASS, value: CKO.PRIVATE_KEY }],
+          attributes: [],
+        });
         for (const pid of children) process.kill(pid, 'SIGKILL');
         await new Promise((r) => setTimeout(r, 100));
-        return s.call('sign', { mechanism: { mechanism: CKM.RSA_PKCS }, key: key!.handle, data: new Uint8Array(51) });
+        return s.call('sign', {
+          mechanism: { mechanism: CKM.RSA_PKCS },
+          key: key!.handle,
+          data: new Uint8Array(51),
+        });
       })
       .then(
         () => undefined,

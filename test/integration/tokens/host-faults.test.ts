@@ -14,7 +14,14 @@ describe('ModuleManager', () => {
   beforeAll(async () => {
     hsm.initToken('faulty', 'so-pin-f', '1234');
     modules = new ModuleManager(
-      [{ id: 'softhsm', path: hsm.module, env: { ...hsm.env, KELID_TEST_HOOKS: '1' }, reinitializeToDetectTokens: true }],
+      [
+        {
+          id: 'softhsm',
+          path: hsm.module,
+          env: { ...hsm.env, KELID_TEST_HOOKS: '1' },
+          reinitializeToDetectTokens: true,
+        },
+      ],
       { backoffInitialMs: 100 },
     );
     await modules.start();
@@ -88,7 +95,10 @@ describe('ModuleManager', () => {
       expect(byId.softhsm?.state).toBe('loaded');
       const tokens = await new TokenService(mixed).listTokens();
       expect(tokens.some((t) => t.label === 'faulty')).toBe(true);
-      const err = await mixed.module('missing')!.host.call('listSlots', {}).catch((e: unknown) => e);
+      const err = await mixed
+        .module('missing')!
+        .host.call('listSlots', {})
+        .catch((e: unknown) => e);
       expect(isKelidError(err, 'ERR_MODULE_FAILED')).toBe(true);
     } finally {
       await mixed.stop();

@@ -76,7 +76,9 @@ describe('TokenWatcher', () => {
 
   beforeAll(async () => {
     hsm.initToken('resident', 'so-pin-r', '1234');
-    modules = new ModuleManager([{ id: 'softhsm', path: hsm.module, env: hsm.env, reinitializeToDetectTokens: true }]);
+    modules = new ModuleManager([
+      { id: 'softhsm', path: hsm.module, env: hsm.env, reinitializeToDetectTokens: true },
+    ]);
     await modules.start();
     watcher = new TokenWatcher(new TokenService(modules), modules, { intervalMs: 500 });
     await watcher.start();

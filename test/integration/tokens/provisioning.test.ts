@@ -57,7 +57,9 @@ describe('ProvisioningService', () => {
 
   beforeAll(async () => {
     // A free slot only: the test initializes it through the service.
-    modules = new ModuleManager([{ id: 'softhsm', path: hsm.module, env: hsm.env, reinitializeToDetectTokens: true }]);
+    modules = new ModuleManager([
+      { id: 'softhsm', path: hsm.module, env: hsm.env, reinitializeToDetectTokens: true },
+    ]);
     await modules.start();
     source = new CountingSource(modules);
     tokens = new TokenService(source);
@@ -74,7 +76,9 @@ describe('ProvisioningService', () => {
     it('refuses a user PIN that breaks the policy before touching the token', async () => {
       const free = (await tokens.listTokens()).find((t) => !t.initialized)!;
       source.calls = [];
-      const err = await rejection(service.initToken(free.tokenId, { label: 'citizen', soPin: SO, userPin: '12ab' }));
+      const err = await rejection(
+        service.initToken(free.tokenId, { label: 'citizen', soPin: SO, userPin: '12ab' }),
+      );
       expect(isKelidError(err, 'ERR_PIN_POLICY')).toBe(true);
       expect(String((err as Error).message)).not.toContain('12ab');
       expect(source.calls.filter((c) => c !== 'tokenInfo' && c !== 'listSlots')).toEqual([]);
@@ -97,7 +101,9 @@ describe('ProvisioningService', () => {
   describe('PIN lifecycle', () => {
     it('change → wrong PIN → unblock with the SO-PIN → new PIN works, old one does not', async () => {
       await service.changePin(tokenId, 'user', PIN, '284617');
-      const wrong = await rejection(service.listKeys(tokenId).then(() => service.createCsr(tokenId, PIN, 'aa', { subject: 'CN=x' })));
+      const wrong = await rejection(
+        service.listKeys(tokenId).then(() => service.createCsr(tokenId, PIN, 'aa', { subject: 'CN=x' })),
+      );
       expect(isKelidError(wrong, 'ERR_PIN_INCORRECT')).toBe(true);
       expect((wrong as { data: { pin: { countLow: boolean } } }).data.pin.countLow).toBe(true);
 
@@ -157,8 +163,18 @@ describe('ProvisioningService', () => {
         // openssl 3.0 exits 0 even when the self-signature is bad: read what it says
         const verify = spawnSync('openssl', ['req', '-in', file, '-verify', '-noout'], { encoding: 'utf8' });
         expect(verify.stderr + verify.stdout).toMatch(/self-signature verify OK/);
-        const subject = openssl(['req', '-in', file, '-noout', '-subject', '-nameopt', 'utf8,sep_comma_plus']);
-        expect(Buffer.from(subject.trim(), 'utf8')).toEqual(Buffer.from('subject=C=IR,O=کانون سردفتران,CN=علی رضایی', 'utf8'));
+        const subject = openssl([
+          'req',
+          '-in',
+          file,
+          '-noout',
+          '-subject',
+          '-nameopt',
+          'utf8,sep_comma_plus',
+        ]);
+        expect(Buffer.from(subject.trim(), 'utf8')).toEqual(
+          Buffer.from('subject=C=IR,O=کانون سردفتران,CN=علی رضایی', 'utf8'),
+        );
         // the CSR's public key is the token's key (same keyId computed by openssl's view of it)
         const pubFromCsr = openssl(['req', '-in', file, '-noout', '-pubkey']);
         const spki = execFileSync('openssl', ['pkey', '-pubin', '-outform', 'DER'], { input: pubFromCsr });

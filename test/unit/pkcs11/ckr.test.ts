@@ -54,7 +54,10 @@ describe('ckr', () => {
 
   describe('#readCkr', () => {
     it('reads the value of a plain "CKR_NAME:N" error', () => {
-      expect(readCkr(new Error('CKR_ATTRIBUTE_READ_ONLY:16'))).toEqual({ name: 'CKR_ATTRIBUTE_READ_ONLY', value: 16 });
+      expect(readCkr(new Error('CKR_ATTRIBUTE_READ_ONLY:16'))).toEqual({
+        name: 'CKR_ATTRIBUTE_READ_ONLY',
+        value: 16,
+      });
     });
     it('reads a Pkcs11Error by its code', () => {
       expect(readCkr(pkcs11Error('CKR_PIN_INCORRECT'))).toEqual({ name: 'CKR_PIN_INCORRECT', value: 0xa0 });

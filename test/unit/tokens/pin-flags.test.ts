@@ -18,10 +18,12 @@ async function tokenId(tokens: TokenService): Promise<string> {
 }
 
 async function userLogin(tokens: TokenService, id: string, pin: string): Promise<unknown> {
-  return tokens.withSession(id, { readWrite: false }, (s) => s.login('user', pin)).then(
-    () => undefined,
-    (e: unknown) => e,
-  );
+  return tokens
+    .withSession(id, { readWrite: false }, (s) => s.login('user', pin))
+    .then(
+      () => undefined,
+      (e: unknown) => e,
+    );
 }
 
 const logins = (fake: FakeModuleHost) => fake.calls.filter((c) => c === 'login').length;
@@ -32,7 +34,12 @@ describe('TokenSession (PIN flags through a fake at the pkcs11/ seam)', () => {
       const { fake, tokens } = setup();
       const id = await tokenId(tokens);
       await userLogin(tokens, id, '0000');
-      expect((await tokens.getToken(id)).userPin).toEqual({ countLow: true, finalTry: false, locked: false, toBeChanged: false });
+      expect((await tokens.getToken(id)).userPin).toEqual({
+        countLow: true,
+        finalTry: false,
+        locked: false,
+        toBeChanged: false,
+      });
       await userLogin(tokens, id, '0000');
       expect((await tokens.getToken(id)).userPin.finalTry).toBe(true);
       expect(fake.userTries).toBe(1);
