@@ -21,7 +21,8 @@ export interface KelidConfig {
   sites: string[];
   devOrigins: string[];
   maxMessageBytes: number;
-  consent: { launcher: string; timeoutSeconds: number };
+  /** `language` (extension): the language the agent's pages open in (`?lang=`). */
+  consent: { launcher: string; timeoutSeconds: number; language: 'fa' | 'en' };
   pinPolicy: { user: PinRuleConfig; so: PinRuleConfig };
   revocation: { enforceOnSign: 'block-revoked' | 'require-good' | 'off'; timeoutSeconds: number };
   tsaUrl: string | null;
@@ -38,7 +39,7 @@ export const DEFAULT_CONFIG: Readonly<KelidConfig> = {
   sites: [],
   devOrigins: [],
   maxMessageBytes: 1_048_576,
-  consent: { launcher: 'browser', timeoutSeconds: 120 },
+  consent: { launcher: 'browser', timeoutSeconds: 120, language: 'fa' },
   pinPolicy: {
     user: { minLength: 4, maxLength: 16, charset: 'digits' },
     so: { minLength: 4, maxLength: 24, charset: 'alnum' },
@@ -99,6 +100,7 @@ export const CONFIG_SCHEMA = {
       properties: {
         launcher: { type: 'string', minLength: 1 },
         timeoutSeconds: { type: 'integer', minimum: 1, maximum: 3600 },
+        language: { enum: ['fa', 'en'] },
       },
     },
     pinPolicy: {
