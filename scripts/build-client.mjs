@@ -1,6 +1,5 @@
 // Bundles the browser SDK (src/client) into one ES module, dist/client/kelid.js, which the agent
 // serves at /sdk/kelid.js. Typed dist/client/index.js + .d.ts come from `tsc -p src/client/tsconfig.json`.
-/* global URL */
 import { build } from 'esbuild';
 import { fileURLToPath } from 'node:url';
 
