@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { auditCommand } from './commands/audit.js';
+import { caCommand } from './commands/ca.js';
+import { consentCommand } from './commands/consent.js';
 import { modulesCommand } from './commands/modules.js';
 import {
   certsCommand,
@@ -12,8 +14,11 @@ import {
   keysCommand,
   pinCommand,
 } from './commands/provisioning.js';
+import { serveCommand } from './commands/serve.js';
 import { signCommand } from './commands/sign.js';
+import { sitesCommand } from './commands/sites.js';
 import { tokensCommand } from './commands/tokens.js';
+import { uiCommand } from './commands/ui.js';
 import { reportError } from './context.js';
 
 function version(): string {
@@ -43,6 +48,11 @@ export function buildProgram(): Command {
     deleteCommand(),
     signCommand(),
     auditCommand(),
+    serveCommand(),
+    consentCommand(),
+    sitesCommand(),
+    caCommand(),
+    uiCommand(),
   ];
   for (const cmd of commands) {
     cmd.exitOverride();

@@ -1,0 +1,388 @@
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { WebSocket } from 'ws';
+import { AUDIT_LOG_FILE, AuditLog } from './audit/audit-log.js';
+import type { AuditRecord } from './audit/audit-log.js';
+import type { KelidConfig } from './config.js';
+import { ConsentBroker } from './consent/consent-broker.js';
+import type { PinRulesView } from './consent/consent-broker.js';
+import { ConsoleSecrets } from './consent/console-secrets.js';
+import { ControlChannel, controlSocketPath, ensurePrivateDirectory } from './consent/control-channel.js';
+import type { ControlRequest } from './consent/control-channel.js';
+import { createLauncher } from './consent/launcher.js';
+import type { Launcher } from './consent/launcher.js';
+import { PromptLimiter } from './consent/rate-limit.js';
+import { SITE_GRANTS_FILE, SiteGrants } from './consent/site-grants.js';
+import { KelidError } from './errors.js';
+import { silentLogger } from './log.js';
+import type { Logger } from './log.js';
+import type { ConnectionContext, PendingCall, ProtocolEnv } from './protocol/context.js';
+import { Dispatcher, JSON_RPC } from './protocol/dispatcher.js';
+import { METHODS } from './protocol/methods/index.js';
+import type { AgentServices } from './protocol/services.js';
+import type { Tier, Token } from './protocol/types.js';
+import { createAgentServices } from './services.js';
+import { normalizeOrigin } from './transport/handshake.js';
+import { createHttpApp } from './transport/http-routes.js';
+import { ConnectionLimits, TRANSPORT_LIMITS } from './transport/limits.js';
+import { AgentServer } from './transport/server.js';
+import type { AcceptedConnection } from './transport/server.js';
+import { ensureTlsMaterial } from './transport/tls.js';
+
+// The running agent: TLS material, audit log, site grants, services, consent broker, the control
+// channel for the CLI, and the HTTPS/WebSocket server, wired together. `start` writes
+// `<stateDir>/agent.json` once everything listens; `stop` undoes it all.
+
+/** `<stateDir>/agent.json` (PROTOCOL.md section 8). */
+export const AGENT_INFO_FILE = 'agent.json';
+
+export interface AgentInfoFile {
+  pid: number;
+  port: number;
+  url: string;
+  caCertificatePem: string;
+  insecureWsPort?: number;
+}
+
+export type RunningAgentServices = AgentServices & { close(): Promise<void> };
+
+export interface AgentOptions {
+  config: KelidConfig;
+  stateDir: string;
+  logger?: Logger;
+  /** Build the services (default: createAgentServices over the configured modules). */
+  createServices?: (
+    config: KelidConfig,
+    options: { stateDir: string; logger: Logger },
+  ) => Promise<RunningAgentServices>;
+  /** Open the agent's pages (default: from config `consent.launcher`). */
+  launcher?: Launcher;
+  version?: string;
+}
+
+/** Prompts per origin per minute: sites are held to few; an RA desk provisions token after token. */
+const PROMPTS_PER_MINUTE = { site: 5, ra: 30 } as const;
+
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(fs.readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+      version?: string;
+    };
+    return pkg.version ?? '0.0.0';
+  } catch {
+    return '0.0.0';
+  }
+}
+
+class Connection implements ConnectionContext {
+  readonly id = randomBytes(8).toString('hex');
+  readonly calls = new Map<string, PendingCall>();
+  readonly #closed = new AbortController();
+
+  constructor(
+    readonly ws: WebSocket,
+    readonly origin: string,
+    public tier: Tier,
+  ) {}
+
+  get closed(): AbortSignal {
+    return this.#closed.signal;
+  }
+
+  close(): void {
+    this.#closed.abort();
+  }
+
+  send(text: string): void {
+    if (this.ws.readyState !== this.ws.OPEN) return;
+    if (this.ws.bufferedAmount > TRANSPORT_LIMITS.maxSendBufferBytes) {
+      // The page does not read its answers: stop queueing them in memory.
+      this.ws.close(1008, 'too many unread messages');
+      return;
+    }
+    this.ws.send(text);
+  }
+
+  notify(method: string, params: unknown): void {
+    this.send(JSON.stringify({ jsonrpc: '2.0', method, params }));
+  }
+}
+
+export class Agent {
+  readonly config: KelidConfig;
+  readonly stateDir: string;
+  readonly #log: Logger;
+  readonly #options: AgentOptions;
+  readonly #connections = new Set<Connection>();
+  readonly #consoleSecrets = new ConsoleSecrets();
+  #services: RunningAgentServices | undefined;
+  #server: AgentServer | undefined;
+  #control: ControlChannel | undefined;
+  #audit: AuditLog | undefined;
+  #broker: ConsentBroker | undefined;
+  #port = 0;
+  #onTokensChanged: ((change: { added: Token[]; removed: string[] }) => void) | undefined;
+  #version: string;
+
+  constructor(options: AgentOptions) {
+    this.#options = options;
+    this.config = options.config;
+    this.stateDir = path.resolve(options.stateDir);
+    this.#log = options.logger ?? silentLogger;
+    this.#version = options.version ?? packageVersion();
+  }
+
+  get port(): number {
+    return this.#port;
+  }
+
+  get url(): string {
+    return `https://127.0.0.1:${this.#port}`;
+  }
+
+  /** Start everything; resolves to what was written to agent.json. */
+  async start(): Promise<AgentInfoFile> {
+    const config = this.config;
+    ensurePrivateDirectory(this.stateDir);
+    const tls = await ensureTlsMaterial(this.stateDir);
+    if (tls.generated)
+      this.#log.info('generated a new local CA and TLS certificate (run "kelid ca install")');
+    const audit = new AuditLog(path.join(this.stateDir, AUDIT_LOG_FILE));
+    const grants = new SiteGrants(path.join(this.stateDir, SITE_GRANTS_FILE));
+    this.#audit = audit;
+
+    const makeServices = this.#options.createServices ?? createAgentServices;
+    const services = await makeServices(config, { stateDir: this.stateDir, logger: this.#log });
+    this.#services = services;
+    try {
+      return await this.#startServing(config, tls, services, grants);
+    } catch (e) {
+      await this.stop();
+      throw e;
+    }
+  }
+
+  async #startServing(
+    config: KelidConfig,
+    tls: { key: string; cert: string; caCertificatePem: string },
+    services: RunningAgentServices,
+    grants: SiteGrants,
+  ): Promise<AgentInfoFile> {
+    const launcher = this.#options.launcher ?? createLauncher(config.consent.launcher, { logger: this.#log });
+    const lang = config.consent.language;
+    const siteLimiter = new PromptLimiter({ perOriginPerMinute: PROMPTS_PER_MINUTE.site });
+    const raLimiter = new PromptLimiter({ perOriginPerMinute: PROMPTS_PER_MINUTE.ra });
+    const defaultPinRules: PinRulesView = {
+      user: pinRuleView(config.pinPolicy.user),
+      so: pinRuleView(config.pinPolicy.so),
+    };
+    const broker = new ConsentBroker({
+      timeoutMs: config.consent.timeoutSeconds * 1000,
+      // The console is the user's own window; an RA desk gets a larger budget than a site.
+      limiterFor: (tier) => (tier === 'console' ? null : tier === 'ra' ? raLimiter : siteLimiter),
+      launch: launcher,
+      consentUrl: (secret) => `${this.url}/consent/?lang=${lang}#${secret}`,
+      defaultPinRules,
+      maxPending: config.limits.connections,
+      logger: this.#log,
+    });
+    this.#broker = broker;
+
+    const configuredSites = config.sites
+      .map((o) => normalizeOrigin(o))
+      .filter((o): o is string => o !== null);
+    const env: ProtocolEnv = {
+      services,
+      consent: broker,
+      version: this.#version,
+      defaultPinRules,
+      sites: {
+        isApproved: (origin) => configuredSites.includes(origin) || grants.has(origin),
+        approve: (origin) => {
+          grants.grant(origin);
+          for (const c of this.#connections) if (c.origin === origin && c.tier === 'unknown') c.tier = 'site';
+          this.#log.info({ origin }, 'site approved');
+        },
+      },
+    };
+    const dispatcher = new Dispatcher({
+      env,
+      methods: METHODS,
+      audit: (record) => this.#appendAudit(record),
+      logger: this.#log,
+      maxInFlight: TRANSPORT_LIMITS.maxInFlightPerConnection,
+    });
+
+    const app = createHttpApp({
+      version: this.#version,
+      allowedHosts: (port) => [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`],
+      consoleOrigin: () => this.url,
+      consent: broker,
+      logger: this.#log,
+    });
+    const server = new AgentServer({
+      port: config.port,
+      insecurePort: config.insecureWsPort,
+      tls,
+      app,
+      maxPayload: config.maxMessageBytes,
+      limits: new ConnectionLimits({
+        perOrigin: config.limits.connectionsPerOrigin,
+        total: config.limits.connections,
+      }),
+      handshakeConfig: (localPort) => ({
+        port: localPort,
+        raOrigins: config.raOrigins,
+        sites: [...configuredSites, ...grants.list().map((g) => g.origin)],
+        devOrigins: config.devOrigins,
+        consoleOrigin: this.url,
+      }),
+      consoleSecrets: this.#consoleSecrets,
+      onConnection: (ws, info) => this.#accept(ws, info, dispatcher),
+      logger: this.#log,
+    });
+    this.#server = server;
+    const ports = await server.listen();
+    this.#port = ports.port;
+
+    this.#onTokensChanged = (change) => {
+      for (const c of this.#connections) if (c.tier !== 'unknown') c.notify('tokens.changed', change);
+    };
+    services.tokenEvents.on('changed', this.#onTokensChanged);
+
+    const control = new ControlChannel(
+      controlSocketPath(this.stateDir),
+      (request) => this.#handleControl(request, broker, grants, configuredSites, lang),
+      { logger: this.#log },
+    );
+    await control.start();
+    this.#control = control;
+
+    const info: AgentInfoFile = {
+      pid: process.pid,
+      port: ports.port,
+      url: this.url,
+      caCertificatePem: tls.caCertificatePem,
+      ...(ports.insecurePort !== null ? { insecureWsPort: ports.insecurePort } : {}),
+    };
+    writeFileAtomic(path.join(this.stateDir, AGENT_INFO_FILE), `${JSON.stringify(info, null, 2)}\n`);
+    this.#log.info({ port: ports.port, insecureWsPort: ports.insecurePort }, 'Kelid agent listening');
+    return info;
+  }
+
+  #accept(ws: WebSocket, info: AcceptedConnection, dispatcher: Dispatcher): void {
+    const conn = new Connection(ws, info.origin, info.tier);
+    this.#connections.add(conn);
+    this.#log.info({ conn: conn.id, origin: info.origin, tier: info.tier }, 'connection opened');
+    ws.on('message', (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => {
+      if (isBinary) {
+        conn.send(
+          JSON.stringify({
+            jsonrpc: '2.0',
+            id: null,
+            error: {
+              code: JSON_RPC.INVALID_REQUEST,
+              message: 'binary frames are not accepted; send JSON text frames',
+            },
+          }),
+        );
+        return;
+      }
+      const text = Array.isArray(data)
+        ? Buffer.concat(data).toString('utf8')
+        : Buffer.from(data as ArrayBuffer).toString('utf8');
+      dispatcher.handle(conn, text).then(
+        (reply) => conn.send(reply),
+        (e: unknown) =>
+          this.#log.error({ err: e instanceof Error ? e.message : String(e) }, 'dispatch failed'),
+      );
+    });
+    ws.on('error', () => ws.terminate());
+    ws.on('close', () => {
+      this.#connections.delete(conn);
+      conn.close();
+      info.release();
+      this.#log.info({ conn: conn.id }, 'connection closed');
+    });
+  }
+
+  async #handleControl(
+    request: ControlRequest,
+    broker: ConsentBroker,
+    grants: SiteGrants,
+    configuredSites: string[],
+    lang: string,
+  ): Promise<unknown> {
+    switch (request.op) {
+      case 'list':
+        return broker.list();
+      case 'approve': {
+        const result = broker.approve({ requestId: request.requestId }, request.secrets);
+        if (result === null) throw notPending();
+        if (!result.ok) {
+          const { code, message, need } = result.error;
+          throw new KelidError(code, message, need === undefined ? {} : { data: { need } });
+        }
+        return { ok: true };
+      }
+      case 'deny':
+        if (!broker.deny({ requestId: request.requestId })) throw notPending();
+        return { ok: true };
+      case 'sites.list':
+        return { approved: grants.list(), configured: configuredSites };
+      case 'sites.revoke': {
+        const origin = normalizeOrigin(request.origin);
+        if (origin === null)
+          throw new KelidError('ERR_INVALID_INPUT', 'not a valid origin (scheme://host[:port])');
+        const revoked = grants.revoke(origin);
+        const configured = configuredSites.includes(origin);
+        if (revoked) {
+          this.#appendAudit({ origin, method: 'sites.revoke', tokenSerial: null, result: 'ok' });
+          if (!configured)
+            for (const c of this.#connections)
+              if (c.origin === origin && c.tier === 'site') c.tier = 'unknown';
+          this.#log.info({ origin }, 'site approval revoked');
+        }
+        return { revoked, configured };
+      }
+      case 'ui.url':
+        return { url: `${this.url}/manager/?lang=${lang}#${this.#consoleSecrets.issue()}` };
+    }
+  }
+
+  #appendAudit(record: AuditRecord): void {
+    if (!this.#audit) throw new KelidError('ERR_INTERNAL', 'the audit log is not open');
+    this.#audit.append(record);
+  }
+
+  /** Stop serving, withdraw pending consents, stop the module hosts and remove agent.json. */
+  async stop(): Promise<void> {
+    fs.rmSync(path.join(this.stateDir, AGENT_INFO_FILE), { force: true });
+    this.#broker?.cancelAll();
+    await this.#control?.stop();
+    this.#control = undefined;
+    await this.#server?.close();
+    this.#server = undefined;
+    for (const c of this.#connections) c.close();
+    this.#connections.clear();
+    if (this.#services && this.#onTokensChanged)
+      this.#services.tokenEvents.off('changed', this.#onTokensChanged);
+    await this.#services?.close();
+    this.#services = undefined;
+  }
+}
+
+function notPending(): KelidError {
+  return new KelidError('ERR_INVALID_INPUT', 'no pending consent request has this id');
+}
+
+function pinRuleView(rule: { minLength: number; maxLength: number; charset: string }): PinRulesView['user'] {
+  return { minLength: rule.minLength, maxLength: rule.maxLength, charset: rule.charset };
+}
+
+function writeFileAtomic(file: string, text: string): void {
+  const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
+  fs.writeFileSync(tmp, text, { mode: 0o600, flag: 'wx' });
+  fs.renameSync(tmp, file);
+}

@@ -1,0 +1,326 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { KelidError, isKelidError } from '../errors.js';
+import type { ErrorCode } from '../errors.js';
+import { silentLogger } from '../log.js';
+import type { Logger } from '../log.js';
+import type { SecretNeed, Tier } from '../protocol/types.js';
+import { checkPin, normalizePin } from './pin-policy.js';
+import type { PinRule } from './pin-policy.js';
+import type { PromptLimiter } from './rate-limit.js';
+
+// PROTOCOL.md section 5: a call that needs consent waits here until the user approves (through the
+// consent page or `kelid consent approve`), denies, the page withdraws it, or the timeout passes.
+// The secrets the user types go straight from the approval into the one service call waiting for
+// them (`request(spec, run)` hands them to `run`); the broker keeps no reference to them.
+
+export type ConsentWarning =
+  'pin-count-low' | 'pin-final-try' | 'pin-locked' | 'status-unknown' | 'status-unavailable';
+
+export interface PinRuleView {
+  minLength: number;
+  maxLength: number;
+  charset: string;
+}
+
+export interface PinRulesView {
+  user: PinRuleView;
+  so: PinRuleView;
+}
+
+export interface ConsentTokenView {
+  label: string;
+  serialNumber: string;
+  manufacturer: string;
+  model: string;
+}
+
+export interface ConsentCertificateView {
+  subject: string;
+  issuer: string;
+  serialNumber: string;
+  notAfter: string;
+}
+
+/** What the consent page (`GET /consent/api/request`) and `kelid consent list --json` show. */
+export interface ConsentRequestView {
+  requestId: string;
+  origin: string;
+  tier: Tier;
+  method: string;
+  /** Absent for site approvals (`agent.requestAccess`), which concern no token. */
+  token?: ConsentTokenView;
+  certificate?: ConsentCertificateView;
+  summary?: string;
+  summaries?: string[];
+  /** Hex digests of what will be signed (empty for operations that sign nothing the page gave). */
+  digests: string[];
+  needs: SecretNeed[];
+  warnings: ConsentWarning[];
+  pinRules: PinRulesView;
+  /** ISO 8601 UTC. */
+  expiresAt: string;
+}
+
+/** What a method asks consent for. */
+export interface ConsentSpec {
+  connectionId: string;
+  origin: string;
+  tier: Tier;
+  method: string;
+  token?: ConsentTokenView;
+  certificate?: ConsentCertificateView;
+  summary?: string;
+  summaries?: string[];
+  digests?: string[];
+  needs: SecretNeed[];
+  warnings?: ConsentWarning[];
+  /** Rules new PINs are checked against before the call proceeds (default: the configured policy). */
+  pinRules?: PinRulesView;
+  /** Aborts when the page cancels the call or disconnects: the request is withdrawn. */
+  signal: AbortSignal;
+  /** Called once the request is pending (the protocol layer sends `consent.pending`). */
+  onPending?: (requestId: string) => void;
+}
+
+export type Secrets = Partial<Record<SecretNeed, string>>;
+
+export interface ApproveError {
+  code: ErrorCode;
+  message: string;
+  need?: SecretNeed;
+}
+
+export type ApproveResult = { ok: true } | { ok: false; error: ApproveError };
+
+/** Find a pending request by its id (CLI) or by the one-time secret of its consent page. */
+export type ConsentRef = { requestId: string } | { secret: string };
+
+export interface ConsentBrokerOptions {
+  timeoutMs: number;
+  /** Per-origin prompt limits; `null` for tiers that are never limited (the console). */
+  limiterFor: (tier: Tier) => PromptLimiter | null;
+  /** Opens the consent page for a new request (the URL carries its one-time secret). */
+  launch: (url: string) => void;
+  /** The consent page URL for a secret. */
+  consentUrl: (secret: string) => string;
+  defaultPinRules: PinRulesView;
+  /** Pending requests in all (each connection may have one). */
+  maxPending?: number;
+  logger?: Logger;
+  now?: () => number;
+}
+
+const NEW_PIN_ROLE: Partial<Record<SecretNeed, 'user' | 'so'>> = { newUserPin: 'user', newSoPin: 'so' };
+// A PIN longer than this is not a PIN (PKCS#11 tokens allow far less); it bounds what we hold.
+const MAX_SECRET_LENGTH = 256;
+
+interface Entry {
+  view: ConsentRequestView;
+  secretHash: string;
+  connectionId: string;
+  resolve(secrets: Secrets): void;
+  reject(error: KelidError): void;
+  denied(): void;
+}
+
+export class ConsentBroker {
+  readonly #options: ConsentBrokerOptions;
+  readonly #log: Logger;
+  readonly #now: () => number;
+  readonly #byId = new Map<string, Entry>();
+  readonly #bySecret = new Map<string, Entry>();
+  readonly #byConnection = new Map<string, Entry>();
+
+  constructor(options: ConsentBrokerOptions) {
+    this.#options = options;
+    this.#log = options.logger ?? silentLogger;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /**
+   * Ask the user; when they approve, call `run` with the secrets they typed and return its result.
+   * Rejects with ERR_BUSY (this connection already waits for a decision, or too many are pending),
+   * ERR_ORIGIN_DENIED / ERR_RATE_LIMITED (prompt limits), ERR_USER_CANCELLED (denied, or withdrawn
+   * by the page) or ERR_CONSENT_TIMEOUT.
+   */
+  async request<T>(spec: ConsentSpec, run: (secrets: Secrets) => Promise<T>): Promise<T> {
+    if (spec.signal.aborted) throw withdrawn();
+    if (this.#byConnection.has(spec.connectionId)) {
+      throw new KelidError('ERR_BUSY', 'this page already waits for a consent decision');
+    }
+    if (this.#byId.size >= (this.#options.maxPending ?? 64)) {
+      throw new KelidError('ERR_BUSY', 'too many consent requests are pending');
+    }
+    const limiter = this.#options.limiterFor(spec.tier);
+    limiter?.check(spec.origin);
+    limiter?.recordPrompt(spec.origin);
+
+    const requestId = randomBytes(16).toString('hex');
+    const secret = randomBytes(32).toString('base64url');
+    const view: ConsentRequestView = {
+      requestId,
+      origin: spec.origin,
+      tier: spec.tier,
+      method: spec.method,
+      ...(spec.token ? { token: { ...spec.token } } : {}),
+      ...(spec.certificate ? { certificate: { ...spec.certificate } } : {}),
+      ...(spec.summary !== undefined ? { summary: spec.summary } : {}),
+      ...(spec.summaries !== undefined ? { summaries: spec.summaries } : {}),
+      digests: spec.digests ?? [],
+      needs: [...spec.needs],
+      warnings: [...(spec.warnings ?? [])],
+      pinRules: spec.pinRules ?? this.#options.defaultPinRules,
+      expiresAt: new Date(this.#now() + this.#options.timeoutMs).toISOString(),
+    };
+
+    const secrets = await new Promise<Secrets>((resolve, reject) => {
+      const settle = (): void => {
+        clearTimeout(timer);
+        spec.signal.removeEventListener('abort', onAbort);
+        this.#remove(entry);
+      };
+      const onAbort = (): void => {
+        settle();
+        reject(withdrawn());
+      };
+      const entry: Entry = {
+        view,
+        secretHash: hashSecret(secret),
+        connectionId: spec.connectionId,
+        resolve: (s) => {
+          settle();
+          resolve(s);
+        },
+        reject: (e) => {
+          settle();
+          reject(e);
+        },
+        denied: () => limiter?.recordDenial(spec.origin),
+      };
+      const timer = setTimeout(() => {
+        entry.reject(new KelidError('ERR_CONSENT_TIMEOUT', 'the user did not decide in time'));
+      }, this.#options.timeoutMs);
+      this.#byId.set(requestId, entry);
+      this.#bySecret.set(entry.secretHash, entry);
+      this.#byConnection.set(spec.connectionId, entry);
+      spec.signal.addEventListener('abort', onAbort, { once: true });
+      this.#log.info({ requestId, origin: spec.origin, method: spec.method }, 'consent requested');
+      try {
+        this.#options.launch(this.#options.consentUrl(secret));
+      } catch (e) {
+        this.#log.warn(
+          { requestId, err: e instanceof Error ? e.message : String(e) },
+          'cannot open the consent page',
+        );
+      }
+      spec.onPending?.(requestId);
+    });
+    this.#log.info({ requestId }, 'consent approved');
+    return run(secrets);
+  }
+
+  /** The pending requests, oldest first. */
+  list(): ConsentRequestView[] {
+    return [...this.#byId.values()].map((e) => e.view);
+  }
+
+  get(ref: ConsentRef): ConsentRequestView | undefined {
+    return this.#find(ref)?.view;
+  }
+
+  /**
+   * Approve with the typed secrets. A missing, malformed or policy-breaking secret is returned as an
+   * error and the request stays pending, so the user can retype.
+   */
+  approve(ref: ConsentRef, secrets: unknown): ApproveResult | null {
+    const entry = this.#find(ref);
+    if (!entry) return null;
+    const problem = checkSecrets(entry.view, secrets);
+    if (problem) return { ok: false, error: problem };
+    const picked: Secrets = {};
+    for (const need of entry.view.needs) picked[need] = (secrets as Record<string, string>)[need];
+    entry.resolve(picked);
+    return { ok: true };
+  }
+
+  /** Deny: the call fails with ERR_USER_CANCELLED and the origin cools down. False if not pending. */
+  deny(ref: ConsentRef): boolean {
+    const entry = this.#find(ref);
+    if (!entry) return false;
+    this.#log.info({ requestId: entry.view.requestId }, 'consent denied');
+    entry.denied();
+    entry.reject(new KelidError('ERR_USER_CANCELLED', 'the user declined'));
+    return true;
+  }
+
+  /** Withdraw every pending request (agent shutdown). */
+  cancelAll(): void {
+    for (const entry of [...this.#byId.values()]) {
+      entry.reject(new KelidError('ERR_USER_CANCELLED', 'the agent is shutting down', { retriable: true }));
+    }
+  }
+
+  get size(): number {
+    return this.#byId.size;
+  }
+
+  #find(ref: ConsentRef): Entry | undefined {
+    if ('requestId' in ref)
+      return typeof ref.requestId === 'string' ? this.#byId.get(ref.requestId) : undefined;
+    return typeof ref.secret === 'string' && ref.secret.length <= 128
+      ? this.#bySecret.get(hashSecret(ref.secret))
+      : undefined;
+  }
+
+  #remove(entry: Entry): void {
+    this.#byId.delete(entry.view.requestId);
+    this.#bySecret.delete(entry.secretHash);
+    if (this.#byConnection.get(entry.connectionId) === entry) this.#byConnection.delete(entry.connectionId);
+  }
+}
+
+function withdrawn(): KelidError {
+  return new KelidError('ERR_USER_CANCELLED', 'the request was withdrawn by the page');
+}
+
+// Secrets are looked up by their hash: the map never holds the bearer value itself.
+function hashSecret(secret: string): string {
+  return createHash('sha256').update(secret, 'utf8').digest('hex');
+}
+
+function toRule(view: PinRuleView): PinRule {
+  const charset = view.charset === 'digits' || view.charset === 'alnum' ? view.charset : 'any';
+  return { minLength: view.minLength, maxLength: view.maxLength, charset };
+}
+
+/** What is wrong with the secrets for this request, without ever echoing one. */
+function checkSecrets(view: ConsentRequestView, secrets: unknown): ApproveError | null {
+  if (typeof secrets !== 'object' || secrets === null || Array.isArray(secrets)) {
+    return { code: 'ERR_INVALID_INPUT', message: 'secrets must be a JSON object whose keys are the needs' };
+  }
+  const given = Object.keys(secrets);
+  if (given.some((k) => !(view.needs as string[]).includes(k))) {
+    return {
+      code: 'ERR_INVALID_INPUT',
+      message: `only these secrets are expected: ${view.needs.join(', ') || '(none)'}`,
+    };
+  }
+  for (const need of view.needs) {
+    const value: unknown = (secrets as Record<string, unknown>)[need];
+    if (typeof value !== 'string' || value.length === 0) {
+      return { code: 'ERR_INVALID_INPUT', message: `${need} is missing`, need };
+    }
+    if (value.length > MAX_SECRET_LENGTH)
+      return { code: 'ERR_INVALID_INPUT', message: `${need} is too long`, need };
+    const role = NEW_PIN_ROLE[need];
+    if (role) {
+      try {
+        checkPin(normalizePin(value), toRule(view.pinRules[role]));
+      } catch (e) {
+        if (isKelidError(e, 'ERR_PIN_POLICY')) return { code: 'ERR_PIN_POLICY', message: e.message, need };
+        return { code: 'ERR_INVALID_INPUT', message: `${need} is not acceptable`, need };
+      }
+    }
+  }
+  return null;
+}

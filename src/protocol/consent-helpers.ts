@@ -1,0 +1,122 @@
+import { KelidError } from '../errors.js';
+import type {
+  ConsentCertificateView,
+  ConsentSpec,
+  ConsentTokenView,
+  ConsentWarning,
+  PinRulesView,
+  Secrets,
+} from '../consent/consent-broker.js';
+import type { CallContext } from './context.js';
+import type { SigningWarning } from './services.js';
+import type { Certificate, PinState, SecretNeed, Token } from './types.js';
+
+// Shared by the methods that need consent: the views the consent UI shows, the PIN checks made
+// before prompting (a locked PIN is reported at once: typing it would spend nothing but the user's
+// time), and the call into the consent broker with this call's connection, signal and notification.
+
+export function tokenView(t: Token): ConsentTokenView {
+  return { label: t.label, serialNumber: t.serialNumber, manufacturer: t.manufacturer, model: t.model };
+}
+
+export function certificateView(
+  c: Pick<Certificate, 'subject' | 'issuer' | 'serialNumber' | 'notAfter'>,
+): ConsentCertificateView {
+  return { subject: c.subject, issuer: c.issuer, serialNumber: c.serialNumber, notAfter: c.notAfter };
+}
+
+/** The warnings for a PIN the user is about to type. */
+export function pinWarnings(state: PinState): ConsentWarning[] {
+  if (state.locked) return ['pin-locked'];
+  if (state.finalTry) return ['pin-final-try'];
+  if (state.countLow) return ['pin-count-low'];
+  return [];
+}
+
+export function statusWarnings(warning: SigningWarning | undefined): ConsentWarning[] {
+  return warning === undefined ? [] : [warning];
+}
+
+/** Refuse before prompting when the token cannot take this PIN at all. */
+export function requireUsablePin(token: Token, role: 'user' | 'so'): void {
+  if (!token.initialized) throw new KelidError('ERR_TOKEN_NOT_INITIALIZED', 'the token is not initialized');
+  if (role === 'user' && !token.userPinInitialized) {
+    throw new KelidError('ERR_TOKEN_NOT_INITIALIZED', 'the user PIN of this token has not been set');
+  }
+  const state = role === 'user' ? token.userPin : token.soPin;
+  if (state.locked) {
+    throw new KelidError(
+      'ERR_PIN_LOCKED',
+      role === 'user' ? 'the user PIN is locked' : 'the SO-PIN is locked',
+      {
+        data: { role, pin: state },
+      },
+    );
+  }
+}
+
+/** The PIN rules for a token (policy narrowed by the token), or the configured policy. */
+export async function pinRulesFor(ctx: CallContext, tokenId: string): Promise<PinRulesView> {
+  try {
+    return await ctx.env.services.provisioning.pinRules(tokenId);
+  } catch (e) {
+    if (e instanceof KelidError && e.code !== 'ERR_INTERNAL') throw e;
+    return ctx.env.defaultPinRules;
+  }
+}
+
+export type ConsentDetails = Omit<
+  ConsentSpec,
+  'connectionId' | 'origin' | 'tier' | 'method' | 'signal' | 'onPending'
+>;
+
+/** Ask for consent for this call; `run` gets the typed secrets and is the only place they go. */
+export async function withConsent<T>(
+  ctx: CallContext,
+  details: ConsentDetails,
+  run: (secrets: Secrets) => Promise<T>,
+): Promise<T> {
+  ctx.setCancellable(true);
+  try {
+    return await ctx.env.consent.request(
+      {
+        ...details,
+        connectionId: ctx.connection.id,
+        origin: ctx.connection.origin,
+        tier: ctx.connection.tier,
+        method: ctx.method,
+        signal: ctx.signal,
+        onPending: (requestId) => {
+          ctx.markPrompted();
+          ctx.connection.notify('consent.pending', { id: ctx.id, requestId });
+        },
+      },
+      (secrets) => {
+        ctx.setCancellable(false);
+        return run(secrets);
+      },
+    );
+  } finally {
+    ctx.setCancellable(false);
+  }
+}
+
+/** A secret the broker has checked is present (the broker only approves with every need filled). */
+export function secret(secrets: Secrets, need: SecretNeed): string {
+  const value = secrets[need];
+  if (typeof value !== 'string') throw new KelidError('ERR_INTERNAL', `consent approved without ${need}`);
+  return value;
+}
+
+/** Record the token in the audit line. */
+export function auditToken(ctx: CallContext, token: Token): void {
+  ctx.audit.tokenSerial = token.serialNumber;
+}
+
+export function hex(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
+}
+
+export function base64(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
+}

@@ -1,0 +1,32 @@
+import { defineMethod } from '../method.js';
+import { object } from '../schema.js';
+
+/** `agent.info`: who is answering, and which tier this connection has. */
+export const agentInfo = defineMethod<Record<string, never>>({
+  name: 'agent.info',
+  tiers: ['unknown', 'site', 'ra', 'console'],
+  schema: object({}),
+  audit: 'never',
+  async run(ctx) {
+    const { tier, origin } = ctx.connection;
+    const info: Record<string, unknown> = {
+      name: 'kelid',
+      version: ctx.env.version,
+      protocol: 1,
+      origin,
+      tier,
+    };
+    if (tier === 'ra' || tier === 'console') {
+      info.modules = ctx.env.services.modules().map((m) => ({
+        id: m.id,
+        name: m.name,
+        path: m.path,
+        source: m.source,
+        state: m.state,
+        ...(m.reason !== undefined ? { reason: m.reason } : {}),
+        ...(m.info !== undefined ? { info: m.info } : {}),
+      }));
+    }
+    return info;
+  },
+});

@@ -1,0 +1,72 @@
+import { createHash } from 'node:crypto';
+import { KelidError } from '../../errors.js';
+import type { Certificate } from '../types.js';
+import {
+  certificateView,
+  pinRulesFor,
+  pinWarnings,
+  requireUsablePin,
+  secret,
+  statusWarnings,
+  tokenView,
+  withConsent,
+} from '../consent-helpers.js';
+import type { CallContext } from '../context.js';
+import { defineMethod } from '../method.js';
+import { base64, certificateId, decodeBase64, object } from '../schema.js';
+
+/**
+ * `auth.challenge`: a login token whose signature covers SHA-256(origin) ‖ SHA-256(nonce), so it is
+ * bound to the origin that asked. Without `certificateId`, the first valid certificate with a private
+ * key and digitalSignature usage is used (one with clientAuth preferred).
+ */
+export const authChallenge = defineMethod<{ nonce: string; certificateId?: string }>({
+  name: 'auth.challenge',
+  tiers: ['site', 'ra', 'console'],
+  schema: object({ nonce: base64(64, 32), certificateId }, ['nonce']),
+  consent: true,
+  audit: 'always',
+  async run(ctx, params) {
+    const nonce = decodeBase64(params.nonce, 'nonce', 32, 64);
+    const chosen = params.certificateId ?? (await defaultCertificate(ctx)).certificateId;
+    const pre = await ctx.env.services.signing.preflight(chosen);
+    const origin = ctx.connection.origin;
+    const signed = Buffer.concat([sha256(Buffer.from(origin, 'utf8')), sha256(nonce)]);
+    ctx.audit.tokenSerial = pre.token.serialNumber;
+    ctx.audit.keyId = pre.certificate.keyId;
+    ctx.audit.certificateSha256 = pre.certificate.fingerprintSha256;
+    ctx.audit.digestsSha256 = createHash('sha256').update(sha256(signed)).digest('hex');
+    requireUsablePin(pre.token, 'user');
+    const token = await withConsent(
+      ctx,
+      {
+        token: tokenView(pre.token),
+        certificate: certificateView(pre.certificate),
+        digests: [sha256(signed).toString('hex')],
+        needs: ['userPin'],
+        warnings: [...pinWarnings(pre.token.userPin), ...statusWarnings(pre.warning)],
+        pinRules: await pinRulesFor(ctx, pre.token.tokenId),
+      },
+      (secrets) =>
+        ctx.env.services.signing.authChallenge(chosen, secret(secrets, 'userPin'), { origin, nonce }),
+    );
+    return { token };
+  },
+});
+
+function sha256(data: Uint8Array): Buffer {
+  return createHash('sha256').update(data).digest();
+}
+
+async function defaultCertificate(ctx: CallContext): Promise<Certificate> {
+  const now = new Date().toISOString();
+  const candidates = (
+    await ctx.env.services.signing.listCertificates({
+      filter: { hasPrivateKey: true, validAt: now, keyUsage: ['digitalSignature'] },
+    })
+  ).filter((c) => c.category === 'user');
+  const chosen = candidates.find((c) => c.extendedKeyUsage.includes('clientAuth')) ?? candidates[0];
+  if (!chosen)
+    throw new KelidError('ERR_CERTIFICATE_NOT_FOUND', 'no certificate on the tokens can be used to log in');
+  return chosen;
+}

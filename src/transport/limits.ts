@@ -1,0 +1,66 @@
+// PROTOCOL.md section 2, rule 3, and DESIGN.md "Bounded everything": the numbers that bound what one
+// page (or all pages together) can make the agent hold in memory.
+
+/** Limits applied to every listener (HTTPS and, when enabled, the plain development listener). */
+export const TRANSPORT_LIMITS = {
+  /** Time allowed for the request headers of an upgrade or HTTP request (slowloris). */
+  headersTimeoutMs: 10_000,
+  /** Time allowed for a whole HTTP request (the consent API bodies are tiny). */
+  requestTimeoutMs: 30_000,
+  /** Request header lines accepted by the HTTP parser. */
+  maxHeadersCount: 64,
+  /** Request header bytes accepted by the HTTP parser. */
+  maxHeaderSize: 16 * 1024,
+  /** ws: fragments of one message, and buffered chunks (the 2026 tiny-fragment advisory). */
+  maxFragments: 1024,
+  maxBufferedChunks: 4096,
+  /** Calls one connection may have in flight at once (one of them may wait for consent). */
+  maxInFlightPerConnection: 8,
+  /** Bytes queued for sending to one connection before it is considered stuck and closed. */
+  maxSendBufferBytes: 64 * 1024 * 1024,
+  /** Body of a consent API request (`POST /consent/api/*`). */
+  consentApiBodyBytes: 4 * 1024,
+} as const;
+
+export interface ConnectionLimitOptions {
+  perOrigin: number;
+  total: number;
+}
+
+/** Counts open WebSocket connections per origin and in all; a slot is held from upgrade to close. */
+export class ConnectionLimits {
+  readonly #perOrigin: number;
+  readonly #total: number;
+  readonly #counts = new Map<string, number>();
+  #open = 0;
+
+  constructor(options: ConnectionLimitOptions) {
+    this.#perOrigin = options.perOrigin;
+    this.#total = options.total;
+  }
+
+  /** Take a slot for `origin`; returns its release function, or null when a limit is reached. */
+  acquire(origin: string): (() => void) | null {
+    const current = this.#counts.get(origin) ?? 0;
+    if (this.#open >= this.#total || current >= this.#perOrigin) return null;
+    this.#counts.set(origin, current + 1);
+    this.#open += 1;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.#open -= 1;
+      const n = (this.#counts.get(origin) ?? 1) - 1;
+      if (n <= 0) this.#counts.delete(origin);
+      else this.#counts.set(origin, n);
+    };
+  }
+
+  get open(): number {
+    return this.#open;
+  }
+
+  countFor(origin: string): number {
+    return this.#counts.get(origin) ?? 0;
+  }
+}

@@ -1,0 +1,190 @@
+import * as http from 'node:http';
+import * as https from 'node:https';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer } from 'ws';
+import type { WebSocket } from 'ws';
+import type { ConsoleSecrets } from '../consent/console-secrets.js';
+import { silentLogger } from '../log.js';
+import type { Logger } from '../log.js';
+import type { Tier } from '../protocol/types.js';
+import { checkHandshake } from './handshake.js';
+import type { HandshakeConfig } from './handshake.js';
+import { TRANSPORT_LIMITS } from './limits.js';
+import type { ConnectionLimits } from './limits.js';
+
+// PROTOCOL.md sections 1 and 2: one HTTPS server on 127.0.0.1 (plus, for development only, a plain
+// one with the same rules). WebSocket upgrades are decided in the `upgrade` event, before `ws` sees
+// the request: path `/v1`, Host, Origin, the console secret, connection limits. A refusal is an HTTP
+// 403 written to the raw socket, which is then closed; no upgrade ever happens.
+
+export interface AcceptedConnection {
+  origin: string;
+  tier: Tier;
+  /** Frees the connection's slot in the limits (call once, when it closes). */
+  release: () => void;
+}
+
+export interface AgentServerOptions {
+  port: number;
+  insecurePort: number | null;
+  tls: { key: string; cert: string };
+  /** The HTTP routes (express app). */
+  app: http.RequestListener;
+  maxPayload: number;
+  limits: ConnectionLimits;
+  /** The handshake rules for a listener's port (sites are read per handshake: approvals apply at once). */
+  handshakeConfig: (localPort: number) => HandshakeConfig;
+  consoleSecrets: ConsoleSecrets;
+  onConnection: (ws: WebSocket, info: AcceptedConnection) => void;
+  logger?: Logger;
+}
+
+export interface ListeningPorts {
+  port: number;
+  insecurePort: number | null;
+}
+
+export class AgentServer {
+  readonly #options: AgentServerOptions;
+  readonly #log: Logger;
+  readonly #wss: WebSocketServer;
+  readonly #servers: http.Server[] = [];
+
+  constructor(options: AgentServerOptions) {
+    this.#options = options;
+    this.#log = options.logger ?? silentLogger;
+    this.#wss = new WebSocketServer({
+      noServer: true,
+      perMessageDeflate: false,
+      maxPayload: options.maxPayload,
+      clientTracking: true,
+      // ws >= 8.21: bound fragments and buffered chunks of one message (tiny-fragment DoS).
+      ...({
+        maxFragments: TRANSPORT_LIMITS.maxFragments,
+        maxBufferedChunks: TRANSPORT_LIMITS.maxBufferedChunks,
+      } as object),
+    });
+  }
+
+  async listen(): Promise<ListeningPorts> {
+    const secure = https.createServer(
+      { key: this.#options.tls.key, cert: this.#options.tls.cert, minVersion: 'TLSv1.2', ...serverLimits() },
+      this.#options.app,
+    );
+    const port = await this.#start(secure, this.#options.port);
+    let insecurePort: number | null = null;
+    if (this.#options.insecurePort !== null) {
+      const plain = http.createServer(serverLimits(), this.#options.app);
+      insecurePort = await this.#start(plain, this.#options.insecurePort);
+    }
+    return { port, insecurePort };
+  }
+
+  async #start(server: http.Server, port: number): Promise<number> {
+    server.headersTimeout = TRANSPORT_LIMITS.headersTimeoutMs;
+    server.requestTimeout = TRANSPORT_LIMITS.requestTimeoutMs;
+    server.maxHeadersCount = TRANSPORT_LIMITS.maxHeadersCount;
+    server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) =>
+      this.#upgrade(req, socket, head),
+    );
+    server.on('clientError', (_e, socket: Duplex) => {
+      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+      socket.destroy();
+    });
+    if (server instanceof https.Server) {
+      server.on('tlsClientError', () => undefined);
+    }
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ port, host: '127.0.0.1', exclusive: true }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.#servers.push(server);
+    const address = server.address();
+    if (address === null || typeof address === 'string') throw new TypeError('server has no TCP address');
+    return address.port;
+  }
+
+  #upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => socket.destroy());
+    const localPort = (socket as Duplex & { localPort?: number }).localPort ?? 0;
+    const { path, query } = splitUrl(req.url ?? '');
+    if (path !== '/v1') return refuse(socket, 404, 'Not Found');
+    const result = checkHandshake(
+      { host: req.headersDistinct.host, origin: req.headersDistinct.origin },
+      this.#options.handshakeConfig(localPort),
+    );
+    if (!result.ok) {
+      this.#log.debug({ reason: result.reason }, 'handshake refused');
+      return refuse(socket, 403, 'Forbidden');
+    }
+    const consoleSecret = consoleParam(query);
+    if (consoleSecret === undefined) {
+      this.#log.debug('handshake refused: unexpected query');
+      return refuse(socket, 403, 'Forbidden');
+    }
+    if (result.tier !== 'console' && consoleSecret !== null) return refuse(socket, 403, 'Forbidden');
+    const release = this.#options.limits.acquire(result.origin);
+    if (release === null) {
+      this.#log.info({ origin: result.origin }, 'connection limit reached');
+      return refuse(socket, 403, 'Forbidden');
+    }
+    // The console tier needs the one-time secret the agent gave the page it opened.
+    if (
+      result.tier === 'console' &&
+      (consoleSecret === null || !this.#options.consoleSecrets.consume(consoleSecret))
+    ) {
+      release();
+      this.#log.info('console connection without a valid secret refused');
+      return refuse(socket, 403, 'Forbidden');
+    }
+    this.#wss.handleUpgrade(req, socket, head, (ws) => {
+      this.#options.onConnection(ws, { origin: result.origin, tier: result.tier, release });
+    });
+  }
+
+  async close(): Promise<void> {
+    for (const ws of this.#wss.clients) ws.close(1001, 'agent shutting down');
+    for (const ws of this.#wss.clients) ws.terminate();
+    await Promise.all(
+      this.#servers.map(
+        (s) =>
+          new Promise<void>((resolve) => {
+            s.close(() => resolve());
+            s.closeAllConnections();
+          }),
+      ),
+    );
+    this.#servers.length = 0;
+    await new Promise<void>((resolve) => this.#wss.close(() => resolve()));
+  }
+}
+
+function serverLimits(): http.ServerOptions {
+  return { maxHeaderSize: TRANSPORT_LIMITS.maxHeaderSize, requestTimeout: TRANSPORT_LIMITS.requestTimeoutMs };
+}
+
+function splitUrl(url: string): { path: string; query: string } {
+  const q = url.indexOf('?');
+  return q === -1 ? { path: url, query: '' } : { path: url.slice(0, q), query: url.slice(q + 1) };
+}
+
+/** The `console` query parameter: null when there is no query; undefined when the query is anything else. */
+function consoleParam(query: string): string | null | undefined {
+  if (query === '') return null;
+  const m = /^console=([A-Za-z0-9_-]{16,128})$/.exec(query);
+  return m ? m[1] : undefined;
+}
+
+function refuse(socket: Duplex, status: 403 | 404, text: string): void {
+  if (socket.writable) {
+    socket.once('finish', () => socket.destroy());
+    socket.end(
+      `HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${text.length + 1}\r\n\r\n${text}\n`,
+    );
+  } else {
+    socket.destroy();
+  }
+}
