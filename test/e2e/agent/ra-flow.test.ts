@@ -1,0 +1,334 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { X509Certificate, createHash, verify as cryptoVerify } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AgentProcess, kelidSync, rpcError } from '../../helpers/agent-process.js';
+import type { RpcClient } from '../../helpers/agent-process.js';
+import { OpensslCa } from '../../helpers/openssl-ca.js';
+import { SoftHsm } from '../../helpers/softhsm.js';
+
+// The RA and signing flows over the WebSocket API of the real agent, every consent answered with
+// `kelid consent approve … --secrets-stdin`, every artefact checked by openssl or node:crypto.
+// The PINs are long and unusual so that finding them anywhere is a real leak, not a coincidence.
+
+const SO_PIN = 'Qz7SoPin4Kelid';
+const USER_PIN = '8273619405';
+const USER_PIN_2 = '5190283746';
+const WRONG_PIN = '6402918375';
+const BAD_NEW_PIN = '12ab';
+const PINS = [SO_PIN, USER_PIN, USER_PIN_2, WRONG_PIN];
+
+const RA = 'https://ra.example';
+const SHOP = 'https://shop.example';
+const PERSIAN_CN = 'علی رضایی';
+
+interface TokenJson {
+  tokenId: string;
+  initialized: boolean;
+  serialNumber: string;
+  label: string;
+}
+interface CertificateJson {
+  certificateId: string;
+  keyId: string;
+  fingerprintSha256: string;
+  certificate: string;
+  hasPrivateKey: boolean;
+  category: string;
+  keyUsage: string[];
+}
+
+describe('Agent RA and signing flows', () => {
+  const hsm = new SoftHsm('kelid-e2e-ra-hsm-');
+  const ca = new OpensslCa();
+  let agent: AgentProcess;
+  let ra: RpcClient;
+  let shop: RpcClient;
+  let token: TokenJson;
+  let keyId: string;
+  let certificate: CertificateJson;
+  const cliOutputs: string[] = [];
+
+  async function approve(client: RpcClient, id: number, secrets: Record<string, string>): Promise<void> {
+    const requestId = await client.consentFor(id);
+    const r = await agent.consent(requestId, secrets);
+    cliOutputs.push(r.stdout, r.stderr);
+    expect(r.status, r.stderr).toBe(0);
+  }
+
+  beforeAll(async () => {
+    agent = await AgentProcess.start({
+      prefix: 'kelid-e2e-ra-',
+      config: {
+        modules: [{ id: 'softhsm', path: hsm.module, env: hsm.env }],
+        raOrigins: [RA],
+        revocation: { enforceOnSign: 'off', timeoutSeconds: 2 },
+      },
+    });
+    ra = await agent.connect(RA);
+    shop = await agent.connect(SHOP);
+  });
+
+  afterAll(async () => {
+    await ra?.close();
+    await shop?.close();
+    await agent?.stop();
+    agent?.cleanup();
+    hsm.cleanup();
+    ca.cleanup();
+  });
+
+  it('tokens.init: a new user PIN that breaks the policy is refused to the CLI and the request stays pending', async () => {
+    const { tokens } = await ra.call<{ tokens: TokenJson[] }>('tokens.list');
+    const blank = tokens.find((t) => !t.initialized);
+    expect(blank).toBeDefined();
+    const id = ra.nextId;
+    const call = ra.call<{ token: TokenJson }>('tokens.init', { tokenId: blank!.tokenId, label: 'citizen-1' });
+    const requestId = await ra.consentFor(id);
+
+    const [pending] = await agent.pendingConsents();
+    expect(pending).toMatchObject({
+      requestId,
+      origin: RA,
+      tier: 'ra',
+      method: 'tokens.init',
+      needs: ['newSoPin', 'newUserPin'],
+      pinRules: { user: { minLength: 4, maxLength: 16, charset: 'digits' } },
+    });
+    expect(typeof pending.expiresAt).toBe('string');
+
+    const refused = await agent.consent(requestId, { newSoPin: SO_PIN, newUserPin: BAD_NEW_PIN });
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toContain('ERR_PIN_POLICY');
+    expect(refused.stderr).not.toContain(BAD_NEW_PIN);
+    const missing = await agent.consent(requestId, { newSoPin: SO_PIN });
+    expect(missing.status).toBe(1);
+    expect(missing.stderr).toContain('newUserPin');
+    expect((await agent.pendingConsents()).map((r) => r.requestId)).toEqual([requestId]);
+
+    const ok = await agent.consent(requestId, { newSoPin: SO_PIN, newUserPin: USER_PIN });
+    expect(ok.status, ok.stderr).toBe(0);
+    token = (await call).token;
+    expect(token).toMatchObject({ initialized: true, label: 'citizen-1' });
+    expect(token.tokenId).not.toBe(blank!.tokenId);
+    // Another implementation logs in with the PIN typed into the consent channel.
+    expect(hsm.tool(['--token-label', 'citizen-1', '--login', '--pin', USER_PIN, '--list-objects'])).not.toMatch(/error/i);
+  });
+
+  it('keys.generate with csr: one consent, a CSR that openssl verifies with the Persian subject intact', async () => {
+    const id = ra.nextId;
+    const call = ra.call<{ key: { keyId: string; publicKey: string }; csr: string }>('keys.generate', {
+      tokenId: token.tokenId,
+      algorithm: { name: 'EC', namedCurve: 'P-256' },
+      label: 'sign-1',
+      csr: {
+        subject: [
+          { type: 'C', value: 'IR' },
+          { type: 'O', value: 'Kelid Test' },
+          { type: 'CN', value: PERSIAN_CN },
+        ],
+        keyUsage: ['digitalSignature', 'nonRepudiation'],
+        extendedKeyUsage: ['clientAuth'],
+      },
+    });
+    await approve(ra, id, { userPin: USER_PIN });
+    const result = await call;
+    keyId = result.key.keyId;
+    expect(keyId).toMatch(/^[0-9a-f]{40}$/);
+    const csrFile = path.join(ca.dir, 'agent.csr');
+    fs.writeFileSync(csrFile, result.csr);
+    const text = execFileSync('openssl', ['req', '-in', csrFile, '-noout', '-verify', '-subject', '-nameopt', 'utf8'], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    expect(text).toContain(PERSIAN_CN);
+  });
+
+  it('certificates.import: the certificate issued by `openssl ca` lands next to its key, with the chain', async () => {
+    const csr = fs.readFileSync(path.join(ca.dir, 'agent.csr'), 'utf8');
+    const issued = ca.issue(csr);
+    const id = ra.nextId;
+    const call = ra.call<{ certificate: CertificateJson }>('certificates.import', {
+      tokenId: token.tokenId,
+      certificate: issued,
+      chain: [ca.subPem, ca.rootPem],
+      label: 'sign-1',
+    });
+    const requestId = await ra.consentFor(id);
+    const [view] = await agent.pendingConsents();
+    expect(view.requestId).toBe(requestId);
+    expect((view.certificate as { subject: string }).subject).toContain(PERSIAN_CN);
+    const r = await agent.consent(requestId, { userPin: USER_PIN });
+    expect(r.status, r.stderr).toBe(0);
+    certificate = (await call).certificate;
+    expect(certificate.keyId).toBe(keyId);
+    expect(certificate.hasPrivateKey).toBe(true);
+    expect(certificate.fingerprintSha256).toBe(new X509Certificate(issued).fingerprint256.replace(/:/g, '').toLowerCase());
+
+    const listed = await ra.call<{ certificates: CertificateJson[] }>('certificates.list', { tokenId: token.tokenId });
+    expect(listed.certificates.find((c) => c.certificateId === certificate.certificateId)?.category).toBe('user');
+    expect(listed.certificates.filter((c) => c.category === 'authority')).toHaveLength(2);
+    const keys = await ra.call<{ keys: Array<{ keyId: string; hasCertificate: boolean }> }>('keys.list', { tokenId: token.tokenId });
+    expect(keys.keys).toEqual([expect.objectContaining({ keyId, hasCertificate: true })]);
+  });
+
+  it('pin.change and pin.unblock: old and new PINs typed into the consent channel only', async () => {
+    let id = ra.nextId;
+    let call: Promise<unknown> = ra.call('pin.change', { tokenId: token.tokenId, role: 'user' });
+    await approve(ra, id, { oldUserPin: USER_PIN, newUserPin: USER_PIN_2 });
+    await call;
+    id = ra.nextId;
+    call = ra.call('pin.unblock', { tokenId: token.tokenId });
+    await approve(ra, id, { soPin: SO_PIN, newUserPin: USER_PIN });
+    await call;
+    expect(hsm.tool(['--token-label', 'citizen-1', '--login', '--pin', USER_PIN, '--list-objects'])).not.toMatch(/error/i);
+  });
+
+  it('site flow: requestAccess → certificates.list → sign.cms verified by `openssl cms -verify`', async () => {
+    expect((await shop.call('agent.info')).tier).toBe('unknown');
+    const id = shop.nextId;
+    const access = shop.call<{ tier: string }>('agent.requestAccess', { reason: 'امضای قرارداد' });
+    const requestId = await shop.consentFor(id);
+    const [view] = await agent.pendingConsents();
+    expect(view).toMatchObject({ requestId, origin: SHOP, method: 'agent.requestAccess', needs: [], summary: 'امضای قرارداد' });
+    expect((await agent.consent(requestId, {})).status).toBe(0);
+    expect(await access).toEqual({ tier: 'site' });
+    expect((await shop.call('agent.info')).tier).toBe('site');
+    const sites = await agent.cli(['sites', 'list', '--json']);
+    expect(JSON.parse(sites.stdout).approved.map((s: { origin: string }) => s.origin)).toEqual([SHOP]);
+
+    const { certificates } = await shop.call<{ certificates: CertificateJson[] }>('certificates.list', {
+      filter: { keyUsage: ['nonRepudiation'], hasPrivateKey: true, validAt: new Date().toISOString() },
+    });
+    expect(certificates.map((c) => c.certificateId)).toEqual([certificate.certificateId]);
+
+    const document = Buffer.from('قرارداد شماره ۱۲ — the document itself never reaches the agent log', 'utf8');
+    const signId = shop.nextId;
+    const sign = shop.call<{ cms: string }>('sign.cms', {
+      certificateId: certificate.certificateId,
+      content: document.toString('base64'),
+      digestAlgorithm: 'SHA-256',
+      summary: 'قرارداد شماره ۱۲',
+    });
+    const signRequest = await shop.consentFor(signId);
+    const [signView] = await agent.pendingConsents();
+    expect(signView).toMatchObject({
+      requestId: signRequest,
+      method: 'sign.cms',
+      needs: ['userPin'],
+      digests: [createHash('sha256').update(document).digest('hex')],
+      certificate: { subject: expect.stringContaining(PERSIAN_CN) },
+      token: { label: 'citizen-1', serialNumber: token.serialNumber },
+    });
+    expect((await agent.consent(signRequest, { userPin: USER_PIN })).status).toBe(0);
+    const { cms } = await sign;
+    fs.writeFileSync(path.join(ca.dir, 'doc.bin'), document);
+    fs.writeFileSync(path.join(ca.dir, 'doc.p7s'), Buffer.from(cms, 'base64'));
+    const verified = spawnSync(
+      'openssl',
+      ['cms', '-verify', '-binary', '-inform', 'DER', '-in', 'doc.p7s', '-content', 'doc.bin', '-CAfile', 'root.pem', '-purpose', 'any', '-out', '/dev/null'],
+      { cwd: ca.dir, encoding: 'utf8' },
+    );
+    expect(verified.status, verified.stderr).toBe(0);
+    expect(verified.stderr).toContain('Verification successful');
+  });
+
+  it('sign.raw: an ECDSA signature node:crypto verifies; a wrong PIN fails with ERR_PIN_INCORRECT and the flags', async () => {
+    const data = Buffer.from('raw payload', 'utf8');
+    const digest = createHash('sha256').update(data).digest('base64');
+    let id = shop.nextId;
+    const bad = shop.call('sign.raw', { certificateId: certificate.certificateId, digest, digestAlgorithm: 'SHA-256', summary: 'raw' });
+    await approve(shop, id, { userPin: WRONG_PIN });
+    const e = await rpcError(bad);
+    expect(e.data?.code).toBe('ERR_PIN_INCORRECT');
+    expect(e.data?.pin).toMatchObject({ locked: false });
+
+    id = shop.nextId;
+    const good = shop.call<{ signature: string; signatureAlgorithm: string }>('sign.raw', {
+      certificateId: certificate.certificateId,
+      digest,
+      digestAlgorithm: 'SHA-256',
+      summary: 'raw',
+    });
+    await approve(shop, id, { userPin: USER_PIN });
+    const { signature, signatureAlgorithm } = await good;
+    expect(signatureAlgorithm).toBe('ES256');
+    const cert = new X509Certificate(Buffer.from(certificate.certificate, 'base64'));
+    expect(cryptoVerify('sha256', data, cert.publicKey, Buffer.from(signature, 'base64'))).toBe(true);
+  });
+
+  it('refuses digests whose length does not match digestAlgorithm (-32602), before any prompt', async () => {
+    const e = await rpcError(
+      shop.call('sign.raw', {
+        certificateId: certificate.certificateId,
+        digest: Buffer.alloc(32).toString('base64'),
+        digestAlgorithm: 'SHA-384',
+        summary: 'x',
+      }),
+    );
+    expect(e.code).toBe(-32602);
+    expect(await agent.pendingConsents()).toEqual([]);
+  });
+
+  it('objects.delete removes the key pair and its certificate', async () => {
+    const id = ra.nextId;
+    const call = ra.call<{ deleted: number }>('objects.delete', { tokenId: token.tokenId, keyId, scope: 'all' });
+    await approve(ra, id, { userPin: USER_PIN });
+    expect((await call).deleted).toBeGreaterThanOrEqual(3);
+    expect((await ra.call<{ keys: unknown[] }>('keys.list', { tokenId: token.tokenId })).keys).toEqual([]);
+  });
+
+  it('writes an audit line for every ra operation, site approval and signature, and the chain verifies', async () => {
+    const file = path.join(agent.stateDir, 'audit.jsonl');
+    const lines = fs.readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const methods = lines.map((l) => `${l.origin as string} ${l.method as string} ${l.result as string}`);
+    for (const m of ['tokens.init', 'keys.generate', 'certificates.import', 'pin.change', 'pin.unblock', 'objects.delete']) {
+      expect(methods).toContain(`${RA} ${m} ok`);
+    }
+    expect(methods).toContain(`${SHOP} agent.requestAccess ok`);
+    expect(methods).toContain(`${SHOP} sign.cms ok`);
+    expect(methods).toContain(`${SHOP} sign.raw ok`);
+    const wrongPin = lines.find((l) => l.method === 'sign.raw' && l.result === 'error');
+    expect(wrongPin).toMatchObject({ errorCode: 'ERR_PIN_INCORRECT', tokenSerial: token.serialNumber, keyId });
+    const cms = lines.find((l) => l.method === 'sign.cms')!;
+    expect(cms).toMatchObject({ tokenSerial: token.serialNumber, keyId, certificateSha256: certificate.fingerprintSha256 });
+    expect(cms.digestsSha256).toMatch(/^[0-9a-f]{64}$/);
+    const imported = lines.find((l) => l.method === 'certificates.import')!;
+    expect(imported).toMatchObject({ keyId, certificateSha256: certificate.fingerprintSha256 });
+    // The refused digest (invalid params) prompted nobody and is not a signature.
+    expect(lines.filter((l) => l.method === 'sign.raw')).toHaveLength(2);
+
+    const verify = await agent.cli(['audit', 'verify']);
+    expect(verify.status, verify.stdout).toBe(0);
+    expect(verify.stdout).toContain(`${lines.length} entries`);
+  });
+
+  it('never puts a PIN in a WebSocket frame, a log line, the audit log or the CLI output', () => {
+    const haystacks = {
+      frames: [...ra.frames, ...shop.frames].join('\n'),
+      agentLog: agent.stderr + agent.stdout,
+      audit: fs.readFileSync(path.join(agent.stateDir, 'audit.jsonl'), 'utf8'),
+      cli: cliOutputs.join('\n'),
+    };
+    expect(haystacks.frames.length).toBeGreaterThan(1000);
+    expect(haystacks.agentLog).toContain('consent approved');
+    for (const [where, text] of Object.entries(haystacks)) {
+      for (const pin of [...PINS, BAD_NEW_PIN]) expect(text.includes(pin), `${where} contains a PIN`).toBe(false);
+    }
+  });
+
+  it('reports a modified audit line after the agent stopped', async () => {
+    await ra.close();
+    await shop.close();
+    expect(await agent.stop()).toBe(0);
+    expect(fs.existsSync(path.join(agent.stateDir, 'agent.json'))).toBe(false);
+    const file = path.join(agent.stateDir, 'audit.jsonl');
+    const lines = fs.readFileSync(file, 'utf8').split('\n');
+    lines[1] = lines[1].replace('"result":"ok"', '"result":"ok" ').replace(RA, 'https://rb.example');
+    fs.writeFileSync(file, lines.join('\n'));
+    const r = kelidSync(['audit', 'verify', '--state-dir', agent.stateDir, '--json']);
+    expect(r.status).toBe(1);
+    expect(JSON.parse(r.stdout)).toMatchObject({ ok: false, line: 3 });
+  });
+});
