@@ -18,6 +18,9 @@ const STRINGS = {
     serial: 'Serial',
     maker: 'Maker',
     notInitialized: 'Not initialized',
+    emptyToken: 'Empty token',
+    emptyTokenNote:
+      'This token has not been set up yet. A registration office initializes it and writes your certificate.',
     userPin: 'PIN',
     soPin: 'SO-PIN',
     'pin.ok': 'OK',
@@ -70,6 +73,9 @@ const STRINGS = {
     serial: 'شمارهٔ سریال',
     maker: 'سازنده',
     notInitialized: 'راه‌اندازی نشده',
+    emptyToken: 'توکن خالی',
+    emptyTokenNote:
+      'این توکن هنوز راه‌اندازی نشده است. دفتر ثبت‌نام آن را راه‌اندازی می‌کند و گواهی شما را روی آن می‌نویسد.',
     userPin: 'رمز کاربر',
     soPin: 'رمز مدیر',
     'pin.ok': 'سالم',
@@ -260,6 +266,27 @@ function renderTokens() {
     const certs = certificates.get(token.tokenId) || [];
     const userCerts = certs.filter((c) => c.category !== 'authority');
     const caCerts = certs.filter((c) => c.category === 'authority');
+    if (!token.initialized) {
+      box.append(
+        el(
+          'article',
+          { class: 'token empty-token', testid: 'manager-token', 'data-token-id': token.tokenId },
+          el(
+            'header',
+            { class: 'token-head' },
+            el('h2', {}, t('emptyToken')),
+            el('span', { class: 'badge warn' }, t('notInitialized')),
+          ),
+          el(
+            'div',
+            { class: 'token-meta' },
+            el('span', {}, `${t('maker')}: `, el('bdi', {}, `${token.manufacturer} ${token.model}`)),
+          ),
+          el('p', { class: 'muted' }, t('emptyTokenNote')),
+        ),
+      );
+      continue;
+    }
     const card = el(
       'article',
       { class: 'token', testid: 'manager-token', 'data-token-id': token.tokenId },
