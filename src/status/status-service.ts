@@ -1,0 +1,378 @@
+// Certificate status: the cache first, then OCSP at each AIA responder, then the CRL at each
+// distribution point, all within one deadline. Every answer used is signed by the certificate's issuer
+// (or its delegated OCSP responder); when no source gives one, ERR_STATUS_UNAVAILABLE lists why.
+import { createHash } from 'node:crypto';
+import { AsnConvert } from '@peculiar/asn1-schema';
+import { Certificate } from '@peculiar/asn1-x509';
+import { KelidError, isKelidError } from '../errors.js';
+import { silentLogger } from '../log.js';
+import type { Logger } from '../log.js';
+import { describeCertificate } from '../pki/certificate.js';
+import type { CertificateDescription } from '../pki/certificate.js';
+import { bytesEqual, toHex } from '../pki/der.js';
+import type { Status } from '../protocol/types.js';
+import { parseCertificateBundle } from './certificate-bundle.js';
+import { crlStatus, fetchCrl, verifyCrl } from './crl.js';
+import type { VerifiedCrl } from './crl.js';
+import { fetchBytes } from './http-fetch.js';
+import { buildOcspRequest, queryOcsp, verifyOcspResponse } from './ocsp.js';
+import { verifySignature } from './signature.js';
+import { StatusSourceError } from './source-error.js';
+import type { StatusAttempt, StatusFailureReason } from './source-error.js';
+import { StatusCache } from './status-cache.js';
+
+export { checkBeforeSigning, createRevocationCheck } from './signing-policy.js';
+export type { EnforceOnSign, SigningStatusCheck, StatusWarning } from './signing-policy.js';
+export type { StatusAttempt, StatusFailureReason } from './source-error.js';
+
+const MINUTE = 60_000;
+
+export interface StatusServiceOptions {
+  /** State directory for the persistent cache (`<stateDir>/status-cache/`); memory only when absent. */
+  stateDir?: string;
+  /** Deadline for one whole check (issuer download, OCSP, CRL). Default 5 s. */
+  timeoutMs?: number;
+  /** Allowed clock difference with responders for thisUpdate/nextUpdate. Default 5 min. */
+  clockSkewMs?: number;
+  fetch?: typeof fetch;
+  now?: () => Date;
+  logger?: Logger;
+  /** How long an answer without nextUpdate is kept. Default 5 min. */
+  defaultTtlMs?: number;
+  /** Upper bound on how long any answer is kept, whatever its nextUpdate. Default 24 h. */
+  maxCacheTtlMs?: number;
+  /** `auto` (default): GET for small OCSP requests, POST otherwise. */
+  ocspRequestMethod?: 'auto' | 'post';
+  /** Refuse OCSP responses that do not echo the nonce. Default false (RFC 5019 responders omit it). */
+  requireNonce?: boolean;
+  /** Response size limits. Defaults: OCSP 1 MiB, CRL 10 MiB, issuer certificates 1 MiB. */
+  maxOcspBytes?: number;
+  maxCrlBytes?: number;
+  maxIssuerBytes?: number;
+}
+
+export interface StatusCheckOptions {
+  /** Candidate issuer certificates (DER): the token's authority certificates or the caller's. */
+  issuers?: readonly Uint8Array[];
+}
+
+/** The role the signing policy and the protocol methods depend on. */
+export interface StatusChecker {
+  check(certificate: Uint8Array, options?: StatusCheckOptions): Promise<Status>;
+}
+
+export interface StatusServiceStats {
+  /** HTTP requests started (OCSP, CRL, caIssuers), successful or not. */
+  networkRequests: number;
+  /** Checks answered from the cache. */
+  cacheHits: number;
+}
+
+interface CachedCrl {
+  crl: VerifiedCrl;
+  expiresAt: number;
+}
+
+interface Answer {
+  status: Status['status'];
+  thisUpdate: Date;
+  nextUpdate?: Date;
+  revokedAt?: Date;
+  reason?: string;
+}
+
+const MAX_CACHED_CRLS = 4;
+const MAX_CACHED_ISSUER_URLS = 32;
+
+function fallbackReason(source: StatusAttempt['source']): StatusFailureReason {
+  return source === 'ocsp' ? 'ocsp-malformed' : source === 'crl' ? 'crl-malformed' : 'issuer-not-found';
+}
+
+export class StatusService implements StatusChecker {
+  readonly stats: StatusServiceStats = { networkRequests: 0, cacheHits: 0 };
+  private readonly cache: StatusCache;
+  private readonly crls = new Map<string, CachedCrl>();
+  private readonly issuerDownloads = new Map<string, Uint8Array[]>();
+  private readonly inFlight = new Map<string, Promise<Status>>();
+  private readonly logger: Logger;
+  private readonly now: () => Date;
+  private readonly fetchImpl: typeof fetch;
+  private readonly timeoutMs: number;
+  private readonly clockSkewMs: number;
+  private readonly defaultTtlMs: number;
+  private readonly maxCacheTtlMs: number;
+
+  constructor(private readonly options: StatusServiceOptions = {}) {
+    this.logger = options.logger ?? silentLogger;
+    this.now = options.now ?? (() => new Date());
+    this.timeoutMs = options.timeoutMs ?? 5000;
+    this.clockSkewMs = options.clockSkewMs ?? 5 * MINUTE;
+    this.defaultTtlMs = options.defaultTtlMs ?? 5 * MINUTE;
+    this.maxCacheTtlMs = options.maxCacheTtlMs ?? 24 * 60 * MINUTE;
+    const base = options.fetch ?? globalThis.fetch;
+    this.fetchImpl = (input, init) => {
+      this.stats.networkRequests++;
+      return base(input, init);
+    };
+    this.cache = new StatusCache({
+      ...(options.stateDir !== undefined ? { stateDir: options.stateDir } : {}),
+      logger: this.logger,
+    });
+  }
+
+  /**
+   * The revocation status of a DER certificate. Throws ERR_INVALID_INPUT for a certificate that cannot
+   * be parsed and ERR_STATUS_UNAVAILABLE (with `data.attempts`) when no source gives a usable answer.
+   */
+  async check(certificate: Uint8Array, options: StatusCheckOptions = {}): Promise<Status> {
+    let description: CertificateDescription;
+    let parsed: Certificate;
+    try {
+      description = describeCertificate(certificate);
+      parsed = AsnConvert.parse(certificate, Certificate);
+    } catch (e) {
+      if (isKelidError(e)) throw e;
+      throw new KelidError('ERR_INVALID_INPUT', 'not an X.509 certificate', { cause: e });
+    }
+    const key = cacheKey(description);
+    const cached = this.cache.get(key, this.now());
+    if (cached) {
+      this.stats.cacheHits++;
+      return cached;
+    }
+    const pending = this.inFlight.get(key);
+    if (pending) return pending;
+    const run = this.checkUncached(certificate, description, parsed, options.issuers ?? [], key).finally(() =>
+      this.inFlight.delete(key),
+    );
+    this.inFlight.set(key, run);
+    return run;
+  }
+
+  private async checkUncached(
+    der: Uint8Array,
+    description: CertificateDescription,
+    parsed: Certificate,
+    issuers: readonly Uint8Array[],
+    key: string,
+  ): Promise<Status> {
+    const deadline = Date.now() + this.timeoutMs;
+    const signal = AbortSignal.timeout(Math.max(1, Math.floor(this.timeoutMs)));
+    const attempts: StatusAttempt[] = [];
+    const issuer = await this.findIssuer(der, description, parsed, issuers, signal, attempts);
+    if (!issuer) throw this.unavailable(attempts);
+
+    const ocspUrls = description.ocspUrls;
+    const crlUrls = description.crlUrls;
+    if (ocspUrls.length === 0 && crlUrls.length === 0) {
+      attempts.push({
+        source: 'none',
+        reason: 'no-source',
+        message: 'no OCSP URL and no CRL distribution point',
+      });
+    }
+    for (const url of ocspUrls) {
+      // Leave half of what remains for the CRL, so a hanging responder cannot use up the fallback's time.
+      const remaining = deadline - Date.now();
+      const budget = crlUrls.length > 0 ? remaining / 2 : remaining;
+      try {
+        const answer = await this.askOcsp(url, description, issuer, signal, budget);
+        return this.finish(key, 'ocsp', answer);
+      } catch (e) {
+        attempts.push(this.attempt('ocsp', url, e));
+      }
+    }
+    for (const url of crlUrls) {
+      try {
+        const answer = await this.askCrl(url, description, issuer, signal, deadline - Date.now());
+        return this.finish(key, 'crl', answer);
+      } catch (e) {
+        attempts.push(this.attempt('crl', url, e));
+      }
+    }
+    throw this.unavailable(attempts);
+  }
+
+  private async askOcsp(
+    url: string,
+    certificate: CertificateDescription,
+    issuer: CertificateDescription,
+    signal: AbortSignal,
+    timeoutMs: number,
+  ): Promise<Answer> {
+    const request = buildOcspRequest(certificate, issuer);
+    const response = await queryOcsp(url, request.der, {
+      method: this.options.ocspRequestMethod ?? 'auto',
+      maxBytes: this.options.maxOcspBytes ?? 1024 * 1024,
+      timeoutMs,
+      signal,
+      fetch: this.fetchImpl,
+    });
+    return verifyOcspResponse(response, {
+      certificate,
+      issuer,
+      nonce: request.nonce,
+      requireNonce: this.options.requireNonce ?? false,
+      now: this.now(),
+      clockSkewMs: this.clockSkewMs,
+      maxAgeMs: this.defaultTtlMs,
+    });
+  }
+
+  private async askCrl(
+    url: string,
+    certificate: CertificateDescription,
+    issuer: CertificateDescription,
+    signal: AbortSignal,
+    timeoutMs: number,
+  ): Promise<Answer> {
+    const key = `${url} ${sha256Hex(issuer.spki)}`;
+    const now = this.now();
+    let entry = this.crls.get(key);
+    if (!entry || entry.expiresAt <= now.getTime()) {
+      this.crls.delete(key);
+      const bytes = await fetchCrl(url, {
+        maxBytes: this.options.maxCrlBytes ?? 10 * 1024 * 1024,
+        timeoutMs,
+        signal,
+        fetch: this.fetchImpl,
+      });
+      const crl = verifyCrl(bytes, issuer);
+      entry = { crl, expiresAt: this.expiry(crl.nextUpdate, now).getTime() };
+      this.crls.set(key, entry);
+      while (this.crls.size > MAX_CACHED_CRLS) this.crls.delete(this.crls.keys().next().value!);
+    }
+    return crlStatus(entry.crl, certificate, this.now(), this.clockSkewMs);
+  }
+
+  /** The issuer among the candidates, else from the certificate's AIA caIssuers URLs. */
+  private async findIssuer(
+    der: Uint8Array,
+    description: CertificateDescription,
+    parsed: Certificate,
+    candidates: readonly Uint8Array[],
+    signal: AbortSignal,
+    attempts: StatusAttempt[],
+  ): Promise<CertificateDescription | undefined> {
+    const pick = (list: readonly Uint8Array[]): CertificateDescription | undefined => {
+      for (const candidate of list) {
+        const found = issuerOf(candidate, description, parsed);
+        if (found) return found;
+      }
+      return undefined;
+    };
+    const direct = pick(
+      bytesEqual(description.subjectDer, description.issuerDer) ? [der, ...candidates] : candidates,
+    );
+    if (direct) return direct;
+    for (const url of description.caIssuerUrls) {
+      try {
+        let certs = this.issuerDownloads.get(url);
+        if (!certs) {
+          const bytes = await fetchBytes(url, {
+            maxBytes: this.options.maxIssuerBytes ?? 1024 * 1024,
+            timeoutMs: this.timeoutMs,
+            signal,
+            fetch: this.fetchImpl,
+          });
+          certs = parseCertificateBundle(bytes);
+          this.issuerDownloads.set(url, certs);
+          while (this.issuerDownloads.size > MAX_CACHED_ISSUER_URLS) {
+            this.issuerDownloads.delete(this.issuerDownloads.keys().next().value!);
+          }
+        }
+        const found = pick(certs);
+        if (found) return found;
+        attempts.push({
+          source: 'issuer',
+          url,
+          reason: 'issuer-not-found',
+          message: 'no issuer at this URL',
+        });
+      } catch (e) {
+        attempts.push(this.attempt('issuer', url, e));
+      }
+    }
+    attempts.push({
+      source: 'issuer',
+      reason: 'issuer-not-found',
+      message: 'the issuer certificate is not known',
+    });
+    return undefined;
+  }
+
+  private finish(key: string, source: Status['source'], answer: Answer): Status {
+    const now = this.now();
+    const status: Status = {
+      status: answer.status,
+      source,
+      checkedAt: now.toISOString(),
+      thisUpdate: answer.thisUpdate.toISOString(),
+      ...(answer.nextUpdate ? { nextUpdate: answer.nextUpdate.toISOString() } : {}),
+      ...(answer.revokedAt ? { revokedAt: answer.revokedAt.toISOString() } : {}),
+      ...(answer.reason !== undefined ? { reason: answer.reason } : {}),
+    };
+    const expiresAt = this.expiry(answer.nextUpdate, now);
+    if (expiresAt.getTime() > now.getTime()) this.cache.set(key, status, expiresAt);
+    return status;
+  }
+
+  private expiry(nextUpdate: Date | undefined, now: Date): Date {
+    const limit = now.getTime() + this.maxCacheTtlMs;
+    const until = nextUpdate ? nextUpdate.getTime() : now.getTime() + this.defaultTtlMs;
+    return new Date(Math.min(until, limit));
+  }
+
+  private attempt(source: StatusAttempt['source'], url: string, e: unknown): StatusAttempt {
+    if (e instanceof StatusSourceError) {
+      this.logger.debug({ source, url, reason: e.reason }, 'status source refused');
+      return { source, url, reason: e.reason, message: e.message };
+    }
+    this.logger.warn({ source, url, err: e }, 'status source failed unexpectedly');
+    return { source, url, reason: fallbackReason(source), message: 'unreadable answer' };
+  }
+
+  private unavailable(attempts: StatusAttempt[]): KelidError {
+    const summary = attempts.map((a) => `${a.source}: ${a.reason}`).join(', ');
+    return new KelidError('ERR_STATUS_UNAVAILABLE', `certificate status unavailable (${summary})`, {
+      data: { attempts },
+    });
+  }
+}
+
+function sha256Hex(data: Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+// Issuer name (and key identifier, when present) plus serial: what names one certificate of one CA.
+function cacheKey(d: CertificateDescription): string {
+  return `${sha256Hex(d.issuerDer)}:${d.authorityKeyIdentifier ?? ''}:${toHex(d.serialDer)}`;
+}
+
+/** `candidate` described, if its subject is the certificate's issuer and its key signed the certificate. */
+function issuerOf(
+  candidate: Uint8Array,
+  certificate: CertificateDescription,
+  parsed: Certificate,
+): CertificateDescription | undefined {
+  let description: CertificateDescription;
+  try {
+    description = describeCertificate(candidate);
+  } catch {
+    return undefined;
+  }
+  if (!bytesEqual(description.subjectDer, certificate.issuerDer)) return undefined;
+  const tbs = parsed.tbsCertificateRaw;
+  if (!tbs) return undefined;
+  try {
+    const ok = verifySignature(
+      description.spki,
+      parsed.signatureAlgorithm,
+      new Uint8Array(tbs),
+      new Uint8Array(parsed.signatureValue),
+    );
+    return ok ? description : undefined;
+  } catch {
+    return undefined;
+  }
+}
