@@ -29,7 +29,13 @@ describe('ConsentBroker', () => {
   let agent: AgentProcess;
   let tokenId: string;
 
-  function api(method: 'GET' | 'POST', route: string, secret: string | null, body?: unknown, headers: Record<string, string> = {}): Promise<ApiResponse> {
+  function api(
+    method: 'GET' | 'POST',
+    route: string,
+    secret: string | null,
+    body?: unknown,
+    headers: Record<string, string> = {},
+  ): Promise<ApiResponse> {
     const payload = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
     return new Promise((resolve, reject) => {
       const req = https.request(
@@ -50,7 +56,13 @@ describe('ConsentBroker', () => {
           let text = '';
           res.setEncoding('utf8');
           res.on('data', (d: string) => (text += d));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text ? (JSON.parse(text) as Record<string, unknown>) : {}, headers: res.headers }));
+          res.on('end', () =>
+            resolve({
+              status: res.statusCode ?? 0,
+              body: text ? (JSON.parse(text) as Record<string, unknown>) : {},
+              headers: res.headers,
+            }),
+          );
         },
       );
       req.on('error', reject);
@@ -61,10 +73,18 @@ describe('ConsentBroker', () => {
   /** The consent page URLs the launcher was given so far. */
   function launchedUrls(): URL[] {
     if (!fs.existsSync(urlFile)) return [];
-    return fs.readFileSync(urlFile, 'utf8').trim().split('\n').filter(Boolean).map((u) => new URL(u));
+    return fs
+      .readFileSync(urlFile, 'utf8')
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .map((u) => new URL(u));
   }
 
-  async function waitFor<T>(get: () => T | undefined | Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
+  async function waitFor<T>(
+    get: () => T | undefined | Promise<T | undefined>,
+    timeoutMs = 10_000,
+  ): Promise<T> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const v = await get();
@@ -95,8 +115,8 @@ describe('ConsentBroker', () => {
   });
 
   afterAll(async () => {
-    await agent.stop();
-    agent.cleanup();
+    await agent?.stop();
+    agent?.cleanup();
     hsm.cleanup();
     fs.rmSync(work, { recursive: true, force: true });
   });
@@ -160,7 +180,9 @@ describe('ConsentBroker', () => {
       const requestId = await page.consentFor(id);
       expect((await agent.pendingConsents()).map((r) => r.requestId)).toContain(requestId);
       page.ws.terminate();
-      await waitFor(async () => ((await agent.pendingConsents()).some((r) => r.requestId === requestId) ? undefined : true));
+      await waitFor(async () =>
+        (await agent.pendingConsents()).some((r) => r.requestId === requestId) ? undefined : true,
+      );
       expect((await agent.cli(['consent', 'list'])).stdout).toContain('No pending consent requests');
     });
 
@@ -206,18 +228,34 @@ describe('ConsentBroker', () => {
 
       const view = await api('GET', 'request', secret);
       expect(view.status).toBe(200);
-      expect(view.body).toMatchObject({ requestId, origin: 'https://page.example', tier: 'unknown', method: 'agent.requestAccess', summary: 'Sign your tax return', needs: [], digests: [], warnings: [] });
+      expect(view.body).toMatchObject({
+        requestId,
+        origin: 'https://page.example',
+        tier: 'unknown',
+        method: 'agent.requestAccess',
+        summary: 'Sign your tax return',
+        needs: [],
+        digests: [],
+        warnings: [],
+      });
       expect(view.body.pinRules).toMatchObject({ user: { minLength: 4 }, so: { minLength: 4 } });
       expect(view.headers['cache-control']).toBe('no-store');
       expect(Object.keys(view.headers).filter((h) => h.startsWith('access-control-'))).toEqual([]);
 
       // A secret is not a request id, and another site's page cannot post.
       expect((await api('GET', 'request', requestId)).status).toBe(404);
-      expect((await api('POST', 'approve', secret, { secrets: {} }, { Origin: 'https://evil.example' })).status).toBe(403);
+      expect(
+        (await api('POST', 'approve', secret, { secrets: {} }, { Origin: 'https://evil.example' })).status,
+      ).toBe(403);
       expect((await api('POST', 'approve', secret, '{"secrets":', {})).status).toBe(400);
       expect((await api('POST', 'approve', secret, { secrets: {}, extra: 1 })).status).toBe(400);
-      expect((await api('POST', 'approve', secret, { secrets: { userPin: '1234' } })).body).toMatchObject({ error: { code: 'ERR_INVALID_INPUT' } });
-      expect((await api('POST', 'approve', secret, { secrets: {} }, { Origin: `https://127.0.0.1:${agent.port}` })).body).toEqual({ ok: true });
+      expect((await api('POST', 'approve', secret, { secrets: { userPin: '1234' } })).body).toMatchObject({
+        error: { code: 'ERR_INVALID_INPUT' },
+      });
+      expect(
+        (await api('POST', 'approve', secret, { secrets: {} }, { Origin: `https://127.0.0.1:${agent.port}` }))
+          .body,
+      ).toEqual({ ok: true });
       expect(await call).toEqual({ tier: 'site' });
       expect((await api('GET', 'request', secret)).status).toBe(404);
       expect((await api('POST', 'approve', secret, { secrets: {} })).status).toBe(404);
@@ -232,17 +270,28 @@ describe('ConsentBroker', () => {
       await ra.consentFor(id);
       const secret = (await waitFor(() => launchedUrls()[before])).hash.slice(1);
       const view = await api('GET', 'request', secret);
-      expect(view.body).toMatchObject({ method: 'pin.change', needs: ['oldUserPin', 'newUserPin'], token: { label: 'consent-token' } });
+      expect(view.body).toMatchObject({
+        method: 'pin.change',
+        needs: ['oldUserPin', 'newUserPin'],
+        token: { label: 'consent-token' },
+      });
 
-      const refused = await api('POST', 'approve', secret, { secrets: { oldUserPin: USER_PIN, newUserPin: '12' } });
+      const refused = await api('POST', 'approve', secret, {
+        secrets: { oldUserPin: USER_PIN, newUserPin: '12' },
+      });
       expect(refused.status).toBe(400);
       expect(refused.body).toMatchObject({ error: { code: 'ERR_PIN_POLICY', need: 'newUserPin' } });
       expect(JSON.stringify(refused.body)).not.toContain(USER_PIN);
       expect((await api('GET', 'request', secret)).status).toBe(200);
 
-      expect((await api('POST', 'approve', secret, { secrets: { oldUserPin: USER_PIN, newUserPin: NEW_PIN } })).body).toEqual({ ok: true });
+      expect(
+        (await api('POST', 'approve', secret, { secrets: { oldUserPin: USER_PIN, newUserPin: NEW_PIN } }))
+          .body,
+      ).toEqual({ ok: true });
       expect(await call).toEqual({});
-      expect(hsm.tool(['--token-label', 'consent-token', '--login', '--pin', NEW_PIN, '--list-objects'])).not.toMatch(/error/i);
+      expect(
+        hsm.tool(['--token-label', 'consent-token', '--login', '--pin', NEW_PIN, '--list-objects']),
+      ).not.toMatch(/error/i);
       await ra.close();
     });
 
@@ -269,11 +318,20 @@ describe('ConsentBroker', () => {
         .trim()
         .split('\n')
         .map((l) => JSON.parse(l) as Record<string, unknown>);
-      const access = (origin: string) => lines.filter((l) => l.origin === origin && l.method === 'agent.requestAccess');
-      expect(access('https://page.example')).toEqual([expect.objectContaining({ result: 'ok', tokenSerial: null })]);
-      expect(access('https://pushy.example')).toEqual([expect.objectContaining({ result: 'error', errorCode: 'ERR_USER_CANCELLED' })]);
-      expect(access('https://slow.example')).toEqual([expect.objectContaining({ errorCode: 'ERR_CONSENT_TIMEOUT' })]);
-      expect(lines.filter((l) => l.method === 'sites.revoke')).toEqual([expect.objectContaining({ origin: 'https://page.example', result: 'ok' })]);
+      const access = (origin: string) =>
+        lines.filter((l) => l.origin === origin && l.method === 'agent.requestAccess');
+      expect(access('https://page.example')).toEqual([
+        expect.objectContaining({ result: 'ok', tokenSerial: null }),
+      ]);
+      expect(access('https://pushy.example')).toEqual([
+        expect.objectContaining({ result: 'error', errorCode: 'ERR_USER_CANCELLED' }),
+      ]);
+      expect(access('https://slow.example')).toEqual([
+        expect.objectContaining({ errorCode: 'ERR_CONSENT_TIMEOUT' }),
+      ]);
+      expect(lines.filter((l) => l.method === 'sites.revoke')).toEqual([
+        expect.objectContaining({ origin: 'https://page.example', result: 'ok' }),
+      ]);
       expect((await agent.cli(['audit', 'verify'])).status).toBe(0);
     });
 

@@ -11,7 +11,11 @@ import { AgentProcess, UpgradeRefused, rpcError } from '../../helpers/agent-proc
 const fixture = handshakeConfig(0);
 
 /** Send one raw upgrade request over TLS; resolves to the HTTP status of the answer. */
-async function rawStatus(agent: AgentProcess, c: HandshakeCase, path = '/v1'): Promise<{ status: number; head: string }> {
+async function rawStatus(
+  agent: AgentProcess,
+  c: HandshakeCase,
+  path = '/v1',
+): Promise<{ status: number; head: string }> {
   const socket = await agent.tlsSocket();
   return new Promise((resolve, reject) => {
     let received = '';
@@ -21,7 +25,10 @@ async function rawStatus(agent: AgentProcess, c: HandshakeCase, path = '/v1'): P
       const end = received.indexOf('\r\n\r\n');
       if (end !== -1) {
         socket.destroy();
-        resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(received)?.[1] ?? 0), head: received.slice(0, end) });
+        resolve({
+          status: Number(/^HTTP\/1\.1 (\d{3})/.exec(received)?.[1] ?? 0),
+          head: received.slice(0, end),
+        });
       }
     });
     socket.on('error', reject);
@@ -30,10 +37,24 @@ async function rawStatus(agent: AgentProcess, c: HandshakeCase, path = '/v1'): P
   });
 }
 
-function get(agent: AgentProcess, path: string, headers: Record<string, string> = {}, method = 'GET'): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
+function get(
+  agent: AgentProcess,
+  path: string,
+  headers: Record<string, string> = {},
+  method = 'GET',
+): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
   return new Promise((resolve, reject) => {
     const req = https.request(
-      { host: '127.0.0.1', port: agent.port, path, method, ca: agent.info.caCertificatePem, headers, agent: false, servername: 'localhost' },
+      {
+        host: '127.0.0.1',
+        port: agent.port,
+        path,
+        method,
+        ca: agent.info.caCertificatePem,
+        headers,
+        agent: false,
+        servername: 'localhost',
+      },
       (res) => {
         let body = '';
         res.setEncoding('utf8');
@@ -65,8 +86,8 @@ describe('AgentServer', () => {
   });
 
   afterAll(async () => {
-    await agent.stop();
-    agent.cleanup();
+    await agent?.stop();
+    agent?.cleanup();
   });
 
   describe('upgrade handler', () => {
@@ -95,7 +116,9 @@ describe('AgentServer', () => {
         // The console origin needs the agent's one-time secret on top of the handshake.
         expect(status, c.name).toBe(expected === 'console' ? 403 : 101);
         if (expected === 'console' || c.overHttp !== undefined || typeof c.origin !== 'string') continue;
-        const client = await agent.connect(c.origin, { host: typeof c.host === 'string' ? c.host : undefined });
+        const client = await agent.connect(c.origin, {
+          host: typeof c.host === 'string' ? c.host : undefined,
+        });
         const info = await client.call<{ tier: string; origin: string }>('agent.info');
         expect(info.tier, c.name).toBe(expected);
         await client.close();
@@ -122,13 +145,19 @@ describe('AgentServer', () => {
       expect(secret).toMatch(/^[A-Za-z0-9_-]{43}$/);
 
       // Someone else's origin cannot use the secret, and does not spend it.
-      await expect(agent.open('https://ra.example', { query: `console=${secret}` })).rejects.toMatchObject({ status: 403 });
+      await expect(agent.open('https://ra.example', { query: `console=${secret}` })).rejects.toMatchObject({
+        status: 403,
+      });
       const client = await agent.connect(consoleOrigin, { query: `console=${secret}` });
       expect((await client.call('agent.info')).tier).toBe('console');
       // Spent: the same secret does not open a second connection.
-      await expect(agent.open(consoleOrigin, { query: `console=${secret}` })).rejects.toBeInstanceOf(UpgradeRefused);
+      await expect(agent.open(consoleOrigin, { query: `console=${secret}` })).rejects.toBeInstanceOf(
+        UpgradeRefused,
+      );
       await expect(agent.open(consoleOrigin)).rejects.toMatchObject({ status: 403 });
-      await expect(agent.open(consoleOrigin, { query: `console=${'x'.repeat(43)}` })).rejects.toMatchObject({ status: 403 });
+      await expect(agent.open(consoleOrigin, { query: `console=${'x'.repeat(43)}` })).rejects.toMatchObject({
+        status: 403,
+      });
       await client.close();
     });
   });
@@ -181,7 +210,9 @@ describe('AgentServer', () => {
     it('closes the connection (1009) on a message above maxMessageBytes', async () => {
       const client = await agent.connect('https://bank.example');
       const code = new Promise<number>((resolve) => client.ws.once('close', (c: number) => resolve(c)));
-      client.ws.send(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'agent.info', params: { pad: 'x'.repeat(5000) } }));
+      client.ws.send(
+        JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'agent.info', params: { pad: 'x'.repeat(5000) } }),
+      );
       expect(await code).toBe(1009);
     });
 
@@ -209,14 +240,22 @@ describe('AgentServer', () => {
       const r = await get(
         agent,
         '/consent/api/approve',
-        { Origin: 'https://evil.example', 'Access-Control-Request-Method': 'POST', 'Access-Control-Request-Headers': 'authorization' },
+        {
+          Origin: 'https://evil.example',
+          'Access-Control-Request-Method': 'POST',
+          'Access-Control-Request-Headers': 'authorization',
+        },
         'OPTIONS',
       );
       expect(Object.keys(r.headers).filter((h) => h.startsWith('access-control-'))).toEqual([]);
     });
 
     it('refuses a rebinding Host on HTTP routes with 403', async () => {
-      for (const host of [`evil.example:${agent.port}`, `127.0.0.2:${agent.port}`, `localhost:${agent.port + 1}`]) {
+      for (const host of [
+        `evil.example:${agent.port}`,
+        `127.0.0.2:${agent.port}`,
+        `localhost:${agent.port + 1}`,
+      ]) {
         const r = await get(agent, '/health', { Host: host });
         expect(r.status, host).toBe(403);
         expect(r.body).not.toContain('version');
@@ -236,8 +275,12 @@ describe('AgentServer', () => {
 
     it('answers the consent API with 404 without a valid bearer secret', async () => {
       expect((await get(agent, '/consent/api/request')).status).toBe(404);
-      expect((await get(agent, '/consent/api/request', { Authorization: `Bearer ${'a'.repeat(43)}` })).status).toBe(404);
-      expect((await get(agent, '/consent/api/deny', { Authorization: `Bearer ${'a'.repeat(43)}` }, 'POST')).status).toBe(404);
+      expect(
+        (await get(agent, '/consent/api/request', { Authorization: `Bearer ${'a'.repeat(43)}` })).status,
+      ).toBe(404);
+      expect(
+        (await get(agent, '/consent/api/deny', { Authorization: `Bearer ${'a'.repeat(43)}` }, 'POST')).status,
+      ).toBe(404);
     });
   });
 });

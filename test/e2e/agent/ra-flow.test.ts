@@ -84,7 +84,10 @@ describe('Agent RA and signing flows', () => {
     const blank = tokens.find((t) => !t.initialized);
     expect(blank).toBeDefined();
     const id = ra.nextId;
-    const call = ra.call<{ token: TokenJson }>('tokens.init', { tokenId: blank!.tokenId, label: 'citizen-1' });
+    const call = ra.call<{ token: TokenJson }>('tokens.init', {
+      tokenId: blank!.tokenId,
+      label: 'citizen-1',
+    });
     const requestId = await ra.consentFor(id);
 
     const [pending] = await agent.pendingConsents();
@@ -113,7 +116,9 @@ describe('Agent RA and signing flows', () => {
     expect(token).toMatchObject({ initialized: true, label: 'citizen-1' });
     expect(token.tokenId).not.toBe(blank!.tokenId);
     // Another implementation logs in with the PIN typed into the consent channel.
-    expect(hsm.tool(['--token-label', 'citizen-1', '--login', '--pin', USER_PIN, '--list-objects'])).not.toMatch(/error/i);
+    expect(
+      hsm.tool(['--token-label', 'citizen-1', '--login', '--pin', USER_PIN, '--list-objects']),
+    ).not.toMatch(/error/i);
   });
 
   it('keys.generate with csr: one consent, a CSR that openssl verifies with the Persian subject intact', async () => {
@@ -138,10 +143,14 @@ describe('Agent RA and signing flows', () => {
     expect(keyId).toMatch(/^[0-9a-f]{40}$/);
     const csrFile = path.join(ca.dir, 'agent.csr');
     fs.writeFileSync(csrFile, result.csr);
-    const text = execFileSync('openssl', ['req', '-in', csrFile, '-noout', '-verify', '-subject', '-nameopt', 'utf8'], {
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const text = execFileSync(
+      'openssl',
+      ['req', '-in', csrFile, '-noout', '-verify', '-subject', '-nameopt', 'utf8'],
+      {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     expect(text).toContain(PERSIAN_CN);
   });
 
@@ -164,12 +173,20 @@ describe('Agent RA and signing flows', () => {
     certificate = (await call).certificate;
     expect(certificate.keyId).toBe(keyId);
     expect(certificate.hasPrivateKey).toBe(true);
-    expect(certificate.fingerprintSha256).toBe(new X509Certificate(issued).fingerprint256.replace(/:/g, '').toLowerCase());
+    expect(certificate.fingerprintSha256).toBe(
+      new X509Certificate(issued).fingerprint256.replace(/:/g, '').toLowerCase(),
+    );
 
-    const listed = await ra.call<{ certificates: CertificateJson[] }>('certificates.list', { tokenId: token.tokenId });
-    expect(listed.certificates.find((c) => c.certificateId === certificate.certificateId)?.category).toBe('user');
+    const listed = await ra.call<{ certificates: CertificateJson[] }>('certificates.list', {
+      tokenId: token.tokenId,
+    });
+    expect(listed.certificates.find((c) => c.certificateId === certificate.certificateId)?.category).toBe(
+      'user',
+    );
     expect(listed.certificates.filter((c) => c.category === 'authority')).toHaveLength(2);
-    const keys = await ra.call<{ keys: Array<{ keyId: string; hasCertificate: boolean }> }>('keys.list', { tokenId: token.tokenId });
+    const keys = await ra.call<{ keys: Array<{ keyId: string; hasCertificate: boolean }> }>('keys.list', {
+      tokenId: token.tokenId,
+    });
     expect(keys.keys).toEqual([expect.objectContaining({ keyId, hasCertificate: true })]);
   });
 
@@ -182,7 +199,9 @@ describe('Agent RA and signing flows', () => {
     call = ra.call('pin.unblock', { tokenId: token.tokenId });
     await approve(ra, id, { soPin: SO_PIN, newUserPin: USER_PIN });
     await call;
-    expect(hsm.tool(['--token-label', 'citizen-1', '--login', '--pin', USER_PIN, '--list-objects'])).not.toMatch(/error/i);
+    expect(
+      hsm.tool(['--token-label', 'citizen-1', '--login', '--pin', USER_PIN, '--list-objects']),
+    ).not.toMatch(/error/i);
   });
 
   it('site flow: requestAccess → certificates.list → sign.cms verified by `openssl cms -verify`', async () => {
@@ -191,7 +210,13 @@ describe('Agent RA and signing flows', () => {
     const access = shop.call<{ tier: string }>('agent.requestAccess', { reason: 'امضای قرارداد' });
     const requestId = await shop.consentFor(id);
     const [view] = await agent.pendingConsents();
-    expect(view).toMatchObject({ requestId, origin: SHOP, method: 'agent.requestAccess', needs: [], summary: 'امضای قرارداد' });
+    expect(view).toMatchObject({
+      requestId,
+      origin: SHOP,
+      method: 'agent.requestAccess',
+      needs: [],
+      summary: 'امضای قرارداد',
+    });
     expect((await agent.consent(requestId, {})).status).toBe(0);
     expect(await access).toEqual({ tier: 'site' });
     expect((await shop.call('agent.info')).tier).toBe('site');
@@ -203,7 +228,10 @@ describe('Agent RA and signing flows', () => {
     });
     expect(certificates.map((c) => c.certificateId)).toEqual([certificate.certificateId]);
 
-    const document = Buffer.from('قرارداد شماره ۱۲ — the document itself never reaches the agent log', 'utf8');
+    const document = Buffer.from(
+      'قرارداد شماره ۱۲ — the document itself never reaches the agent log',
+      'utf8',
+    );
     const signId = shop.nextId;
     const sign = shop.call<{ cms: string }>('sign.cms', {
       certificateId: certificate.certificateId,
@@ -227,7 +255,23 @@ describe('Agent RA and signing flows', () => {
     fs.writeFileSync(path.join(ca.dir, 'doc.p7s'), Buffer.from(cms, 'base64'));
     const verified = spawnSync(
       'openssl',
-      ['cms', '-verify', '-binary', '-inform', 'DER', '-in', 'doc.p7s', '-content', 'doc.bin', '-CAfile', 'root.pem', '-purpose', 'any', '-out', '/dev/null'],
+      [
+        'cms',
+        '-verify',
+        '-binary',
+        '-inform',
+        'DER',
+        '-in',
+        'doc.p7s',
+        '-content',
+        'doc.bin',
+        '-CAfile',
+        'root.pem',
+        '-purpose',
+        'any',
+        '-out',
+        '/dev/null',
+      ],
       { cwd: ca.dir, encoding: 'utf8' },
     );
     expect(verified.status, verified.stderr).toBe(0);
@@ -238,7 +282,12 @@ describe('Agent RA and signing flows', () => {
     const data = Buffer.from('raw payload', 'utf8');
     const digest = createHash('sha256').update(data).digest('base64');
     let id = shop.nextId;
-    const bad = shop.call('sign.raw', { certificateId: certificate.certificateId, digest, digestAlgorithm: 'SHA-256', summary: 'raw' });
+    const bad = shop.call('sign.raw', {
+      certificateId: certificate.certificateId,
+      digest,
+      digestAlgorithm: 'SHA-256',
+      summary: 'raw',
+    });
     await approve(shop, id, { userPin: WRONG_PIN });
     const e = await rpcError(bad);
     expect(e.data?.code).toBe('ERR_PIN_INCORRECT');
@@ -273,7 +322,11 @@ describe('Agent RA and signing flows', () => {
 
   it('objects.delete removes the key pair and its certificate', async () => {
     const id = ra.nextId;
-    const call = ra.call<{ deleted: number }>('objects.delete', { tokenId: token.tokenId, keyId, scope: 'all' });
+    const call = ra.call<{ deleted: number }>('objects.delete', {
+      tokenId: token.tokenId,
+      keyId,
+      scope: 'all',
+    });
     await approve(ra, id, { userPin: USER_PIN });
     expect((await call).deleted).toBeGreaterThanOrEqual(3);
     expect((await ra.call<{ keys: unknown[] }>('keys.list', { tokenId: token.tokenId })).keys).toEqual([]);
@@ -281,18 +334,37 @@ describe('Agent RA and signing flows', () => {
 
   it('writes an audit line for every ra operation, site approval and signature, and the chain verifies', async () => {
     const file = path.join(agent.stateDir, 'audit.jsonl');
-    const lines = fs.readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const lines = fs
+      .readFileSync(file, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     const methods = lines.map((l) => `${l.origin as string} ${l.method as string} ${l.result as string}`);
-    for (const m of ['tokens.init', 'keys.generate', 'certificates.import', 'pin.change', 'pin.unblock', 'objects.delete']) {
+    for (const m of [
+      'tokens.init',
+      'keys.generate',
+      'certificates.import',
+      'pin.change',
+      'pin.unblock',
+      'objects.delete',
+    ]) {
       expect(methods).toContain(`${RA} ${m} ok`);
     }
     expect(methods).toContain(`${SHOP} agent.requestAccess ok`);
     expect(methods).toContain(`${SHOP} sign.cms ok`);
     expect(methods).toContain(`${SHOP} sign.raw ok`);
     const wrongPin = lines.find((l) => l.method === 'sign.raw' && l.result === 'error');
-    expect(wrongPin).toMatchObject({ errorCode: 'ERR_PIN_INCORRECT', tokenSerial: token.serialNumber, keyId });
+    expect(wrongPin).toMatchObject({
+      errorCode: 'ERR_PIN_INCORRECT',
+      tokenSerial: token.serialNumber,
+      keyId,
+    });
     const cms = lines.find((l) => l.method === 'sign.cms')!;
-    expect(cms).toMatchObject({ tokenSerial: token.serialNumber, keyId, certificateSha256: certificate.fingerprintSha256 });
+    expect(cms).toMatchObject({
+      tokenSerial: token.serialNumber,
+      keyId,
+      certificateSha256: certificate.fingerprintSha256,
+    });
     expect(cms.digestsSha256).toMatch(/^[0-9a-f]{64}$/);
     const imported = lines.find((l) => l.method === 'certificates.import')!;
     expect(imported).toMatchObject({ keyId, certificateSha256: certificate.fingerprintSha256 });
@@ -314,7 +386,8 @@ describe('Agent RA and signing flows', () => {
     expect(haystacks.frames.length).toBeGreaterThan(1000);
     expect(haystacks.agentLog).toContain('consent approved');
     for (const [where, text] of Object.entries(haystacks)) {
-      for (const pin of [...PINS, BAD_NEW_PIN]) expect(text.includes(pin), `${where} contains a PIN`).toBe(false);
+      for (const pin of [...PINS, BAD_NEW_PIN])
+        expect(text.includes(pin), `${where} contains a PIN`).toBe(false);
     }
   });
 

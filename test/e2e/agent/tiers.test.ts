@@ -58,13 +58,16 @@ describe('Dispatcher tiers', () => {
     clients.set('site', await agent.connect('https://bank.example'));
     clients.set('ra', await agent.connect('https://ra.example'));
     const secret = new URL((await agent.cli(['ui', '--print'])).stdout.trim()).hash.slice(1);
-    clients.set('console', await agent.connect(`https://127.0.0.1:${agent.port}`, { query: `console=${secret}` }));
+    clients.set(
+      'console',
+      await agent.connect(`https://127.0.0.1:${agent.port}`, { query: `console=${secret}` }),
+    );
   });
 
   afterAll(async () => {
     for (const c of clients.values()) await c.close();
-    await agent.stop();
-    agent.cleanup();
+    await agent?.stop();
+    agent?.cleanup();
   });
 
   it('connects each client with the tier it is meant to have', async () => {
@@ -91,7 +94,14 @@ describe('Dispatcher tiers', () => {
 
   it('answers unknown methods with -32601 for every tier', async () => {
     for (const tier of ALL) {
-      for (const method of ['tokens.delete', 'constructor', '__proto__', 'toString', 'agent.info ', 'AGENT.INFO']) {
+      for (const method of [
+        'tokens.delete',
+        'constructor',
+        '__proto__',
+        'toString',
+        'agent.info ',
+        'AGENT.INFO',
+      ]) {
         expect(await outcome(clients.get(tier)!, method), `${tier} → ${method}`).toBe('-32601');
       }
     }
