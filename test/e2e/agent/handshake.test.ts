@@ -1,6 +1,6 @@
 import * as https from 'node:https';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import WebSocket from 'ws';
+import type WebSocket from 'ws';
 import { handshakeConfig, makeHandshakeCases, rawUpgradeRequest } from '../../helpers/handshake-cases.js';
 import type { HandshakeCase } from '../../helpers/handshake-cases.js';
 import { AgentProcess, UpgradeRefused, rpcError } from '../../helpers/agent-process.js';
