@@ -11,7 +11,8 @@
 //   ...
 //   await pki.cleanup();
 //
-// `openssl ocsp` reads index.txt once at start: revoke() restarts the running responders of that CA.
+// `openssl ocsp` reads index.txt once at start: issuing and revoking restart the running responders of
+// that CA, so they always answer from the current database.
 // `openssl ocsp` 3.0 also spins at 100% CPU after a connection that closes without a request, so never
 // probe its port with a bare TCP connect (readiness is read from its "ACCEPT" line instead).
 import { execFile, spawn } from 'node:child_process';
@@ -101,6 +102,8 @@ export interface OcspResponderOptions {
   port?: number;
   /** Leave certificates out of responses (`-resp_no_certs`). */
   noCerts?: boolean;
+  /** Identify the responder by key hash instead of by name (`-resp_key_id`). */
+  responderIdByKey?: boolean;
 }
 
 export interface TestHttpServer {
@@ -164,6 +167,42 @@ export async function startHttpServer(
 /** A server that accepts connections and requests and never answers (for timeout tests). */
 export async function startHangingServer(): Promise<TestHttpServer> {
   return startHttpServer(() => undefined);
+}
+
+/**
+ * An HTTP proxy to `target` (e.g. an `openssl ocsp` responder) that can rewrite response bodies: flip a
+ * byte, replay an earlier answer, substitute another. `transform` gets the real body and the request
+ * number (0-based).
+ */
+export async function startProxy(
+  target: string,
+  transform: (body: Uint8Array, index: number) => Uint8Array = (b) => b,
+): Promise<TestHttpServer> {
+  let count = 0;
+  const base = target.replace(/\/$/, '');
+  return startHttpServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const index = count++;
+      const body = Buffer.concat(chunks);
+      const headers: Record<string, string> = {};
+      if (req.headers['content-type']) headers['content-type'] = req.headers['content-type'];
+      fetch(`${base}${req.url ?? '/'}`, {
+        method: req.method ?? 'GET',
+        headers,
+        ...(body.length > 0 ? { body } : {}),
+      })
+        .then(async (r) => {
+          const out = transform(new Uint8Array(await r.arrayBuffer()), index);
+          res.writeHead(r.status, {
+            'content-type': r.headers.get('content-type') ?? 'application/octet-stream',
+          });
+          res.end(out);
+        })
+        .catch(() => res.writeHead(502).end());
+    });
+  });
 }
 
 const CONTENT_TYPES: Record<string, string> = {
@@ -497,8 +536,8 @@ export class TestPki {
   }
 
   /**
-   * `openssl ca -revoke`; returns the revocation time openssl recorded. Running responders of that CA
-   * are restarted so they see it.
+   * `openssl ca -revoke`; returns the revocation time openssl recorded (second precision). Running
+   * responders of that CA are restarted so they see it.
    */
   async revoke(
     cert: TestCertificate,
@@ -518,7 +557,7 @@ export class TestPki {
       .map((l) => l.split('\t'))
       .find((f) => f[0] === 'R' && f[3] === cert.serial);
     if (!line) throw new Error(`serial ${cert.serial} not revoked in index.txt`);
-    for (const r of this.responders) if (r.running && r.ca === ca) await r.restart();
+    await this.reloadResponders(ca);
     return parseIndexTime(line[2]!.split(',')[0]!);
   }
 
@@ -589,6 +628,11 @@ export class TestPki {
     return path.join(this.dir, 'ca.cnf');
   }
 
+  // `openssl ocsp` reads index.txt once: running responders of `ca` must restart to see a change.
+  private async reloadResponders(ca: CaName): Promise<void> {
+    for (const r of this.responders) if (r.running && r.ca === ca) await r.restart();
+  }
+
   private responderArgs(options: OcspResponderOptions): string[] {
     const ca = options.ca ?? 'intermediate';
     const caCert = ca === 'root' ? this.root : this.intermediate;
@@ -620,6 +664,7 @@ export class TestPki {
     if (options.rmd) args.push('-rmd', options.rmd);
     for (const o of options.rsigopt ?? []) args.push('-rsigopt', o);
     if (options.noCerts) args.push('-resp_no_certs');
+    if (options.responderIdByKey) args.push('-resp_key_id');
     return args;
   }
 
@@ -679,6 +724,7 @@ export class TestPki {
     if (options.endDate) args.push('-enddate', opensslTime(options.endDate));
     else if (options.days !== undefined) args.push('-days', String(options.days));
     await this.openssl(args);
+    await this.reloadResponders(ca);
     const { stdout } = await this.openssl(['x509', '-in', certPath, '-noout', '-serial']);
     return this.load(name, certPath, stdout.trim().replace(/^serial=/, ''));
   }
