@@ -65,6 +65,15 @@ function copyStatus(s: Status): Status {
   };
 }
 
+// The cache is an optimisation: a file that cannot be removed is left for the next reader to judge.
+function removeQuietly(file: string): void {
+  try {
+    fs.rmSync(file, { force: true });
+  } catch {
+    // ignored
+  }
+}
+
 export class StatusCache {
   private readonly memory = new Map<string, Entry>();
   private readonly dir: string | undefined;
@@ -108,13 +117,13 @@ export class StatusCache {
       fs.renameSync(temp, target);
     } catch (e) {
       this.logger.warn({ err: e }, 'could not write the status cache');
-      fs.rmSync(temp, { force: true });
+      removeQuietly(temp);
     }
   }
 
   delete(key: string): void {
     this.memory.delete(key);
-    if (this.dir) fs.rmSync(this.fileFor(key), { force: true });
+    if (this.dir) removeQuietly(this.fileFor(key));
   }
 
   private remember(key: string, entry: Entry): void {
@@ -153,7 +162,7 @@ export class StatusCache {
       // fall through: corrupt
     }
     this.logger.warn({ file }, 'ignoring a corrupt status cache file');
-    fs.rmSync(file, { force: true });
+    removeQuietly(file);
     return undefined;
   }
 }

@@ -325,7 +325,7 @@ describe('StatusService', () => {
     });
 
     it('accepts a fresh response without a nonce unless a nonce is required', async () => {
-      let canned = new Uint8Array(0);
+      let canned: Uint8Array = new Uint8Array(0);
       const fixed = await server(
         startHttpServer((_req, res) => {
           res.writeHead(200, { 'content-type': 'application/ocsp-response' }).end(canned);
