@@ -20,9 +20,11 @@ import type { Logger } from './log.js';
 import type { ConnectionContext, PendingCall, ProtocolEnv } from './protocol/context.js';
 import { Dispatcher, JSON_RPC } from './protocol/dispatcher.js';
 import { METHODS } from './protocol/methods/index.js';
-import type { AgentServices } from './protocol/services.js';
+import type { AgentServices, StatusApi } from './protocol/services.js';
 import type { Tier, Token } from './protocol/types.js';
 import { createAgentServices } from './services.js';
+import type { RunningServices } from './services.js';
+import { StatusService, createRevocationCheck } from './status/status-service.js';
 import { normalizeOrigin } from './transport/handshake.js';
 import { createHttpApp } from './transport/http-routes.js';
 import { ConnectionLimits, TRANSPORT_LIMITS } from './transport/limits.js';
@@ -152,7 +154,7 @@ export class Agent {
     const grants = new SiteGrants(path.join(this.stateDir, SITE_GRANTS_FILE));
     this.#audit = audit;
 
-    const makeServices = this.#options.createServices ?? createAgentServices;
+    const makeServices = this.#options.createServices ?? createDefaultServices;
     const services = await makeServices(config, { stateDir: this.stateDir, logger: this.#log });
     this.#services = services;
     try {
@@ -371,6 +373,40 @@ export class Agent {
     await this.#services?.close();
     this.#services = undefined;
   }
+}
+
+/**
+ * The services of a real agent: createAgentServices over the configured modules, with the status
+ * service (OCSP/CRL, cached in the state directory) behind `certificates.status` and the signing policy
+ * of config `revocation`.
+ */
+export async function createDefaultServices(
+  config: KelidConfig,
+  options: { stateDir: string; logger: Logger },
+): Promise<RunningAgentServices> {
+  const checker = new StatusService({
+    stateDir: options.stateDir,
+    timeoutMs: config.revocation.timeoutSeconds * 1000,
+    logger: options.logger,
+  });
+  // The status API needs the signing service (certificates on tokens), which createAgentServices builds.
+  const ref: { running?: RunningServices } = {};
+  const api: StatusApi = {
+    checkCertificateId: async (certificateId) => {
+      if (!ref.running) throw new KelidError('ERR_INTERNAL', 'services are not started');
+      const { der, issuers } = await ref.running.signingService.certificateWithIssuers(certificateId);
+      return checker.check(der, { issuers });
+    },
+    checkCertificate: (certificate, issuer) =>
+      checker.check(certificate, issuer ? { issuers: [issuer] } : {}),
+  };
+  const running = await createAgentServices(config, {
+    stateDir: options.stateDir,
+    logger: options.logger,
+    status: { api, revocationCheck: createRevocationCheck(checker, config.revocation.enforceOnSign) },
+  });
+  ref.running = running;
+  return running;
 }
 
 function notPending(): KelidError {

@@ -4,6 +4,7 @@ import { agentRequestAccess } from './agent-request-access.js';
 import { authChallenge } from './auth-challenge.js';
 import { certificatesImport } from './certificates-import.js';
 import { certificatesList } from './certificates-list.js';
+import { certificatesStatus } from './certificates-status.js';
 import { csrCreate } from './csr-create.js';
 import { keysGenerate } from './keys-generate.js';
 import { keysList } from './keys-list.js';
@@ -24,6 +25,7 @@ export const METHODS: readonly MethodDefinition[] = Object.freeze([
   requestCancel,
   tokensList,
   certificatesList,
+  certificatesStatus,
   signRaw,
   signCms,
   signBatch,

@@ -5,11 +5,12 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentProcess, kelidSync, rpcError } from '../../helpers/agent-process.js';
 import type { RpcClient } from '../../helpers/agent-process.js';
-import { OpensslCa } from '../../helpers/openssl-ca.js';
+import { TestPki } from '../../helpers/test-ca.js';
 import { SoftHsm } from '../../helpers/softhsm.js';
 
 // The RA and signing flows over the WebSocket API of the real agent, every consent answered with
-// `kelid consent approve … --secrets-stdin`, every artefact checked by openssl or node:crypto.
+// `kelid consent approve … --secrets-stdin`, every artefact checked by openssl or node:crypto; the
+// certificate is issued by `openssl ca` and its status answered by a live `openssl ocsp` responder.
 // The PINs are long and unusual so that finding them anywhere is a real leak, not a coincidence.
 
 const SO_PIN = 'Qz7SoPin4Kelid';
@@ -41,7 +42,7 @@ interface CertificateJson {
 
 describe('Agent RA and signing flows', () => {
   const hsm = new SoftHsm('kelid-e2e-ra-hsm-');
-  const ca = new OpensslCa();
+  let pki: TestPki;
   let agent: AgentProcess;
   let ra: RpcClient;
   let shop: RpcClient;
@@ -58,12 +59,14 @@ describe('Agent RA and signing flows', () => {
   }
 
   beforeAll(async () => {
+    pki = await TestPki.create();
+    await pki.startOcsp();
     agent = await AgentProcess.start({
       prefix: 'kelid-e2e-ra-',
       config: {
         modules: [{ id: 'softhsm', path: hsm.module, env: hsm.env }],
         raOrigins: [RA],
-        revocation: { enforceOnSign: 'off', timeoutSeconds: 2 },
+        revocation: { enforceOnSign: 'block-revoked', timeoutSeconds: 5 },
       },
     });
     ra = await agent.connect(RA);
@@ -76,7 +79,7 @@ describe('Agent RA and signing flows', () => {
     await agent?.stop();
     agent?.cleanup();
     hsm.cleanup();
-    ca.cleanup();
+    await pki?.cleanup();
   });
 
   it('tokens.init: a new user PIN that breaks the policy is refused to the CLI and the request stays pending', async () => {
@@ -141,7 +144,7 @@ describe('Agent RA and signing flows', () => {
     const result = await call;
     keyId = result.key.keyId;
     expect(keyId).toMatch(/^[0-9a-f]{40}$/);
-    const csrFile = path.join(ca.dir, 'agent.csr');
+    const csrFile = path.join(pki.dir, 'agent.csr');
     fs.writeFileSync(csrFile, result.csr);
     const text = execFileSync(
       'openssl',
@@ -155,13 +158,13 @@ describe('Agent RA and signing flows', () => {
   });
 
   it('certificates.import: the certificate issued by `openssl ca` lands next to its key, with the chain', async () => {
-    const csr = fs.readFileSync(path.join(ca.dir, 'agent.csr'), 'utf8');
-    const issued = ca.issue(csr);
+    const csr = fs.readFileSync(path.join(pki.dir, 'agent.csr'), 'utf8');
+    const issued = (await pki.issueFromCsr('citizen-1', csr, { extendedKeyUsage: 'clientAuth' })).pem;
     const id = ra.nextId;
     const call = ra.call<{ certificate: CertificateJson }>('certificates.import', {
       tokenId: token.tokenId,
       certificate: issued,
-      chain: [ca.subPem, ca.rootPem],
+      chain: [pki.intermediate.pem, pki.root.pem],
       label: 'sign-1',
     });
     const requestId = await ra.consentFor(id);
@@ -188,6 +191,19 @@ describe('Agent RA and signing flows', () => {
       tokenId: token.tokenId,
     });
     expect(keys.keys).toEqual([expect.objectContaining({ keyId, hasCertificate: true })]);
+  });
+
+  it('certificates.status: good from the test PKI; a page-supplied certificate only for ra', async () => {
+    const byId = await ra.call<{ status: string; source: string; checkedAt: string }>('certificates.status', {
+      certificateId: certificate.certificateId,
+    });
+    // OCSP first, the CRL when the responder's answer is refused: either way a verified `good`.
+    expect(byId).toMatchObject({ status: 'good', source: expect.stringMatching(/^(ocsp|crl)$/) });
+    const pem = `-----BEGIN CERTIFICATE-----\n${certificate.certificate}\n-----END CERTIFICATE-----\n`;
+    const byBytes = await ra.call('certificates.status', { certificate: pem, issuer: pki.intermediate.pem });
+    expect(byBytes).toMatchObject({ status: 'good' });
+    const e = await rpcError(ra.call('certificates.status', { certificate: 'not a certificate' }));
+    expect(e.code).toBe(-32602);
   });
 
   it('pin.change and pin.unblock: old and new PINs typed into the consent channel only', async () => {
@@ -227,6 +243,13 @@ describe('Agent RA and signing flows', () => {
       filter: { keyUsage: ['nonRepudiation'], hasPrivateKey: true, validAt: new Date().toISOString() },
     });
     expect(certificates.map((c) => c.certificateId)).toEqual([certificate.certificateId]);
+    expect(
+      await shop.call('certificates.status', { certificateId: certificate.certificateId }),
+    ).toMatchObject({ status: 'good' });
+    const forbidden = await rpcError(
+      shop.call('certificates.status', { certificate: certificate.certificate }),
+    );
+    expect(forbidden.data?.code).toBe('ERR_FORBIDDEN');
 
     const document = Buffer.from(
       'قرارداد شماره ۱۲ — the document itself never reaches the agent log',
@@ -251,8 +274,8 @@ describe('Agent RA and signing flows', () => {
     });
     expect((await agent.consent(signRequest, { userPin: USER_PIN })).status).toBe(0);
     const { cms } = await sign;
-    fs.writeFileSync(path.join(ca.dir, 'doc.bin'), document);
-    fs.writeFileSync(path.join(ca.dir, 'doc.p7s'), Buffer.from(cms, 'base64'));
+    fs.writeFileSync(path.join(pki.dir, 'doc.bin'), document);
+    fs.writeFileSync(path.join(pki.dir, 'doc.p7s'), Buffer.from(cms, 'base64'));
     const verified = spawnSync(
       'openssl',
       [
@@ -266,13 +289,13 @@ describe('Agent RA and signing flows', () => {
         '-content',
         'doc.bin',
         '-CAfile',
-        'root.pem',
+        pki.root.certPath,
         '-purpose',
         'any',
         '-out',
         '/dev/null',
       ],
-      { cwd: ca.dir, encoding: 'utf8' },
+      { cwd: pki.dir, encoding: 'utf8' },
     );
     expect(verified.status, verified.stderr).toBe(0);
     expect(verified.stderr).toContain('Verification successful');
