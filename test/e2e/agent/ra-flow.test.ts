@@ -22,6 +22,7 @@ const PINS = [SO_PIN, USER_PIN, USER_PIN_2, WRONG_PIN];
 
 const RA = 'https://ra.example';
 const SHOP = 'https://shop.example';
+const BANK = 'https://bank.example';
 const PERSIAN_CN = 'علی رضایی';
 
 interface TokenJson {
@@ -50,6 +51,7 @@ describe('Agent RA and signing flows', () => {
   let keyId: string;
   let certificate: CertificateJson;
   const cliOutputs: string[] = [];
+  const otherFrames: string[] = [];
 
   async function approve(client: RpcClient, id: number, secrets: Record<string, string>): Promise<void> {
     const requestId = await client.consentFor(id);
@@ -66,6 +68,7 @@ describe('Agent RA and signing flows', () => {
       config: {
         modules: [{ id: 'softhsm', path: hsm.module, env: hsm.env }],
         raOrigins: [RA],
+        sites: [BANK],
         revocation: { enforceOnSign: 'block-revoked', timeoutSeconds: 5 },
       },
     });
@@ -330,6 +333,67 @@ describe('Agent RA and signing flows', () => {
     expect(cryptoVerify('sha256', data, cert.publicKey, Buffer.from(signature, 'base64'))).toBe(true);
   });
 
+  it('sign.batch: one consent and one PIN for several digests, each signature verified by node:crypto', async () => {
+    const bank = await agent.connect(BANK);
+    const payloads = ['first', 'second', 'third'].map((t) => Buffer.from(`${t} document`, 'utf8'));
+    const id = bank.nextId;
+    const call = bank.call<{ results: Array<{ signature: string }> }>('sign.batch', {
+      certificateId: certificate.certificateId,
+      format: 'raw',
+      digestAlgorithm: 'SHA-256',
+      items: payloads.map((p, i) => ({
+        digest: createHash('sha256').update(p).digest('base64'),
+        summary: `سند ${i + 1}`,
+      })),
+    });
+    const requestId = await bank.consentFor(id);
+    const [view] = await agent.pendingConsents();
+    expect(view).toMatchObject({ requestId, method: 'sign.batch', summaries: ['سند 1', 'سند 2', 'سند 3'] });
+    expect(view.digests).toEqual(payloads.map((p) => createHash('sha256').update(p).digest('hex')));
+    expect((await agent.consent(requestId, { userPin: USER_PIN })).status).toBe(0);
+    const { results } = await call;
+    const key = new X509Certificate(Buffer.from(certificate.certificate, 'base64')).publicKey;
+    expect(results).toHaveLength(3);
+    results.forEach((r, i) =>
+      expect(cryptoVerify('sha256', payloads[i], key, Buffer.from(r.signature, 'base64'))).toBe(true),
+    );
+    otherFrames.push(...bank.frames);
+    await bank.close();
+  });
+
+  it('auth.challenge: a kelid-auth:1 token whose signature covers SHA-256(origin) ‖ SHA-256(nonce)', async () => {
+    const bank = await agent.connect(BANK);
+    const nonce = Buffer.from(Array.from({ length: 32 }, (_, i) => (i * 37 + 11) % 256));
+    const id = bank.nextId;
+    const call = bank.call<{
+      token: {
+        format: string;
+        origin: string;
+        certificate: string;
+        signatureAlgorithm: string;
+        signature: string;
+      };
+    }>('auth.challenge', { nonce: nonce.toString('base64') });
+    await approve(bank, id, { userPin: USER_PIN });
+    const { token: auth } = await call;
+    expect(auth).toMatchObject({
+      format: 'kelid-auth:1',
+      origin: BANK,
+      certificate: certificate.certificate,
+      signatureAlgorithm: 'ES256',
+    });
+    const signed = Buffer.concat([
+      createHash('sha256').update(BANK, 'utf8').digest(),
+      createHash('sha256').update(nonce).digest(),
+    ]);
+    const key = new X509Certificate(Buffer.from(auth.certificate, 'base64')).publicKey;
+    expect(cryptoVerify('sha256', signed, key, Buffer.from(auth.signature, 'base64'))).toBe(true);
+    const short = await rpcError(bank.call('auth.challenge', { nonce: Buffer.alloc(16).toString('base64') }));
+    expect(short.code).toBe(-32602);
+    otherFrames.push(...bank.frames);
+    await bank.close();
+  });
+
   it('refuses digests whose length does not match digestAlgorithm (-32602), before any prompt', async () => {
     const e = await rpcError(
       shop.call('sign.raw', {
@@ -376,6 +440,8 @@ describe('Agent RA and signing flows', () => {
     expect(methods).toContain(`${SHOP} agent.requestAccess ok`);
     expect(methods).toContain(`${SHOP} sign.cms ok`);
     expect(methods).toContain(`${SHOP} sign.raw ok`);
+    expect(methods).toContain(`${BANK} sign.batch ok`);
+    expect(methods).toContain(`${BANK} auth.challenge ok`);
     const wrongPin = lines.find((l) => l.method === 'sign.raw' && l.result === 'error');
     expect(wrongPin).toMatchObject({
       errorCode: 'ERR_PIN_INCORRECT',
@@ -401,7 +467,7 @@ describe('Agent RA and signing flows', () => {
 
   it('never puts a PIN in a WebSocket frame, a log line, the audit log or the CLI output', () => {
     const haystacks = {
-      frames: [...ra.frames, ...shop.frames].join('\n'),
+      frames: [...ra.frames, ...shop.frames, ...otherFrames].join('\n'),
       agentLog: agent.stderr + agent.stdout,
       audit: fs.readFileSync(path.join(agent.stateDir, 'audit.jsonl'), 'utf8'),
       cli: cliOutputs.join('\n'),
