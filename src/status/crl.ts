@@ -2,23 +2,30 @@
 // certificate's distribution point, signed by the certificate's issuer and not past nextUpdate. Delta,
 // indirect and reason-partitioned CRLs are refused rather than half-understood.
 import { AsnConvert } from '@peculiar/asn1-schema';
-import { CertificateList, IssuingDistributionPoint } from '@peculiar/asn1-x509';
-import type { Extension } from '@peculiar/asn1-x509';
+import { AlgorithmIdentifier, IssuingDistributionPoint } from '@peculiar/asn1-x509';
 import type { CertificateDescription } from '../pki/certificate.js';
 import {
   TAG_BIT_STRING,
   TAG_INTEGER,
+  TAG_OCTET_STRING,
+  TAG_OID,
   TAG_SEQUENCE,
   bytesEqual,
   contentOf,
+  decodeOid,
   readChildren,
   readSingle,
   stripLeadingZeros,
+  toHex,
 } from '../pki/der.js';
+import type { Tlv } from '../pki/der.js';
 import { fetchBytes } from './http-fetch.js';
 import { CRL_REASON_NAMES } from './ocsp.js';
 import { verifySignature } from './signature.js';
 import { StatusSourceError } from './source-error.js';
+
+// Large CRLs (national CAs publish hundreds of thousands of entries) are walked as DER directly:
+// a schema parser would build an object per entry, and @peculiar/asn1-schema refuses past a node count.
 
 const EXT = {
   cRLNumber: '2.5.29.20',
@@ -38,11 +45,24 @@ const KNOWN_CRL_EXTENSIONS: ReadonlySet<string> = new Set([
   EXT.freshestCRL,
 ]);
 const KNOWN_ENTRY_EXTENSIONS: ReadonlySet<string> = new Set([EXT.reasonCode, EXT.invalidityDate]);
+const TAG_BOOLEAN = 0x01;
+const TAG_UTC_TIME = 0x17;
+const TAG_GENERALIZED_TIME = 0x18;
+
+interface RawExtension {
+  id: string;
+  critical: boolean;
+  value: Uint8Array;
+}
 
 export interface VerifiedCrl {
-  list: CertificateList;
   thisUpdate: Date;
   nextUpdate?: Date;
+  /** Scope from issuingDistributionPoint (complete CRLs only). */
+  onlyContainsUserCerts: boolean;
+  onlyContainsCACerts: boolean;
+  /** Revoked serials (lowercase hex, no leading zero octets) → revocation time and reason code. */
+  entries: ReadonlyMap<string, { revokedAt: Date; reason?: number }>;
 }
 
 export interface CrlCheckResult {
@@ -70,26 +90,109 @@ export function crlDer(bytes: Uint8Array): Uint8Array {
   return new Uint8Array(Buffer.from(match[1]!.replace(/\s/g, ''), 'base64'));
 }
 
-interface RawCrl {
-  tbs: Uint8Array;
-  issuer: Uint8Array;
-  signature: Uint8Array;
+/** UTCTime or GeneralizedTime (RFC 5280 section 4.1.2.5: UTC, seconds present). */
+function parseTime(der: Uint8Array, tlv: Tlv): Date {
+  const text = Buffer.from(contentOf(der, tlv)).toString('latin1');
+  let m: RegExpExecArray | null;
+  let year: number;
+  if (tlv.tag === TAG_UTC_TIME && (m = /^(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(text))) {
+    const yy = Number(m[1]);
+    year = yy >= 50 ? 1900 + yy : 2000 + yy;
+  } else if (
+    tlv.tag === TAG_GENERALIZED_TIME &&
+    (m = /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(?:\.\d+)?Z$/.exec(text))
+  ) {
+    year = Number(m[1]);
+  } else {
+    throw malformed('malformed time');
+  }
+  const [, , mo, d, h, mi, sec] = m.map(Number);
+  const t = Date.UTC(year, mo! - 1, d!, h!, mi!, sec!);
+  if (Number.isNaN(t)) throw malformed('malformed time');
+  return new Date(t);
 }
 
-function rawCrl(der: Uint8Array): RawCrl {
+function isTime(tlv: Tlv | undefined): tlv is Tlv {
+  return tlv?.tag === TAG_UTC_TIME || tlv?.tag === TAG_GENERALIZED_TIME;
+}
+
+function parseExtensions(der: Uint8Array, seq: Tlv): RawExtension[] {
+  if (seq.tag !== TAG_SEQUENCE) throw malformed('malformed extensions');
+  return readChildren(der, seq).map((ext) => {
+    const fields = readChildren(der, ext);
+    const [id, second, third] = fields;
+    if (ext.tag !== TAG_SEQUENCE || id?.tag !== TAG_OID) throw malformed('malformed extension');
+    const critical = second?.tag === TAG_BOOLEAN && contentOf(der, second)[0] !== 0;
+    const value = second?.tag === TAG_BOOLEAN ? third : second;
+    if (value?.tag !== TAG_OCTET_STRING) throw malformed('malformed extension');
+    return { id: decodeOid(contentOf(der, id)), critical, value: contentOf(der, value) };
+  });
+}
+
+interface ParsedCrl {
+  tbs: Uint8Array;
+  issuer: Uint8Array;
+  signatureAlgorithm: AlgorithmIdentifier;
+  signature: Uint8Array;
+  thisUpdate: Date;
+  nextUpdate?: Date;
+  revoked?: Tlv;
+  extensions: RawExtension[];
+}
+
+function parseCrl(der: Uint8Array): ParsedCrl {
   const outer = readSingle(der, TAG_SEQUENCE, 'CertificateList');
-  const [tbs, , signature] = readChildren(der, outer);
-  if (tbs?.tag !== TAG_SEQUENCE || signature?.tag !== TAG_BIT_STRING) throw malformed('malformed CRL');
+  const [tbs, algorithm, signature, extra] = readChildren(der, outer);
+  if (
+    tbs?.tag !== TAG_SEQUENCE ||
+    algorithm?.tag !== TAG_SEQUENCE ||
+    signature?.tag !== TAG_BIT_STRING ||
+    extra
+  ) {
+    throw malformed('malformed CRL');
+  }
   const fields = readChildren(der, tbs);
-  const start = fields[0]?.tag === TAG_INTEGER ? 1 : 0;
-  const issuer = fields[start + 1];
-  if (issuer?.tag !== TAG_SEQUENCE) throw malformed('malformed CRL issuer');
+  let i = fields[0]?.tag === TAG_INTEGER ? 1 : 0;
+  const innerAlgorithm = fields[i++];
+  const issuer = fields[i++];
+  const thisUpdate = fields[i++];
+  if (innerAlgorithm?.tag !== TAG_SEQUENCE || issuer?.tag !== TAG_SEQUENCE || !isTime(thisUpdate)) {
+    throw malformed('malformed TBSCertList');
+  }
+  // RFC 5280 section 5.1.1.2: the two signature algorithm fields must match.
+  if (
+    !bytesEqual(
+      der.subarray(innerAlgorithm.start, innerAlgorithm.end),
+      der.subarray(algorithm.start, algorithm.end),
+    )
+  ) {
+    throw malformed('inconsistent signature algorithms');
+  }
+  const next = fields[i];
+  const nextUpdate = isTime(next) ? parseTime(der, next) : undefined;
+  if (nextUpdate) i++;
+  let revoked: Tlv | undefined;
+  if (fields[i]?.tag === TAG_SEQUENCE) revoked = fields[i++];
+  let extensions: RawExtension[] = [];
+  const explicit = fields[i];
+  if (explicit?.tag === 0xa0) {
+    const inner = readChildren(der, explicit)[0];
+    if (!inner) throw malformed('malformed crlExtensions');
+    extensions = parseExtensions(der, inner);
+    i++;
+  }
+  if (i !== fields.length) throw malformed('unexpected fields in TBSCertList');
   const sig = contentOf(der, signature);
   if (sig.length === 0 || sig[0] !== 0) throw malformed('malformed CRL signature');
   return {
     tbs: der.subarray(tbs.start, tbs.end),
     issuer: der.subarray(issuer.start, issuer.end),
+    signatureAlgorithm: AsnConvert.parse(der.subarray(algorithm.start, algorithm.end), AlgorithmIdentifier),
     signature: sig.subarray(1),
+    thisUpdate: parseTime(der, thisUpdate),
+    ...(nextUpdate ? { nextUpdate } : {}),
+    ...(revoked ? { revoked } : {}),
+    extensions,
   };
 }
 
@@ -98,24 +201,27 @@ function hasCrlSign(issuer: CertificateDescription): boolean {
   return issuer.keyUsage.length === 0 || issuer.keyUsage.includes('cRLSign');
 }
 
-function checkScope(extensions: readonly Extension[] | undefined): IssuingDistributionPoint | undefined {
-  let idp: IssuingDistributionPoint | undefined;
-  for (const ext of extensions ?? []) {
-    if (ext.extnID === EXT.deltaCRLIndicator) throw unsupported('delta CRLs are not used');
-    if (ext.extnID === EXT.issuingDistributionPoint) {
+function scopeOf(extensions: readonly RawExtension[]): { users: boolean; cas: boolean } {
+  const scope = { users: false, cas: false };
+  for (const ext of extensions) {
+    if (ext.id === EXT.deltaCRLIndicator) throw unsupported('delta CRLs are not used');
+    if (ext.id === EXT.issuingDistributionPoint) {
+      let idp: IssuingDistributionPoint;
       try {
-        idp = AsnConvert.parse(ext.extnValue, IssuingDistributionPoint);
+        idp = AsnConvert.parse(ext.value, IssuingDistributionPoint);
       } catch (cause) {
         throw malformed('malformed issuingDistributionPoint', cause);
       }
       if (idp.indirectCRL) throw unsupported('indirect CRLs are not used');
       if (idp.onlySomeReasons) throw unsupported('reason-partitioned CRLs are not used');
       if (idp.onlyContainsAttributeCerts) throw unsupported('attribute certificate CRL');
-    } else if (ext.critical && !KNOWN_CRL_EXTENSIONS.has(ext.extnID)) {
-      throw unsupported(`unknown critical CRL extension ${ext.extnID}`);
+      scope.users = idp.onlyContainsUserCerts;
+      scope.cas = idp.onlyContainsCACerts;
+    } else if (ext.critical && !KNOWN_CRL_EXTENSIONS.has(ext.id)) {
+      throw unsupported(`unknown critical CRL extension ${ext.id}`);
     }
   }
-  return idp;
+  return scope;
 }
 
 /**
@@ -124,27 +230,61 @@ function checkScope(extensions: readonly Extension[] | undefined): IssuingDistri
  */
 export function verifyCrl(bytes: Uint8Array, issuer: CertificateDescription): VerifiedCrl {
   const der = crlDer(bytes);
-  let list: CertificateList;
-  let raw: RawCrl;
+  let crl: ParsedCrl;
   try {
-    list = AsnConvert.parse(der, CertificateList);
-    raw = rawCrl(der);
+    crl = parseCrl(der);
   } catch (cause) {
     if (cause instanceof StatusSourceError) throw cause;
     throw malformed('not a CRL', cause);
   }
-  if (!bytesEqual(raw.issuer, issuer.subjectDer)) {
+  if (!bytesEqual(crl.issuer, issuer.subjectDer)) {
     throw new StatusSourceError('crl-wrong-issuer', 'the CRL was not issued by the certificate issuer');
   }
   if (!hasCrlSign(issuer)) {
     throw new StatusSourceError('crl-unauthorized-signer', 'the issuer key may not sign CRLs');
   }
-  if (!verifySignature(issuer.spki, list.signatureAlgorithm, raw.tbs, raw.signature)) {
+  if (!verifySignature(issuer.spki, crl.signatureAlgorithm, crl.tbs, crl.signature)) {
     throw new StatusSourceError('crl-bad-signature', 'the CRL signature does not verify');
   }
-  checkScope(list.tbsCertList.crlExtensions);
-  const nextUpdate = list.tbsCertList.nextUpdate?.getTime();
-  return { list, thisUpdate: list.tbsCertList.thisUpdate.getTime(), ...(nextUpdate ? { nextUpdate } : {}) };
+  const scope = scopeOf(crl.extensions);
+  return {
+    thisUpdate: crl.thisUpdate,
+    ...(crl.nextUpdate ? { nextUpdate: crl.nextUpdate } : {}),
+    onlyContainsUserCerts: scope.users,
+    onlyContainsCACerts: scope.cas,
+    entries: crl.revoked ? revokedEntries(der, crl.revoked) : new Map(),
+  };
+}
+
+// One pass over the list when the CRL is accepted, so each lookup (and each cached reuse) is a map hit.
+function revokedEntries(der: Uint8Array, list: Tlv): Map<string, { revokedAt: Date; reason?: number }> {
+  const entries = new Map<string, { revokedAt: Date; reason?: number }>();
+  try {
+    for (const entry of readChildren(der, list)) {
+      const [userCertificate, revocationDate, extensionsTlv] = readChildren(der, entry);
+      if (entry.tag !== TAG_SEQUENCE || userCertificate?.tag !== TAG_INTEGER || !isTime(revocationDate)) {
+        throw malformed('malformed CRL entry');
+      }
+      let reason: number | undefined;
+      for (const ext of extensionsTlv ? parseExtensions(der, extensionsTlv) : []) {
+        if (ext.id === EXT.certificateIssuer) throw unsupported('indirect CRL entries are not used');
+        if (ext.id === EXT.reasonCode) reason = reasonCode(ext.value);
+        else if (ext.critical && !KNOWN_ENTRY_EXTENSIONS.has(ext.id)) {
+          throw unsupported(`unknown critical CRL entry extension ${ext.id}`);
+        }
+      }
+      // removeFromCRL belongs to delta CRLs; in a complete CRL it means "no longer revoked".
+      if (reason === 8) continue;
+      entries.set(toHex(stripLeadingZeros(contentOf(der, userCertificate))), {
+        revokedAt: parseTime(der, revocationDate),
+        ...(reason !== undefined ? { reason } : {}),
+      });
+    }
+  } catch (cause) {
+    if (cause instanceof StatusSourceError) throw cause;
+    throw malformed('malformed revokedCertificates', cause);
+  }
+  return entries;
 }
 
 /** Fetch a CRL over http(s), bounded in size and time. */
@@ -175,9 +315,8 @@ export function crlStatus(
   if (crl.nextUpdate && crl.nextUpdate.getTime() < now.getTime() - clockSkewMs) {
     throw new StatusSourceError('crl-stale', 'nextUpdate has passed');
   }
-  const idp = checkScope(crl.list.tbsCertList.crlExtensions);
-  if (idp?.onlyContainsCACerts && !certificate.isCa) throw unsupported('the CRL covers CA certificates only');
-  if (idp?.onlyContainsUserCerts && certificate.isCa) throw unsupported('the CRL covers end entities only');
+  if (crl.onlyContainsCACerts && !certificate.isCa) throw unsupported('the CRL covers CA certificates only');
+  if (crl.onlyContainsUserCerts && certificate.isCa) throw unsupported('the CRL covers end entities only');
 
   const serialTlv = readSingle(certificate.serialDer, TAG_INTEGER, 'serialNumber');
   const serial = stripLeadingZeros(contentOf(certificate.serialDer, serialTlv));
@@ -186,28 +325,15 @@ export function crlStatus(
     thisUpdate: crl.thisUpdate,
     ...(crl.nextUpdate ? { nextUpdate: crl.nextUpdate } : {}),
   };
-  for (const entry of crl.list.tbsCertList.revokedCertificates ?? []) {
-    for (const ext of entry.crlEntryExtensions ?? []) {
-      if (ext.extnID === EXT.certificateIssuer) throw unsupported('indirect CRL entries are not used');
-      if (ext.critical && !KNOWN_ENTRY_EXTENSIONS.has(ext.extnID)) {
-        throw unsupported(`unknown critical CRL entry extension ${ext.extnID}`);
-      }
-    }
-    if (!bytesEqual(stripLeadingZeros(new Uint8Array(entry.userCertificate)), serial)) continue;
-    const reasonExt = entry.crlEntryExtensions?.find((e) => e.extnID === EXT.reasonCode);
-    const code = reasonExt ? reasonCode(reasonExt) : undefined;
-    // removeFromCRL belongs to delta CRLs; in a complete CRL it means "no longer revoked".
-    if (code === 8) continue;
-    result.status = 'revoked';
-    result.revokedAt = entry.revocationDate.getTime();
-    if (code !== undefined) result.reason = CRL_REASON_NAMES[code] ?? String(code);
-    return result;
-  }
+  const entry = crl.entries.get(toHex(serial));
+  if (!entry) return result;
+  result.status = 'revoked';
+  result.revokedAt = entry.revokedAt;
+  if (entry.reason !== undefined) result.reason = CRL_REASON_NAMES[entry.reason] ?? String(entry.reason);
   return result;
 }
 
-function reasonCode(ext: Extension): number {
-  const value = new Uint8Array(ext.extnValue.buffer);
+function reasonCode(value: Uint8Array): number {
   // CRLReason ::= ENUMERATED, one content octet for every defined value.
   if (value.length !== 3 || value[0] !== 0x0a || value[1] !== 1) throw malformed('malformed reasonCode');
   return value[2]!;
