@@ -121,6 +121,8 @@ export class Agent {
   #services: RunningAgentServices | undefined;
   #server: AgentServer | undefined;
   #control: ControlChannel | undefined;
+  #handler: ((request: ControlRequest) => Promise<unknown>) | undefined;
+  #wroteInfo = false;
   #audit: AuditLog | undefined;
   #broker: ConsentBroker | undefined;
   #port = 0;
@@ -147,17 +149,27 @@ export class Agent {
   async start(): Promise<AgentInfoFile> {
     const config = this.config;
     ensurePrivateDirectory(this.stateDir);
-    const tls = await ensureTlsMaterial(this.stateDir);
-    if (tls.generated)
-      this.#log.info('generated a new local CA and TLS certificate (run "kelid ca install")');
-    const audit = new AuditLog(path.join(this.stateDir, AUDIT_LOG_FILE));
-    const grants = new SiteGrants(path.join(this.stateDir, SITE_GRANTS_FILE));
-    this.#audit = audit;
-
-    const makeServices = this.#options.createServices ?? createDefaultServices;
-    const services = await makeServices(config, { stateDir: this.stateDir, logger: this.#log });
-    this.#services = services;
+    // The control socket is the one-agent-per-state-directory lock: taken first, before anything
+    // else is touched; requests that arrive while the agent starts are answered "busy".
+    const control = new ControlChannel(
+      controlSocketPath(this.stateDir),
+      (request) => {
+        if (!this.#handler) throw new KelidError('ERR_BUSY', 'the agent is starting', { retriable: true });
+        return this.#handler(request);
+      },
+      { logger: this.#log },
+    );
+    await control.start();
+    this.#control = control;
     try {
+      const tls = await ensureTlsMaterial(this.stateDir);
+      if (tls.generated)
+        this.#log.info('generated a new local CA and TLS certificate (run "kelid ca install")');
+      this.#audit = new AuditLog(path.join(this.stateDir, AUDIT_LOG_FILE));
+      const grants = new SiteGrants(path.join(this.stateDir, SITE_GRANTS_FILE));
+      const makeServices = this.#options.createServices ?? createDefaultServices;
+      const services = await makeServices(config, { stateDir: this.stateDir, logger: this.#log });
+      this.#services = services;
       return await this.#startServing(config, tls, services, grants);
     } catch (e) {
       await this.stop();
@@ -253,13 +265,7 @@ export class Agent {
     };
     services.tokenEvents.on('changed', this.#onTokensChanged);
 
-    const control = new ControlChannel(
-      controlSocketPath(this.stateDir),
-      (request) => this.#handleControl(request, broker, grants, configuredSites, lang),
-      { logger: this.#log },
-    );
-    await control.start();
-    this.#control = control;
+    this.#handler = (request) => this.#handleControl(request, broker, grants, configuredSites, lang);
 
     const info: AgentInfoFile = {
       pid: process.pid,
@@ -269,6 +275,7 @@ export class Agent {
       ...(ports.insecurePort !== null ? { insecureWsPort: ports.insecurePort } : {}),
     };
     writeFileAtomic(path.join(this.stateDir, AGENT_INFO_FILE), `${JSON.stringify(info, null, 2)}\n`);
+    this.#wroteInfo = true;
     this.#log.info({ port: ports.port, insecureWsPort: ports.insecurePort }, 'Kelid agent listening');
     return info;
   }
@@ -360,7 +367,9 @@ export class Agent {
 
   /** Stop serving, withdraw pending consents, stop the module hosts and remove agent.json. */
   async stop(): Promise<void> {
-    fs.rmSync(path.join(this.stateDir, AGENT_INFO_FILE), { force: true });
+    if (this.#wroteInfo) fs.rmSync(path.join(this.stateDir, AGENT_INFO_FILE), { force: true });
+    this.#wroteInfo = false;
+    this.#handler = undefined;
     this.#broker?.cancelAll();
     await this.#control?.stop();
     this.#control = undefined;
