@@ -16,6 +16,7 @@ import {
 } from './commands/provisioning.js';
 import { serveCommand } from './commands/serve.js';
 import { signCommand } from './commands/sign.js';
+import { statusCommand } from './commands/status.js';
 import { sitesCommand } from './commands/sites.js';
 import { tokensCommand } from './commands/tokens.js';
 import { uiCommand } from './commands/ui.js';
@@ -47,6 +48,7 @@ export function buildProgram(): Command {
     certsCommand(),
     deleteCommand(),
     signCommand(),
+    statusCommand(),
     auditCommand(),
     serveCommand(),
     consentCommand(),
