@@ -14,8 +14,9 @@ import { TRANSPORT_LIMITS } from './limits.js';
 //   /consent/api/request     GET,  Authorization: Bearer <secret> → the pending consent request
 //   /consent/api/approve     POST, Bearer + {"secrets":{<need>: string}} → {ok:true} | 400 {error}
 //   /consent/api/deny        POST, Bearer → {ok:true}
-// Every request must carry an allowed Host (DNS rebinding); no route sends CORS headers, so another
-// origin's script can neither read a response nor send the Authorization header (its preflight fails).
+// Every request must carry an allowed Host (DNS rebinding); no route but the public SDK file sends CORS
+// headers, so another origin's script can neither read a response nor send the Authorization header
+// (its preflight fails).
 
 export interface HttpRoutesOptions {
   version: string;
@@ -80,7 +81,10 @@ export function createHttpApp(options: HttpRoutesOptions): express.Express {
   });
 
   app.get('/sdk/kelid.js', (_req, res) => {
-    // A classic <script> from any page may load the SDK; nothing else here is cross-origin readable.
+    // The SDK is an ES module: browsers fetch `import … from 'https://127.0.0.1:PORT/sdk/kelid.js'`
+    // in CORS mode, so this one public, static, credential-free file is readable by any origin. It is
+    // the only response with a CORS header; every other route (the API, the consent backend) has none.
+    res.setHeader('Access-Control-Allow-Origin', '*');
     res.setHeader('Cross-Origin-Resource-Policy', 'cross-origin');
     res.type('text/javascript; charset=utf-8');
     let body: Buffer | string;

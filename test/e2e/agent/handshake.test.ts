@@ -267,6 +267,9 @@ describe('AgentServer', () => {
       expect(sdk.status).toBe(200);
       expect(sdk.headers['content-type']).toMatch(/^text\/javascript/);
       expect(sdk.body.length).toBeGreaterThan(0);
+      // The one CORS header of the agent: browsers load ES modules cross-origin in CORS mode.
+      expect(sdk.headers['access-control-allow-origin']).toBe('*');
+      expect(sdk.headers['access-control-allow-credentials']).toBeUndefined();
       const page = await get(agent, '/consent/');
       expect([200, 404]).toContain(page.status);
       expect(page.headers['content-security-policy']).toBe("default-src 'self'; frame-ancestors 'none'");
