@@ -1,0 +1,173 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { ConsentBroker } from '../../../src/consent/consent-broker.js';
+import type { ConsentSpec, PinRulesView, Secrets } from '../../../src/consent/consent-broker.js';
+import { PromptLimiter } from '../../../src/consent/rate-limit.js';
+import { isKelidError } from '../../../src/errors.js';
+
+const RULES: PinRulesView = {
+  user: { minLength: 4, maxLength: 8, charset: 'digits' },
+  so: { minLength: 6, maxLength: 12, charset: 'alnum' },
+};
+
+function setup(timeoutMs = 60_000) {
+  const launched: string[] = [];
+  const limiter = new PromptLimiter({ perOriginPerMinute: 3 });
+  const broker = new ConsentBroker({
+    timeoutMs,
+    limiterFor: (tier) => (tier === 'console' ? null : limiter),
+    launch: (url) => launched.push(url),
+    consentUrl: (secret) => `https://127.0.0.1:1/consent/#${secret}`,
+    defaultPinRules: RULES,
+  });
+  return { broker, launched, limiter };
+}
+
+function spec(over: Partial<ConsentSpec> = {}): ConsentSpec & { pending: Promise<string> } {
+  let resolvePending!: (id: string) => void;
+  const pending = new Promise<string>((r) => (resolvePending = r));
+  return {
+    connectionId: 'c1',
+    origin: 'https://bank.example',
+    tier: 'site',
+    method: 'sign.raw',
+    needs: ['userPin'],
+    signal: new AbortController().signal,
+    onPending: (id) => resolvePending(id),
+    pending,
+    ...over,
+  };
+}
+
+async function failure(p: Promise<unknown>): Promise<unknown> {
+  return p.then(
+    () => {
+      throw new Error('expected a rejection');
+    },
+    (e: unknown) => e,
+  );
+}
+
+describe('ConsentBroker', () => {
+  describe('#request', () => {
+    it('hands the approved secrets to run and nothing else, and forgets the request', async () => {
+      const { broker, launched } = setup();
+      const s = spec();
+      const seen: Secrets[] = [];
+      const result = broker.request(s, async (secrets) => {
+        seen.push(secrets);
+        return 'signed';
+      });
+      const requestId = await s.pending;
+      expect(broker.list().map((v) => v.requestId)).toEqual([requestId]);
+      expect(launched).toHaveLength(1);
+      expect(broker.approve({ requestId }, { userPin: '1234' })).toEqual({ ok: true });
+      expect(await result).toBe('signed');
+      expect(seen).toEqual([{ userPin: '1234' }]);
+      expect(broker.list()).toEqual([]);
+      expect(broker.approve({ requestId }, { userPin: '1234' })).toBeNull();
+    });
+
+    it('finds a request by the secret in its page URL, never by its request id as a secret', async () => {
+      const { broker, launched } = setup();
+      const s = spec();
+      const result = broker.request(s, async () => 'ok');
+      const requestId = await s.pending;
+      const secret = new URL(launched[0]).hash.slice(1);
+      expect(broker.get({ secret })?.requestId).toBe(requestId);
+      expect(broker.get({ secret: requestId })).toBeUndefined();
+      expect(broker.approve({ secret }, { userPin: '5555' })).toEqual({ ok: true });
+      await result;
+    });
+
+    it('keeps the request pending when a new PIN breaks the rules, naming the need but not the PIN', async () => {
+      const { broker } = setup();
+      const s = spec({ method: 'pin.change', needs: ['oldUserPin', 'newUserPin'], pinRules: RULES });
+      const result = broker.request(s, async (secrets) => secrets.newUserPin);
+      const requestId = await s.pending;
+      const refused = broker.approve({ requestId }, { oldUserPin: '1111', newUserPin: '12a4' });
+      expect(refused).toMatchObject({ ok: false, error: { code: 'ERR_PIN_POLICY', need: 'newUserPin' } });
+      expect(JSON.stringify(refused)).not.toContain('12a4');
+      expect(broker.approve({ requestId }, { oldUserPin: '1111' })).toMatchObject({
+        ok: false,
+        error: { code: 'ERR_INVALID_INPUT', need: 'newUserPin' },
+      });
+      expect(
+        broker.approve({ requestId }, { oldUserPin: '1111', newUserPin: '2468', extra: 'x' }),
+      ).toMatchObject({ ok: false });
+      expect(broker.approve({ requestId }, 'not an object')).toMatchObject({ ok: false });
+      expect(broker.list()).toHaveLength(1);
+      // Persian digits count as digits.
+      expect(broker.approve({ requestId }, { oldUserPin: '1111', newUserPin: '۲۴۶۸' })).toEqual({ ok: true });
+      expect(await result).toBe('۲۴۶۸');
+    });
+
+    it('fails with ERR_USER_CANCELLED on denial and makes the origin cool down', async () => {
+      const { broker } = setup();
+      const s = spec();
+      const result = broker.request(s, async () => 'never');
+      expect(broker.deny({ requestId: await s.pending })).toBe(true);
+      expect(isKelidError(await failure(result), 'ERR_USER_CANCELLED')).toBe(true);
+      const again = await failure(broker.request(spec({ connectionId: 'c2' }), async () => 'never'));
+      expect(isKelidError(again, 'ERR_ORIGIN_DENIED')).toBe(true);
+      expect(broker.list()).toEqual([]);
+    });
+
+    it('withdraws the request when the page aborts', async () => {
+      const { broker } = setup();
+      const controller = new AbortController();
+      const s = spec({ signal: controller.signal });
+      const result = broker.request(s, async () => 'never');
+      await s.pending;
+      controller.abort();
+      expect(isKelidError(await failure(result), 'ERR_USER_CANCELLED')).toBe(true);
+      expect(broker.list()).toEqual([]);
+    });
+
+    it('allows one pending request per connection (ERR_BUSY)', async () => {
+      const { broker } = setup();
+      const s = spec();
+      const first = broker.request(s, async () => 'first');
+      const requestId = await s.pending;
+      expect(isKelidError(await failure(broker.request(spec(), async () => 'second')), 'ERR_BUSY')).toBe(
+        true,
+      );
+      broker.approve({ requestId }, { userPin: '1234' });
+      expect(await first).toBe('first');
+    });
+
+    it('applies the prompt limit per origin, but not to the console', async () => {
+      const { broker } = setup();
+      for (let i = 0; i < 3; i++) {
+        const s = spec({ connectionId: `c${i}` });
+        const p = broker.request(s, async () => i);
+        broker.approve({ requestId: await s.pending }, { userPin: '1234' });
+        await p;
+      }
+      expect(
+        isKelidError(
+          await failure(broker.request(spec({ connectionId: 'x' }), async () => 0)),
+          'ERR_RATE_LIMITED',
+        ),
+      ).toBe(true);
+      const s = spec({ connectionId: 'console', tier: 'console', origin: 'https://127.0.0.1:1' });
+      const p = broker.request(s, async () => 'console');
+      broker.approve({ requestId: await s.pending }, { userPin: '1234' });
+      expect(await p).toBe('console');
+    });
+
+    describe('with a short timeout', () => {
+      beforeEach(() => vi.useFakeTimers());
+      afterEach(() => vi.useRealTimers());
+
+      it('fails with ERR_CONSENT_TIMEOUT and forgets the request', async () => {
+        const { broker } = setup(2000);
+        const s = spec();
+        const result = broker.request(s, async () => 'never');
+        const requestId = await s.pending;
+        vi.advanceTimersByTime(2001);
+        expect(isKelidError(await failure(result), 'ERR_CONSENT_TIMEOUT')).toBe(true);
+        expect(broker.approve({ requestId }, { userPin: '1234' })).toBeNull();
+      });
+    });
+  });
+});
