@@ -1,6 +1,6 @@
 // Types of demo/ca.mjs (for the tests that drive it).
 export declare class DemoCa {
-  constructor(options: { dir: string; baseUrl: string; name?: string });
+  constructor(options: { dir: string; baseUrl: string; name?: string; statusValiditySeconds?: number });
   readonly dir: string;
   readonly baseUrl: string;
   readonly ocspUrl: string;
@@ -11,7 +11,8 @@ export declare class DemoCa {
   issue(csrPem: string): Promise<{ certificate: string; chain: string[] }>;
   revoke(certificatePem: string, reason?: string): Promise<{ revoked: boolean }>;
   ocsp(requestDer: Uint8Array): Promise<Buffer>;
-  crlDer(): Buffer;
+  crlDer(): Promise<Buffer>;
+  readonly statusValiditySeconds: number;
   issuingDer(): Buffer;
 }
 

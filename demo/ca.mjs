@@ -1,26 +1,87 @@
 // The demo CA: a root and an issuing CA kept in a directory, run by the openssl CLI (`openssl ca`
-// keeps the index that OCSP and the CRL are made from). Certificates it issues carry an AIA OCSP URL
-// and a CRL distribution point pointing at this CA's HTTP service (demo/server.mjs).
+// keeps the index that the CRL and the OCSP answers are made from; the OCSP responder is built here
+// with @peculiar/asn1-ocsp). Certificates it issues carry an AIA OCSP URL and a CRL distribution
+// point pointing at this CA's HTTP service (demo/server.mjs).
 // For demonstrations only: the keys are unencrypted files.
 import { execFile } from 'node:child_process';
+import { createHash, sign } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
+import {
+  BasicOCSPResponse,
+  CertStatus,
+  KeyHash,
+  OCSPRequest,
+  OCSPResponse,
+  OCSPResponseStatus,
+  ResponderID,
+  ResponseBytes,
+  ResponseData,
+  RevokedInfo,
+  SingleResponse,
+  id_pkix_ocsp_basic,
+  id_pkix_ocsp_nonce,
+} from '@peculiar/asn1-ocsp';
+import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
+import { AlgorithmIdentifier, CRLReason, Certificate, Extension } from '@peculiar/asn1-x509';
+
 const run = promisify(execFile);
+
+const ECDSA_WITH_SHA256 = '1.2.840.10045.4.3.2';
+const HASHES = {
+  '1.3.14.3.2.26': 'sha1',
+  '2.16.840.1.101.3.4.2.1': 'sha256',
+  '2.16.840.1.101.3.4.2.2': 'sha384',
+  '2.16.840.1.101.3.4.2.3': 'sha512',
+};
+// openssl's index.txt reason words → CRLReason codes.
+const REASONS = {
+  unspecified: 0,
+  keyCompromise: 1,
+  CACompromise: 2,
+  affiliationChanged: 3,
+  superseded: 4,
+  cessationOfOperation: 5,
+  certificateHold: 6,
+  removeFromCRL: 8,
+};
+
+const digest = (hash, data) => createHash(hash).update(data).digest();
+const toArrayBuffer = (buf) => buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength);
+
+// YYMMDDHHMMSSZ (index.txt) → Date.
+function parseAsn1Time(t) {
+  const y = Number(t.slice(0, 2));
+  return new Date(
+    Date.UTC(
+      y < 50 ? 2000 + y : 1900 + y,
+      Number(t.slice(2, 4)) - 1,
+      Number(t.slice(4, 6)),
+      Number(t.slice(6, 8)),
+      Number(t.slice(8, 10)),
+      Number(t.slice(10, 12)),
+    ),
+  );
+}
 
 const MAX_CSR_BYTES = 64 * 1024;
 
 export class DemoCa {
   /**
-   * @param {{ dir: string, baseUrl: string, name?: string }} options
+   * @param {{ dir: string, baseUrl: string, name?: string, statusValiditySeconds?: number }} options
    *   dir: where keys, index and issued certificates live (created; reused on the next start);
-   *   baseUrl: this CA's HTTP address, e.g. http://127.0.0.1:17480 (for the OCSP and CRL URLs).
+   *   baseUrl: this CA's HTTP address, e.g. http://127.0.0.1:17480 (for the OCSP and CRL URLs);
+   *   statusValiditySeconds: freshness of OCSP answers and CRLs (default 10).
    */
   constructor(options) {
     this.dir = options.dir;
     this.baseUrl = options.baseUrl.replace(/\/$/, '');
     this.name = options.name ?? 'Kelid Demo';
+    // How long OCSP answers and CRLs stay fresh: short, so a revocation shows within seconds.
+    this.statusValiditySeconds = options.statusValiditySeconds ?? 10;
+    this.crlIssuedAt = 0;
     this.queue = Promise.resolve();
   }
 
@@ -272,42 +333,108 @@ utf8 = yes
     });
   }
 
-  /** Answer a DER OCSP request from the index, signed by the issuing CA (openssl's one-shot responder). */
-  ocsp(requestDer) {
-    return this.serialized(async () => {
-      const work = mkdtempSync(join(this.dir, 'ocsp-'));
-      try {
-        writeFileSync(join(work, 'req.der'), requestDer);
-        await this.openssl([
-          'ocsp',
-          '-index',
-          'index.txt',
-          '-CA',
-          'issuing-ca.pem',
-          '-rsigner',
-          'issuing-ca.pem',
-          '-rkey',
-          'issuing-ca.key',
-          '-reqin',
-          join(work, 'req.der'),
-          '-respout',
-          join(work, 'resp.der'),
-          '-nmin',
-          '10',
-        ]);
-        if (!existsSync(join(work, 'resp.der'))) throw new DemoCaError(400, 'malformed OCSP request');
-        return readFileSync(join(work, 'resp.der'));
-      } catch (e) {
-        if (e instanceof DemoCaError) throw e;
-        throw new DemoCaError(400, 'malformed OCSP request');
-      } finally {
-        rmSync(work, { recursive: true, force: true });
+  /**
+   * Answer a DER OCSP request from the index (RFC 6960), signed by the issuing CA itself. Answers are
+   * fresh for `statusValiditySeconds` only, so a revocation shows within seconds even where clients
+   * cache answers until nextUpdate (openssl's responder cannot go below one minute).
+   */
+  async ocsp(requestDer) {
+    let request;
+    try {
+      request = AsnConvert.parse(requestDer, OCSPRequest);
+    } catch {
+      throw new DemoCaError(400, 'malformed OCSP request');
+    }
+    const requests = request.tbsRequest.requestList;
+    if (requests.length === 0 || requests.length > 16) throw new DemoCaError(400, 'malformed OCSP request');
+    const issuer = this.issuerIdentity();
+    const index = this.readIndex();
+    const now = new Date(Math.floor(Date.now() / 1000) * 1000);
+    const nextUpdate = new Date(now.getTime() + this.statusValiditySeconds * 1000);
+    const responses = requests.map(({ reqCert }) => {
+      const hash = HASHES[reqCert.hashAlgorithm.algorithm];
+      const ours =
+        hash !== undefined &&
+        Buffer.from(reqCert.issuerNameHash.buffer).equals(digest(hash, issuer.subjectDer)) &&
+        Buffer.from(reqCert.issuerKeyHash.buffer).equals(digest(hash, issuer.keyBits));
+      const serial = Buffer.from(reqCert.serialNumber)
+        .toString('hex')
+        .toUpperCase()
+        .replace(/^(00)+(?=.)/, '');
+      const entry = ours ? index.get(serial) : undefined;
+      let certStatus;
+      if (entry?.status === 'R') {
+        certStatus = new CertStatus({
+          revoked: new RevokedInfo({
+            revocationTime: entry.revokedAt,
+            ...(entry.reason !== undefined ? { revocationReason: new CRLReason(entry.reason) } : {}),
+          }),
+        });
+      } else if (entry?.status === 'V') {
+        certStatus = new CertStatus({ good: null });
+      } else {
+        certStatus = new CertStatus({ unknown: null });
       }
+      return new SingleResponse({ certID: reqCert, certStatus, thisUpdate: now, nextUpdate });
     });
+    const nonce = request.tbsRequest.requestExtensions?.find((e) => e.extnID === id_pkix_ocsp_nonce);
+    const data = new ResponseData({
+      responderID: new ResponderID({ byKey: new KeyHash(digest('sha1', issuer.keyBits)) }),
+      producedAt: now,
+      responses,
+      ...(nonce
+        ? { responseExtensions: [new Extension({ extnID: id_pkix_ocsp_nonce, extnValue: nonce.extnValue })] }
+        : {}),
+    });
+    const tbs = Buffer.from(AsnConvert.serialize(data));
+    const signature = sign('sha256', tbs, readFileSync(join(this.dir, 'issuing-ca.key')));
+    const basic = new BasicOCSPResponse({
+      tbsResponseData: data,
+      signatureAlgorithm: new AlgorithmIdentifier({ algorithm: ECDSA_WITH_SHA256 }),
+      signature: toArrayBuffer(signature),
+    });
+    const response = new OCSPResponse({
+      responseStatus: OCSPResponseStatus.successful,
+      responseBytes: new ResponseBytes({
+        responseType: id_pkix_ocsp_basic,
+        response: new OctetString(AsnConvert.serialize(basic)),
+      }),
+    });
+    return Buffer.from(AsnConvert.serialize(response));
   }
 
-  /** The current CRL (DER). */
-  crlDer() {
+  /** The issuing CA's subject DER and public key bits, for matching CertIDs. */
+  issuerIdentity() {
+    if (!this.identity) {
+      const cert = AsnConvert.parse(pemToDer(this.issuingPem), Certificate);
+      this.identity = {
+        subjectDer: Buffer.from(AsnConvert.serialize(cert.tbsCertificate.subject)),
+        keyBits: Buffer.from(cert.tbsCertificate.subjectPublicKeyInfo.subjectPublicKey),
+      };
+    }
+    return this.identity;
+  }
+
+  /** index.txt as serial (uppercase hex) → {status, revokedAt?, reason?}. */
+  readIndex() {
+    const entries = new Map();
+    for (const line of readFileSync(join(this.dir, 'index.txt'), 'utf8').split('\n')) {
+      const [status, , revocation, serial] = line.split('\t');
+      if (!serial) continue;
+      const entry = { status };
+      if (status === 'R' && revocation) {
+        const [when, reason] = revocation.split(',');
+        entry.revokedAt = parseAsn1Time(when);
+        if (reason && REASONS[reason] !== undefined) entry.reason = REASONS[reason];
+      }
+      entries.set(serial.toUpperCase().replace(/^(00)+(?=.)/, ''), entry);
+    }
+    return entries;
+  }
+
+  /** The current CRL (DER), reissued when it is older than half its validity. */
+  async crlDer() {
+    if (Date.now() - this.crlIssuedAt > (this.statusValiditySeconds * 1000) / 2) await this.updateCrl();
     return readFileSync(join(this.dir, 'issuing-ca.crl'));
   }
 
@@ -316,7 +443,17 @@ utf8 = yes
   }
 
   async updateCrlNow() {
-    await this.openssl(['ca', '-config', 'ca.cnf', '-gencrl', '-out', 'issuing-ca.crl.pem']);
+    await this.openssl([
+      'ca',
+      '-config',
+      'ca.cnf',
+      '-gencrl',
+      '-crlsec',
+      String(this.statusValiditySeconds),
+      '-out',
+      'issuing-ca.crl.pem',
+    ]);
+    this.crlIssuedAt = Date.now();
     await this.openssl(['crl', '-in', 'issuing-ca.crl.pem', '-outform', 'DER', '-out', 'issuing-ca.crl']);
   }
 

@@ -6,7 +6,7 @@ export interface DemoOptions {
   caPort?: number;
   raPort?: number;
   sitePort?: number;
-  agentUrl?: string;
+  agentUrl?: string | (() => string);
   agentStateDir?: string;
 }
 

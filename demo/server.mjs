@@ -35,8 +35,10 @@ const TYPES = {
 
 /**
  * Start the demo servers.
- * @param {{ dir: string, caPort?: number, raPort?: number, sitePort?: number, agentUrl?: string,
- *           agentStateDir?: string }} options
+ * @param {{ dir: string, caPort?: number, raPort?: number, sitePort?: number,
+ *           agentUrl?: string | (() => string), agentStateDir?: string }} options
+ *   agentUrl: the agent's WebSocket URL (or a function giving it when a page asks); otherwise read
+ *   from `<agentStateDir>/agent.json`, else the default wss://127.0.0.1:17443/v1.
  */
 export async function startDemo(options) {
   const caPort = options.caPort ?? 17480;
@@ -52,6 +54,7 @@ export async function startDemo(options) {
   const siteUrl = `http://localhost:${siteListener.port}`;
 
   const agentUrl = () => {
+    if (typeof options.agentUrl === 'function') return options.agentUrl();
     if (options.agentUrl) return options.agentUrl;
     if (options.agentStateDir) {
       try {
@@ -166,7 +169,7 @@ function caHandler(ca) {
       return;
     }
     if (req.method === 'GET' && path === '/crl/issuing-ca.crl') {
-      send(res, 200, 'application/pkix-crl', ca.crlDer());
+      send(res, 200, 'application/pkix-crl', await ca.crlDer());
       return;
     }
     if (req.method === 'GET' && path === '/issuing-ca.cer') {

@@ -416,7 +416,7 @@ function renderCertificates() {
       el(
         'li',
         { testid: 'ra-certificate', 'data-certificate-id': cert.certificateId },
-        el('span', { class: 'grow', dir: 'auto' }, cert.subject),
+        el('span', { class: 'grow', dir: 'ltr' }, cert.subject),
         el('span', { class: 'note' }, `${t('validUntil')}: ${i18n.date(cert.notAfter)}`),
         badge,
         el(

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -90,4 +90,81 @@ export async function screenshot(page: Page, name: string): Promise<string> {
   const path = join(SCREENSHOT_DIR, `${name}.png`);
   await page.screenshot({ path, fullPage: true });
   return path;
+}
+
+/**
+ * The agent's consent launcher for tests: a command line that appends each consent URL (with its
+ * one-time secret) to `file`, so the test opens it in Chromium like the system browser would.
+ */
+export function recordingLauncher(file: string): string {
+  return `/bin/sh -c 'printf "%s\\n" "$0" >> "$1"' {url} ${file}`;
+}
+
+/** Opens the consent pages the agent asks for, in order, in the harness's browser. */
+export class ConsentWindows {
+  private seen = 0;
+
+  constructor(
+    private readonly harness: ChromiumHarness,
+    readonly file: string,
+    private readonly errors: string[] = [],
+  ) {}
+
+  /** URLs the agent has asked to open so far. */
+  urls(): string[] {
+    if (!existsSync(this.file)) return [];
+    return readFileSync(this.file, 'utf8').split('\n').filter(Boolean);
+  }
+
+  /** Wait for the next consent URL and open it; resolves once the request is shown. */
+  async next(options: { lang?: 'fa' | 'en'; timeoutMs?: number } = {}): Promise<Page> {
+    const deadline = Date.now() + (options.timeoutMs ?? 20_000);
+    let urls = this.urls();
+    while (urls.length <= this.seen) {
+      if (Date.now() > deadline) throw new Error('the agent did not open a consent page');
+      await new Promise((r) => setTimeout(r, 50));
+      urls = this.urls();
+    }
+    let url = urls[this.seen++];
+    if (options.lang) url = url.replace(/([?&])lang=(fa|en)/, `$1lang=${options.lang}`);
+    const page = await this.harness.page(this.errors);
+    await page.goto(url);
+    await page.getByTestId('consent-origin').or(page.getByTestId('consent-result')).first().waitFor();
+    return page;
+  }
+
+  /** Type the secrets (and their confirmations) and approve; resolves when the page reports it. */
+  static async approve(page: Page, secrets: Record<string, string>): Promise<void> {
+    for (const [need, value] of Object.entries(secrets)) {
+      await page.getByTestId(`pin-${need}`).fill(value);
+      const confirm = page.getByTestId(`pin-${need}-confirm`);
+      if ((await confirm.count()) > 0) await confirm.fill(value);
+    }
+    await page.getByTestId('consent-approve').click();
+    await page.locator('[data-testid="consent-result"][data-result="approved"]').waitFor();
+  }
+}
+
+/** Poll `read` until `ok` holds (Playwright's auto-waiting matchers are not available under vitest). */
+export async function until<T>(
+  read: () => Promise<T>,
+  ok: (value: T) => boolean,
+  what: string,
+  timeoutMs = 20_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await read();
+    if (ok(value)) return value;
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what} (last: ${JSON.stringify(value)})`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** `[data-testid="id"]` plus attribute conditions, e.g. testId('ra-message', { 'data-kind': 'ok' }). */
+export function testId(id: string, attributes: Record<string, string> = {}): string {
+  return `[data-testid="${id}"]${Object.entries(attributes)
+    .map(([k, v]) => `[${k}="${v}"]`)
+    .join('')}`;
 }

@@ -430,7 +430,7 @@
     if (req.token) {
       const tk = req.token;
       const maker = [tk.manufacturer, tk.model].filter(Boolean).join(' ');
-      byTestId('consent-token').textContent = `${tk.label} — ${maker} — ${tk.serialNumber}`;
+      byTestId('consent-token').textContent = [tk.label, maker, tk.serialNumber].filter(Boolean).join(' — ');
     }
     $('certificate-row').hidden = !req.certificate;
     if (req.certificate) renderCertificate(req.certificate);

@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,6 +7,12 @@ import { DemoCa } from '../../../demo/ca.mjs';
 
 const openssl = (args: string[], input?: string): string =>
   execFileSync('openssl', args, { encoding: 'utf8', input, stdio: ['pipe', 'pipe', 'pipe'] });
+/** stdout and stderr together (openssl ocsp reports the signature check on stderr). */
+const opensslAll = (args: string[]): string => {
+  const r = spawnSync('openssl', args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(r.stderr);
+  return r.stdout + r.stderr;
+};
 
 describe('DemoCa', () => {
   let dir: string;
@@ -92,7 +98,7 @@ describe('DemoCa', () => {
       ]);
       const check = async (): Promise<string> => {
         writeFileSync(join(dir, 'c.resp'), await ca.ocsp(readFileSync(join(dir, 'c.req'))));
-        return openssl([
+        return opensslAll([
           'ocsp',
           '-respin',
           join(dir, 'c.resp'),
@@ -104,10 +110,19 @@ describe('DemoCa', () => {
           join(dir, 'chain.pem'),
         ]);
       };
-      expect(await check()).toMatch(/c\.pem: good/);
+      const good = await check();
+      expect(good).toMatch(/Response verify OK/);
+      expect(good).toMatch(/c\.pem: good/);
+      // Fresh for statusValiditySeconds (10 s by default): This Update and Next Update 10 s apart.
+      const [thisUpdate, nextUpdate] = [/This Update: (.*)/, /Next Update: (.*)/].map((r) =>
+        Date.parse(r.exec(good)?.[1] ?? ''),
+      );
+      expect(nextUpdate - thisUpdate).toBe(10_000);
       await ca.revoke(certificate);
-      expect(await check()).toMatch(/c\.pem: revoked[\s\S]*Reason: keyCompromise/);
-      writeFileSync(join(dir, 'crl.der'), ca.crlDer());
+      const revoked = await check();
+      expect(revoked).toMatch(/Response verify OK/);
+      expect(revoked).toMatch(/c\.pem: revoked[\s\S]*Reason: keyCompromise/);
+      writeFileSync(join(dir, 'crl.der'), await ca.crlDer());
       const serial = openssl(['x509', '-in', join(dir, 'c.pem'), '-noout', '-serial'])
         .trim()
         .split('=')[1];
@@ -119,6 +134,39 @@ describe('DemoCa', () => {
           undefined,
         ),
       ).toBe('');
+    });
+
+    it('answers unknown for a certificate of another issuer', async () => {
+      openssl([
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-keyout',
+        join(dir, 'o.key'),
+        '-out',
+        join(dir, 'o.pem'),
+        '-subj',
+        '/CN=Other CA',
+        '-days',
+        '1',
+      ]);
+      openssl([
+        'ocsp',
+        '-issuer',
+        join(dir, 'o.pem'),
+        '-cert',
+        join(dir, 'o.pem'),
+        '-reqout',
+        join(dir, 'o.req'),
+      ]);
+      writeFileSync(join(dir, 'o.resp'), await ca.ocsp(readFileSync(join(dir, 'o.req'))));
+      expect(opensslAll(['ocsp', '-respin', join(dir, 'o.resp'), '-resp_text', '-noverify'])).toMatch(
+        /Cert Status: unknown/,
+      );
     });
 
     it('refuses to revoke a certificate it did not issue and to answer a malformed OCSP request', async () => {
