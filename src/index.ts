@@ -1,0 +1,32 @@
+/**
+ * Kelid: embed the agent, or use its services directly (provisioning, signing, status) in a Node
+ * program. The wire contract is docs/PROTOCOL.md; the browser SDK is the `kelid/client` subpath.
+ *
+ * @packageDocumentation
+ */
+
+/** The agent: HTTPS + WebSocket server, consent, site access and audit, over the services below. */
+export { Agent } from './agent.js';
+/** Config file loading and defaults (PROTOCOL.md section 8). */
+export { DEFAULT_CONFIG, loadConfig, resolveConfig } from './config.js';
+export type { KelidConfig } from './config.js';
+/** Every failure crossing a layer boundary: a wire code of PROTOCOL.md section 6. */
+export { KelidError, isKelidError } from './errors.js';
+export type { ErrorCode, PinFlags } from './errors.js';
+/** The wire objects of PROTOCOL.md section 4. */
+export type * from './protocol/types.js';
+/** The composition of module hosts, tokens, provisioning, signing and status. */
+export { createAgentServices, moduleSpecs } from './services.js';
+/** One PKCS#11 module per child process; the token service and hot-plug watcher on top. */
+export { ModuleManager } from './pkcs11/module-manager.js';
+export type { ModuleSpec, ModuleStatus } from './pkcs11/module-manager.js';
+export { TokenService } from './tokens/token-service.js';
+export { TokenWatcher } from './tokens/token-watcher.js';
+/** Token initialization, PINs, on-token keys, CSRs and certificate write-back. */
+export { ProvisioningService } from './tokens/provisioning-service.js';
+/** Raw, CMS/CAdES, batch and login-token signatures with keys on tokens. */
+export { SigningService } from './signing/signing-service.js';
+/** For relying parties' servers: verify a `kelid-auth:1` login token. */
+export { verifyAuthToken } from './signing/auth-token.js';
+/** OCSP and CRL checking with caching. */
+export { StatusService } from './status/status-service.js';
