@@ -60,8 +60,16 @@ describe('certificate write-back', () => {
   });
 
   const countCertificates = () =>
-    tokens.withSession(tokenId, { readWrite: false }, async (s) =>
-      (await s.call('findObjects', { template: [{ type: CKA.CLASS, value: CKO.CERTIFICATE }], attributes: [] })).length,
+    tokens.withSession(
+      tokenId,
+      { readWrite: false },
+      async (s) =>
+        (
+          await s.call('findObjects', {
+            template: [{ type: CKA.CLASS, value: CKO.CERTIFICATE }],
+            attributes: [],
+          })
+        ).length,
     );
 
   it('cleans up the object SoftHSM leaves behind when C_CreateObject fails', async () => {
@@ -73,7 +81,15 @@ describe('certificate write-back', () => {
         await s.login('user', PIN);
         // Only the SO may set CKA_TRUSTED: SoftHSM refuses after it has created the object.
         const template = [
-          ...certificateTemplate({ der, id: new Uint8Array([1]), label: 'x', subject: d.subjectDer, issuer: d.issuerDer, serialNumber: d.serialDer, category: 'authority' }),
+          ...certificateTemplate({
+            der,
+            id: new Uint8Array([1]),
+            label: 'x',
+            subject: d.subjectDer,
+            issuer: d.issuerDer,
+            serialNumber: d.serialDer,
+            category: 'authority',
+          }),
           { type: CKA.TRUSTED, value: true },
         ];
         return s.call('createObject', { template });
@@ -85,7 +101,9 @@ describe('certificate write-back', () => {
     expect(isKelidError(err)).toBe(true);
     expect(await countCertificates()).toBe(before);
     // the raw symptom for comparison: pkcs11-tool sees no stray empty certificate object either
-    expect(hsm.tool(['--token-label', 'wb', '--list-objects', '--type', 'cert'])).not.toMatch(/Certificate Object/);
+    expect(hsm.tool(['--token-label', 'wb', '--list-objects', '--type', 'cert'])).not.toMatch(
+      /Certificate Object/,
+    );
   });
 
   it('rolls back the leaf when writing the chain fails, leaving the token as it was', async () => {
@@ -97,12 +115,17 @@ describe('certificate write-back', () => {
     const leaf = ca.issue(csr!);
     const before = await countCertificates();
     seam.failOnCreate = 2; // the leaf is written, the first chain certificate fails
-    const err = await service.importCertificate(tokenId, PIN, { certificate: leaf, chain: [ca.subPem, ca.rootPem] }).catch((e: unknown) => e);
+    const err = await service
+      .importCertificate(tokenId, PIN, { certificate: leaf, chain: [ca.subPem, ca.rootPem] })
+      .catch((e: unknown) => e);
     seam.failOnCreate = 0;
     expect(isKelidError(err, 'ERR_TOKEN_FULL')).toBe(true);
     expect(await countCertificates()).toBe(before);
     // and the same import succeeds afterwards
-    const cert = await service.importCertificate(tokenId, PIN, { certificate: leaf, chain: [ca.subPem, ca.rootPem] });
+    const cert = await service.importCertificate(tokenId, PIN, {
+      certificate: leaf,
+      chain: [ca.subPem, ca.rootPem],
+    });
     expect(cert.label).toBe('rollback');
     expect(await countCertificates()).toBe(before + 3);
   });
