@@ -3,7 +3,16 @@ import tseslint from 'typescript-eslint';
 import globals from 'globals';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'test-artifacts/**', '.tmp-mock/**', 'scratch/**', '.kelid-demo/**'] },
+  {
+    ignores: [
+      'dist/**',
+      'node_modules/**',
+      'test-artifacts/**',
+      '.tmp-mock/**',
+      'scratch/**',
+      '.kelid-demo/**',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
