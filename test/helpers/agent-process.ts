@@ -183,8 +183,12 @@ export class AgentProcess {
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), options.prefix ?? 'kelid-agent-'));
     this.stateDir = path.join(this.dir, 'state');
     this.configFile = path.join(this.dir, 'config.json');
-    const config = { port: 0, autoDetectModules: false, ...options.config };
-    config.consent = { launcher: 'none', ...(options.config?.consent as object | undefined) };
+    const config: Record<string, unknown> = {
+      port: 0,
+      autoDetectModules: false,
+      ...options.config,
+      consent: { launcher: 'none', ...(options.config?.consent as object | undefined) },
+    };
     fs.writeFileSync(this.configFile, JSON.stringify(config, null, 2));
     this.child = spawn(
       process.execPath,

@@ -15,7 +15,7 @@ export class P11KitServer {
   readonly socket: string;
 
   constructor(
-    private readonly dir: string,
+    dir: string,
     private readonly providerModule: string,
     private readonly tokenLabel: string,
     private readonly env: Record<string, string>,
