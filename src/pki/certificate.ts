@@ -119,7 +119,8 @@ export function parseCertificateInput(input: string | Uint8Array): Uint8Array {
     der = decodeText(input);
   } else if (input instanceof Uint8Array) {
     if (input.length > MAX_CERTIFICATE_TEXT) throw invalid('certificate is too large');
-    der = input[0] === TAG_SEQUENCE ? input.slice() : decodeText(Buffer.from(input).toString('latin1'));
+    der =
+      input[0] === TAG_SEQUENCE ? Uint8Array.from(input) : decodeText(Buffer.from(input).toString('latin1'));
   } else {
     throw invalid('certificate must be a string');
   }

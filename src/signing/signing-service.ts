@@ -104,7 +104,8 @@ export class SigningService implements SigningApi {
         listCertificates(s),
       );
       const certificate = certs.find((c) => c.certificateId === certificateId);
-      if (certificate) return { token, certificate, der: Buffer.from(certificate.certificate, 'base64') };
+      if (certificate)
+        return { token, certificate, der: Uint8Array.from(Buffer.from(certificate.certificate, 'base64')) };
     }
     throw new KelidError('ERR_CERTIFICATE_NOT_FOUND', 'no connected token holds this certificate');
   }

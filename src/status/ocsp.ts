@@ -113,7 +113,8 @@ export function buildOcspRequest(
     hashAlgorithm: new AlgorithmIdentifier({ algorithm: SHA1_OID, parameters: null }),
     issuerNameHash: new OctetString(sha('sha1', issuer.subjectDer)),
     issuerKeyHash: new OctetString(sha('sha1', subjectPublicKeyBits(issuer.spki))),
-    serialNumber: serialContent(certificate).slice().buffer,
+    // Uint8Array.from copies: `.slice()` on a Buffer is a view of its (pooled) memory.
+    serialNumber: Uint8Array.from(serialContent(certificate)).buffer,
   });
   const nonceExtension = new Extension({
     extnID: id_pkix_ocsp_nonce,

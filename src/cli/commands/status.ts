@@ -1,4 +1,6 @@
 import { Command, InvalidArgumentError } from 'commander';
+import { SigningService } from '../../signing/signing-service.js';
+import { openTokenContext } from '../context.js';
 import * as fs from 'node:fs';
 import { KelidError, isKelidError } from '../../errors.js';
 import { describeCertificate } from '../../pki/certificate.js';
@@ -15,6 +17,9 @@ const MAX_FILE_BYTES = 1024 * 1024;
 
 export interface StatusCommandOptions {
   cert?: string;
+  /** A certificate on a token (see `kelid certs`), with the modules of `--config`. */
+  certificateId?: string;
+  config?: string;
   issuer?: string;
   json?: boolean;
   /** Seconds. */
@@ -64,6 +69,23 @@ export const fileCertificateSource: CertificateSource = {
     const [certificate, ...rest] = readCertificates(options.cert!, 'certificate');
     const issuers = options.issuer ? readCertificates(options.issuer, 'issuer') : [];
     return { certificate: certificate!, issuers: [...issuers, ...rest] };
+  },
+};
+
+/** `--certificate-id <id>`: a certificate on a connected token, its issuers from the token's chain. */
+export const tokenCertificateSource: CertificateSource = {
+  selected: (options) => options.certificateId !== undefined,
+  load: async (options) => {
+    const ctx = await openTokenContext(options.config ? { config: options.config } : {});
+    try {
+      const { der, issuers } = await new SigningService(ctx.tokens).certificateWithIssuers(
+        options.certificateId!,
+      );
+      return { certificate: der, issuers, close: () => ctx.close() };
+    } catch (e) {
+      await ctx.close();
+      throw e;
+    }
   },
 };
 
@@ -117,7 +139,7 @@ function attemptsOf(e: KelidError): Attempt[] {
  * OCSP first, CRL second. Exit status: see {@link STATUS_EXIT_CODES}.
  */
 export function statusCommand(deps: StatusCommandDeps = {}): Command {
-  const sources = deps.sources ?? [fileCertificateSource];
+  const sources = deps.sources ?? [fileCertificateSource, tokenCertificateSource];
   const out = deps.stdout ?? ((t: string) => void process.stdout.write(t));
   const err = deps.stderr ?? ((t: string) => void process.stderr.write(t));
   const setExitCode =
@@ -137,6 +159,8 @@ export function statusCommand(deps: StatusCommandDeps = {}): Command {
       '--issuer <file>',
       'issuer certificate(s), PEM or DER (default: from the token chain or AIA caIssuers)',
     )
+    .option('--certificate-id <id>', 'a certificate on a connected token (see: kelid certs)')
+    .option('-c, --config <file>', 'config file naming the PKCS#11 modules (with --certificate-id)')
     .option('--json', 'print the Status object (PROTOCOL.md section 4) as JSON')
     .option('--timeout <seconds>', 'deadline for the whole check', parseTimeout, 5)
     .option(
@@ -147,7 +171,10 @@ export function statusCommand(deps: StatusCommandDeps = {}): Command {
     .action(async (options: StatusCommandOptions) => {
       const chosen = sources.filter((s) => s.selected(options));
       if (chosen.length === 0)
-        throw new KelidError('ERR_INVALID_INPUT', 'give the certificate to check with --cert <file>');
+        throw new KelidError(
+          'ERR_INVALID_INPUT',
+          'give the certificate to check with --cert <file> or --certificate-id <id>',
+        );
       if (chosen.length > 1) throw new KelidError('ERR_INVALID_INPUT', 'give only one certificate source');
       const loaded = await chosen[0]!.load(options);
       try {

@@ -200,8 +200,9 @@ describe('Agent RA and signing flows', () => {
     const byId = await ra.call<{ status: string; source: string; checkedAt: string }>('certificates.status', {
       certificateId: certificate.certificateId,
     });
-    // OCSP first, the CRL when the responder's answer is refused: either way a verified `good`.
-    expect(byId).toMatchObject({ status: 'good', source: expect.stringMatching(/^(ocsp|crl)$/) });
+    // The live openssl ocsp responder answers (a certificate read from the token used to produce a
+    // bad CertID serial: Buffer.slice() is a view of pooled memory — fixed in status/ocsp.ts).
+    expect(byId).toMatchObject({ status: 'good', source: 'ocsp' });
     const pem = `-----BEGIN CERTIFICATE-----\n${certificate.certificate}\n-----END CERTIFICATE-----\n`;
     const byBytes = await ra.call('certificates.status', { certificate: pem, issuer: pki.intermediate.pem });
     expect(byBytes).toMatchObject({ status: 'good' });
