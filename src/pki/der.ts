@@ -1,8 +1,11 @@
-// Small DER reader/writer for the few structures the PKI layer must handle byte-exactly (Names, SPKI,
-// ECDSA-Sig-Value, DigestInfo, the outer CSR SEQUENCE). Higher-level structures use @peculiar/asn1-*.
+// Small DER reader/writer for the structures that must stay byte-exact (Names, SPKI, ECDSA-Sig-Value,
+// DigestInfo, the outer CSR SEQUENCE; CMS certificates, signed attributes and time-stamp tokens, where
+// re-encoding through a schema library could change bytes someone else signed). Higher-level
+// structures use @peculiar/asn1-*.
 import { KelidError } from '../errors.js';
 import type { DigestAlgorithm } from '../protocol/types.js';
 
+export const TAG_BOOLEAN = 0x01;
 export const TAG_INTEGER = 0x02;
 export const TAG_BIT_STRING = 0x03;
 export const TAG_OCTET_STRING = 0x04;
@@ -11,6 +14,8 @@ export const TAG_OID = 0x06;
 export const TAG_UTF8_STRING = 0x0c;
 export const TAG_PRINTABLE_STRING = 0x13;
 export const TAG_IA5_STRING = 0x16;
+export const TAG_UTC_TIME = 0x17;
+export const TAG_GENERALIZED_TIME = 0x18;
 export const TAG_SEQUENCE = 0x30;
 export const TAG_SET = 0x31;
 
@@ -106,6 +111,15 @@ export function concatBytes(...parts: readonly Uint8Array[]): Uint8Array {
   return out;
 }
 
+/** DER order of SET OF elements: their encodings compared as octet strings. */
+export function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    if (a[i] !== b[i]) return a[i]! - b[i]!;
+  }
+  return a.length - b.length;
+}
+
 export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
@@ -140,6 +154,23 @@ export function stripLeadingZeros(bytes: Uint8Array): Uint8Array {
 export function encodeUnsignedInteger(magnitude: Uint8Array): Uint8Array {
   const m = stripLeadingZeros(magnitude.length === 0 ? Uint8Array.of(0) : magnitude);
   return encodeTlv(TAG_INTEGER, m[0]! & 0x80 ? concatBytes(Uint8Array.of(0), m) : m);
+}
+
+/** DER INTEGER for a small non-negative number (CMS version fields). */
+export function encodeSmallInteger(value: number): Uint8Array {
+  if (!Number.isInteger(value) || value < 0 || value > 127) throw new TypeError('small integers only');
+  return encodeTlv(TAG_INTEGER, Uint8Array.of(value));
+}
+
+/** RFC 5280 section 4.1.2.5 rule, also used by CMS signingTime: UTCTime for 1950–2049, else GeneralizedTime. */
+export function encodeTime(date: Date): Uint8Array {
+  const iso = date.toISOString(); // YYYY-MM-DDTHH:MM:SS.sssZ
+  const digits = iso.slice(0, 19).replace(/[-T:]/g, '');
+  const year = date.getUTCFullYear();
+  if (year >= 1950 && year < 2050) {
+    return encodeTlv(TAG_UTC_TIME, new TextEncoder().encode(`${digits.slice(2)}Z`));
+  }
+  return encodeTlv(TAG_GENERALIZED_TIME, new TextEncoder().encode(`${digits}Z`));
 }
 
 /**

@@ -1,5 +1,5 @@
 // CMS SignedData with CAdES baseline attributes (RFC 5652, ETSI EN 319 122-1 B-B; B-T with a
-// signature time-stamp). The outer structures are assembled with tlv.ts so that certificates and
+// signature time-stamp). The outer structures are assembled with pki/der.ts so that certificates and
 // time-stamp tokens are copied byte for byte.
 import { X509Certificate, createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import {
@@ -11,6 +11,19 @@ import {
 } from '@peculiar/asn1-schema';
 import { AlgorithmIdentifier, GeneralName, GeneralNames, Name, PolicyInformation } from '@peculiar/asn1-x509';
 import { KelidError, toKelidError } from '../errors.js';
+import {
+  TAG_SEQUENCE,
+  bytesOf,
+  compareBytes,
+  concatBytes,
+  contentOf,
+  encodeOid,
+  encodeSmallInteger,
+  encodeTime,
+  encodeTlv,
+  readChildren,
+  readSingle,
+} from '../pki/der.js';
 import type { DigestAlgorithm, SignatureScheme } from '../protocol/types.js';
 import {
   assertDigestLength,
@@ -23,18 +36,6 @@ import {
   verifySignature,
 } from './algorithms.js';
 import type { DigestSigner } from './signer.js';
-import {
-  childrenOf,
-  compareBytes,
-  contentBytes,
-  concatBytes,
-  encodeOid,
-  encodeSmallInteger,
-  encodeTime,
-  encodeTlv,
-  readSingle,
-  tlvBytes,
-} from './tlv.js';
 
 export const CMS_OID = {
   data: '1.2.840.113549.1.7.1',
@@ -114,19 +115,19 @@ interface ParsedCertificate {
 function parseCertificate(der: Uint8Array, what: string): ParsedCertificate {
   try {
     const cert = new X509Certificate(der);
-    const top = readSingle(der);
-    const [tbs] = childrenOf(der, top);
-    if (top.tag !== 0x30 || tbs?.tag !== 0x30) throw new TypeError('not a certificate');
-    const fields = childrenOf(der, tbs);
+    const top = readSingle(der, TAG_SEQUENCE, 'Certificate');
+    const [tbs] = readChildren(der, top);
+    if (tbs?.tag !== TAG_SEQUENCE) throw new TypeError('not a certificate');
+    const fields = readChildren(der, tbs);
     const offset = fields[0]?.tag === 0xa0 ? 1 : 0; // [0] EXPLICIT version
     const serial = fields[offset];
     const issuer = fields[offset + 2];
     if (serial?.tag !== 0x02 || issuer?.tag !== 0x30) throw new TypeError('not a certificate');
     return {
       der,
-      issuer: tlvBytes(der, issuer),
-      serial: tlvBytes(der, serial),
-      serialContent: contentBytes(der, serial),
+      issuer: bytesOf(der, issuer),
+      serial: bytesOf(der, serial),
+      serialContent: contentOf(der, serial),
       publicKey: cert.publicKey,
     };
   } catch (e) {
@@ -223,7 +224,7 @@ export async function signCms(o: CmsSignOptions): Promise<Uint8Array> {
       throw new KelidError('ERR_TIMESTAMP_FAILED', 'time-stamping failed', { cause: e, retriable: false });
     }
     try {
-      readSingle(token);
+      readSingle(token, TAG_SEQUENCE, 'TimeStampToken');
     } catch (e) {
       throw new KelidError('ERR_TIMESTAMP_FAILED', 'the time-stamp token is not DER', {
         cause: e,

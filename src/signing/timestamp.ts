@@ -12,9 +12,9 @@ import {
 } from '@peculiar/asn1-tsp';
 import { AlgorithmIdentifier } from '@peculiar/asn1-x509';
 import { KelidError, type KelidErrorOptions } from '../errors.js';
+import { TAG_SEQUENCE, bytesEqual, bytesOf, readChildren, readSingle } from '../pki/der.js';
 import type { DigestAlgorithm } from '../protocol/types.js';
 import { digest, digestOid, isDigestAlgorithm, toArrayBuffer } from './algorithms.js';
-import { bytesEqual, childrenOf, readSingle, tlvBytes } from './tlv.js';
 
 const ID_SIGNED_DATA = '1.2.840.113549.1.7.2';
 
@@ -93,15 +93,15 @@ function extractToken(
   let token: Uint8Array;
   let tstInfo: TSTInfo;
   try {
-    const top = readSingle(body);
-    const [statusTlv, tokenTlv] = childrenOf(body, top);
-    if (top.tag !== 0x30 || statusTlv === undefined) throw new TypeError('not a TimeStampResp');
-    const status = AsnConvert.parse(tlvBytes(body, statusTlv), PKIStatusInfo);
+    const top = readSingle(body, TAG_SEQUENCE, 'TimeStampResp');
+    const [statusTlv, tokenTlv] = readChildren(body, top);
+    if (statusTlv === undefined) throw new TypeError('not a TimeStampResp');
+    const status = AsnConvert.parse(bytesOf(body, statusTlv), PKIStatusInfo);
     if (status.status !== PKIStatus.granted && status.status !== PKIStatus.grantedWithMods) {
       throw fail(`the TSA refused the request (${describeStatus(status)})`);
     }
     if (tokenTlv === undefined) throw new TypeError('granted response without a token');
-    token = tlvBytes(body, tokenTlv).slice();
+    token = bytesOf(body, tokenTlv).slice();
     const contentInfo = AsnConvert.parse(token, ContentInfo);
     if (contentInfo.contentType !== ID_SIGNED_DATA) throw new TypeError('token is not SignedData');
     const signedData = AsnConvert.parse(contentInfo.content, SignedData);

@@ -6,10 +6,13 @@ import { AlgorithmIdentifier, IssuingDistributionPoint } from '@peculiar/asn1-x5
 import type { CertificateDescription } from '../pki/certificate.js';
 import {
   TAG_BIT_STRING,
+  TAG_BOOLEAN,
+  TAG_GENERALIZED_TIME,
   TAG_INTEGER,
   TAG_OCTET_STRING,
   TAG_OID,
   TAG_SEQUENCE,
+  TAG_UTC_TIME,
   bytesEqual,
   contentOf,
   decodeOid,
@@ -45,9 +48,6 @@ const KNOWN_CRL_EXTENSIONS: ReadonlySet<string> = new Set([
   EXT.freshestCRL,
 ]);
 const KNOWN_ENTRY_EXTENSIONS: ReadonlySet<string> = new Set([EXT.reasonCode, EXT.invalidityDate]);
-const TAG_BOOLEAN = 0x01;
-const TAG_UTC_TIME = 0x17;
-const TAG_GENERALIZED_TIME = 0x18;
 
 interface RawExtension {
   id: string;

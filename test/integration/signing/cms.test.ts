@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DigestAlgorithm, SignatureScheme } from '../../../src/protocol/types.js';
 import { CMS_OID, SigningCertificateV2, signCms } from '../../../src/signing/cms.js';
 import type { DigestSigner } from '../../../src/signing/signer.js';
-import { compareBytes } from '../../../src/signing/tlv.js';
+import { compareBytes } from '../../../src/pki/der.js';
 import { createTestPki, opensslStatus, type TestPki } from './test-pki.js';
 
 let dir: string;

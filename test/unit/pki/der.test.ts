@@ -1,16 +1,21 @@
 import { constants, createHash, generateKeyPairSync, publicDecrypt, sign, verify } from 'node:crypto';
 import { AsnConvert } from '@peculiar/asn1-schema';
-import { AlgorithmIdentifier } from '@peculiar/asn1-x509';
+import { AlgorithmIdentifier, Time } from '@peculiar/asn1-x509';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
+  TAG_NULL,
+  TAG_OCTET_STRING,
+  TAG_SEQUENCE,
   decodeOid,
   ecdsaDerToRaw,
   ecdsaRawToDer,
   encodeDigestInfo,
   encodeOid,
   encodePem,
+  encodeTime,
   encodeUnsignedInteger,
+  readSingle,
   readTlv,
 } from '../../../src/pki/der.js';
 import type { DigestAlgorithm } from '../../../src/protocol/types.js';
@@ -117,7 +122,11 @@ describe('der', () => {
       '2.5.4.3',
       '1.3.6.1.4.1.311.20.2.3',
       '2.999.1',
+      '2.999.1234567',
       '0.9.2342.19200300.100.1.25',
+      '2.16.840.1.101.3.4.2.1',
+      '1.2.840.113549.1.1.10',
+      '1.2.840.113549.1.9.16.2.47',
     ])('encodes %s as asn1-schema does and decodes it back', (oid) => {
       const theirs = new Uint8Array(AsnConvert.serialize(new AlgorithmIdentifier({ algorithm: oid })));
       // AlgorithmIdentifier ::= SEQUENCE { OID } — our OID TLV is the whole content.
@@ -161,6 +170,26 @@ describe('der', () => {
       ['an empty buffer', ''],
     ])('refuses %s', (_label, hex) => {
       expect(codeOf(() => readTlv(Buffer.from(hex, 'hex')))).toBe('ERR_INVALID_INPUT');
+    });
+  });
+
+  describe('#readSingle', () => {
+    it.each([
+      ['an indefinite length', Uint8Array.of(0x30, 0x80, 0, 0), TAG_SEQUENCE],
+      ['a truncated value', Uint8Array.of(0x04, 0x05, 1, 2), TAG_OCTET_STRING],
+      ['trailing bytes', Uint8Array.of(0x05, 0x00, 0x00), TAG_NULL],
+    ])('refuses %s', (_label, der, tag) => {
+      expect(codeOf(() => readSingle(der, tag, 'value'))).toBe('ERR_INVALID_INPUT');
+    });
+  });
+
+  describe('#encodeTime', () => {
+    it('writes UTCTime before 2050 and GeneralizedTime from 2050, readable by @peculiar/asn1-x509', () => {
+      for (const date of [new Date('2026-03-21T12:34:56Z'), new Date('2050-01-01T00:00:00Z')]) {
+        const der = encodeTime(date);
+        expect(der[0]).toBe(date.getUTCFullYear() < 2050 ? 0x17 : 0x18);
+        expect(AsnConvert.parse(der, Time).getTime().getTime()).toBe(date.getTime());
+      }
     });
   });
 

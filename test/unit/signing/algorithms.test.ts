@@ -7,7 +7,7 @@ import {
   type RSAPSSKeyPairKeyObjectOptions,
 } from 'node:crypto';
 import { AsnConvert } from '@peculiar/asn1-schema';
-import { AlgorithmIdentifier, Time } from '@peculiar/asn1-x509';
+import { AlgorithmIdentifier } from '@peculiar/asn1-x509';
 import { describe, expect, it } from 'vitest';
 import type { DigestAlgorithm } from '../../../src/protocol/types.js';
 import {
@@ -22,7 +22,7 @@ import {
   signatureAlgorithmIdentifier,
   verifySignature,
 } from '../../../src/signing/algorithms.js';
-import { encodeOid, encodeTime, readSingle, readTlv } from '../../../src/signing/tlv.js';
+import { TAG_SEQUENCE, readSingle, readTlv } from '../../../src/pki/der.js';
 
 const ALGS: [DigestAlgorithm, string][] = [
   ['SHA-256', 'sha256'],
@@ -33,7 +33,7 @@ const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
 
 function spkiAlgorithm(spki: Buffer): AlgorithmIdentifier {
   // SubjectPublicKeyInfo ::= SEQUENCE { algorithm AlgorithmIdentifier, subjectPublicKey BIT STRING }
-  const top = readSingle(spki);
+  const top = readSingle(spki, TAG_SEQUENCE, 'SubjectPublicKeyInfo');
   const alg = readTlv(spki, top.contentStart, top.end);
   return AsnConvert.parse(spki.subarray(alg.start, alg.end), AlgorithmIdentifier);
 }
@@ -146,42 +146,6 @@ describe('algorithms', () => {
       const ecSig = sign('sha384', data, ec.privateKey);
       expect(verifySignature(ec.publicKey, 'ECDSA', 'SHA-384', data, ecSig)).toBe(true);
       expect(verifySignature(ec.publicKey, 'ECDSA', 'SHA-256', data, ecSig)).toBe(false);
-    });
-  });
-});
-
-describe('tlv', () => {
-  describe('#encodeOid', () => {
-    it.each([OID.sha256, OID.rsassaPss, '1.2.840.113549.1.9.16.2.47', '2.999.1234567'])(
-      'encodes %s as @peculiar/asn1-schema does',
-      (oid) => {
-        const reference = Buffer.from(AsnConvert.serialize(new AlgorithmIdentifier({ algorithm: oid })));
-        const top = readSingle(reference);
-        const inner = reference.subarray(top.contentStart, top.end);
-        expect(Buffer.from(encodeOid(oid))).toEqual(inner);
-      },
-    );
-  });
-
-  describe('#encodeTime', () => {
-    it('writes UTCTime before 2050 and GeneralizedTime from 2050, readable by @peculiar/asn1-x509', () => {
-      for (const date of [new Date('2026-03-21T12:34:56Z'), new Date('2050-01-01T00:00:00Z')]) {
-        const der = encodeTime(date);
-        expect(der[0]).toBe(date.getUTCFullYear() < 2050 ? 0x17 : 0x18);
-        expect(AsnConvert.parse(der, Time).getTime().getTime()).toBe(date.getTime());
-      }
-    });
-  });
-
-  describe('#readTlv', () => {
-    it('refuses indefinite lengths, truncation and trailing bytes with ERR_INVALID_INPUT', () => {
-      const bad = [
-        Uint8Array.of(0x30, 0x80, 0, 0),
-        Uint8Array.of(0x04, 0x05, 1, 2),
-        Uint8Array.of(0x05, 0x00, 0x00),
-      ];
-      for (const b of bad)
-        expect(() => readSingle(b)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_INPUT' }));
     });
   });
 });
