@@ -4,6 +4,7 @@
 // structures use @peculiar/asn1-*.
 import { KelidError } from '../errors.js';
 import type { DigestAlgorithm } from '../protocol/types.js';
+import { OID } from './oids.js';
 
 export const TAG_BOOLEAN = 0x01;
 export const TAG_INTEGER = 0x02;
@@ -240,9 +241,9 @@ export const DIGEST_LENGTH: Readonly<Record<DigestAlgorithm, number>> = {
 };
 
 export const DIGEST_OID: Readonly<Record<DigestAlgorithm, string>> = {
-  'SHA-256': '2.16.840.1.101.3.4.2.1',
-  'SHA-384': '2.16.840.1.101.3.4.2.2',
-  'SHA-512': '2.16.840.1.101.3.4.2.3',
+  'SHA-256': OID.sha256,
+  'SHA-384': OID.sha384,
+  'SHA-512': OID.sha512,
 };
 
 /** node:crypto hash names. */

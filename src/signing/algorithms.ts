@@ -1,89 +1,38 @@
-// Object identifiers, AlgorithmIdentifier builders and digest helpers shared by every signing format.
+// AlgorithmIdentifier builders and digest helpers shared by every signing format. The OIDs and digest
+// tables themselves live in pki/oids.ts and pki/der.ts.
 import { constants, createHash, verify, type KeyObject } from 'node:crypto';
-import { AsnConvert, AsnProp, AsnPropTypes, OctetString } from '@peculiar/asn1-schema';
+import { AsnConvert, AsnProp, AsnPropTypes } from '@peculiar/asn1-schema';
 import { AlgorithmIdentifier } from '@peculiar/asn1-x509';
 import { KelidError } from '../errors.js';
+import { DIGEST_LENGTH, DIGEST_NODE_NAME, DIGEST_OID } from '../pki/der.js';
+import { OID } from '../pki/oids.js';
 import type { DigestAlgorithm, SignatureScheme } from '../protocol/types.js';
 
-export const OID = {
-  sha256: '2.16.840.1.101.3.4.2.1',
-  sha384: '2.16.840.1.101.3.4.2.2',
-  sha512: '2.16.840.1.101.3.4.2.3',
-  rsaEncryption: '1.2.840.113549.1.1.1',
-  mgf1: '1.2.840.113549.1.1.8',
-  rsassaPss: '1.2.840.113549.1.1.10',
-  sha256WithRSAEncryption: '1.2.840.113549.1.1.11',
-  sha384WithRSAEncryption: '1.2.840.113549.1.1.12',
-  sha512WithRSAEncryption: '1.2.840.113549.1.1.13',
-  ecPublicKey: '1.2.840.10045.2.1',
-  ecdsaWithSHA256: '1.2.840.10045.4.3.2',
-  ecdsaWithSHA384: '1.2.840.10045.4.3.3',
-  ecdsaWithSHA512: '1.2.840.10045.4.3.4',
-} as const;
-
-interface DigestInfoEntry {
-  oid: string;
-  length: number;
-  nodeName: string;
-  rsaPkcs1Oid: string;
-  ecdsaOid: string;
-}
-
-const DIGESTS: Readonly<Record<DigestAlgorithm, DigestInfoEntry>> = {
-  'SHA-256': {
-    oid: OID.sha256,
-    length: 32,
-    nodeName: 'sha256',
-    rsaPkcs1Oid: OID.sha256WithRSAEncryption,
-    ecdsaOid: OID.ecdsaWithSHA256,
-  },
-  'SHA-384': {
-    oid: OID.sha384,
-    length: 48,
-    nodeName: 'sha384',
-    rsaPkcs1Oid: OID.sha384WithRSAEncryption,
-    ecdsaOid: OID.ecdsaWithSHA384,
-  },
-  'SHA-512': {
-    oid: OID.sha512,
-    length: 64,
-    nodeName: 'sha512',
-    rsaPkcs1Oid: OID.sha512WithRSAEncryption,
-    ecdsaOid: OID.ecdsaWithSHA512,
-  },
+/** The signature algorithm OIDs that pair with each hash. */
+const SIGNATURE_OIDS: Readonly<Record<DigestAlgorithm, { rsaPkcs1: string; ecdsa: string }>> = {
+  'SHA-256': { rsaPkcs1: OID.sha256WithRSAEncryption, ecdsa: OID.ecdsaWithSHA256 },
+  'SHA-384': { rsaPkcs1: OID.sha384WithRSAEncryption, ecdsa: OID.ecdsaWithSHA384 },
+  'SHA-512': { rsaPkcs1: OID.sha512WithRSAEncryption, ecdsa: OID.ecdsaWithSHA512 },
 };
 
 export function isDigestAlgorithm(value: unknown): value is DigestAlgorithm {
-  return typeof value === 'string' && Object.hasOwn(DIGESTS, value);
-}
-
-export function digestLength(algorithm: DigestAlgorithm): number {
-  return DIGESTS[algorithm].length;
-}
-
-/** Node's name for the hash (`sha256`, ...), for `createHash` and `crypto.verify`. */
-export function nodeHashName(algorithm: DigestAlgorithm): string {
-  return DIGESTS[algorithm].nodeName;
-}
-
-export function digestOid(algorithm: DigestAlgorithm): string {
-  return DIGESTS[algorithm].oid;
+  return typeof value === 'string' && Object.hasOwn(DIGEST_OID, value);
 }
 
 export function digestAlgorithmFromOid(oid: string): DigestAlgorithm | undefined {
-  for (const [name, entry] of Object.entries(DIGESTS)) {
-    if (entry.oid === oid) return name as DigestAlgorithm;
+  for (const [name, digestOid] of Object.entries(DIGEST_OID)) {
+    if (digestOid === oid) return name as DigestAlgorithm;
   }
   return undefined;
 }
 
 export function digest(algorithm: DigestAlgorithm, data: Uint8Array): Uint8Array {
-  return new Uint8Array(createHash(DIGESTS[algorithm].nodeName).update(data).digest());
+  return new Uint8Array(createHash(DIGEST_NODE_NAME[algorithm]).update(data).digest());
 }
 
 /** Throws ERR_INVALID_INPUT unless `value` is exactly as long as a `algorithm` digest. */
 export function assertDigestLength(value: Uint8Array, algorithm: DigestAlgorithm): void {
-  const expected = DIGESTS[algorithm].length;
+  const expected = DIGEST_LENGTH[algorithm];
   if (value.length !== expected) {
     throw new KelidError(
       'ERR_INVALID_INPUT',
@@ -110,7 +59,7 @@ export function resolveScheme(keyType: 'RSA' | 'EC', scheme?: SignatureScheme): 
  * the DER form of the ESS default `{ algorithm id-sha256 }`.
  */
 export function digestAlgorithmIdentifier(algorithm: DigestAlgorithm): AlgorithmIdentifier {
-  return new AlgorithmIdentifier({ algorithm: DIGESTS[algorithm].oid });
+  return new AlgorithmIdentifier({ algorithm: DIGEST_OID[algorithm] });
 }
 
 // RFC 4055: RSASSA-PSS-params. trailerField is always trailerFieldBC (the DEFAULT), so it is omitted.
@@ -131,14 +80,14 @@ class RsaPssParams {
  * OpenSSL writes them.
  */
 export function rsaPssParams(algorithm: DigestAlgorithm): Uint8Array {
-  const hash = new AlgorithmIdentifier({ algorithm: DIGESTS[algorithm].oid, parameters: null });
+  const hash = new AlgorithmIdentifier({ algorithm: DIGEST_OID[algorithm], parameters: null });
   const params = new RsaPssParams();
   params.hashAlgorithm = hash;
   params.maskGenAlgorithm = new AlgorithmIdentifier({
     algorithm: OID.mgf1,
     parameters: AsnConvert.serialize(hash),
   });
-  params.saltLength = DIGESTS[algorithm].length;
+  params.saltLength = DIGEST_LENGTH[algorithm];
   return new Uint8Array(AsnConvert.serialize(params));
 }
 
@@ -156,11 +105,11 @@ export function signatureAlgorithmIdentifier(
   digestAlgorithm: DigestAlgorithm,
   options: SignatureAlgorithmOptions = {},
 ): AlgorithmIdentifier {
-  const entry = DIGESTS[digestAlgorithm];
+  const oids = SIGNATURE_OIDS[digestAlgorithm];
   switch (scheme) {
     case 'RSASSA-PKCS1-v1_5':
       return new AlgorithmIdentifier({
-        algorithm: options.rsaPkcs1Form === 'rsaEncryption' ? OID.rsaEncryption : entry.rsaPkcs1Oid,
+        algorithm: options.rsaPkcs1Form === 'rsaEncryption' ? OID.rsaEncryption : oids.rsaPkcs1,
         parameters: null,
       });
     case 'RSA-PSS':
@@ -170,28 +119,8 @@ export function signatureAlgorithmIdentifier(
       });
     case 'ECDSA':
       // RFC 5758 section 3.2: parameters MUST be absent.
-      return new AlgorithmIdentifier({ algorithm: entry.ecdsaOid });
+      return new AlgorithmIdentifier({ algorithm: oids.ecdsa });
   }
-}
-
-class DigestInfo {
-  @AsnProp({ type: AlgorithmIdentifier })
-  digestAlgorithm = new AlgorithmIdentifier();
-
-  @AsnProp({ type: OctetString })
-  digest = new OctetString();
-}
-
-/**
- * DER DigestInfo (RFC 8017 section 9.2) — the input of a raw RSASSA-PKCS1-v1_5 operation such as
- * CKM_RSA_PKCS. Hash parameters are NULL, as RFC 8017 writes them.
- */
-export function encodeDigestInfo(algorithm: DigestAlgorithm, value: Uint8Array): Uint8Array {
-  assertDigestLength(value, algorithm);
-  const info = new DigestInfo();
-  info.digestAlgorithm = new AlgorithmIdentifier({ algorithm: DIGESTS[algorithm].oid, parameters: null });
-  info.digest = new OctetString(value);
-  return new Uint8Array(AsnConvert.serialize(info));
 }
 
 /**
@@ -205,7 +134,7 @@ export function verifySignature(
   data: Uint8Array,
   signature: Uint8Array,
 ): boolean {
-  const hash = DIGESTS[algorithm].nodeName;
+  const hash = DIGEST_NODE_NAME[algorithm];
   try {
     switch (scheme) {
       case 'RSASSA-PKCS1-v1_5':
@@ -216,7 +145,7 @@ export function verifySignature(
         return verify(
           hash,
           data,
-          { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: DIGESTS[algorithm].length },
+          { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: DIGEST_LENGTH[algorithm] },
           signature,
         );
       case 'ECDSA':

@@ -12,9 +12,9 @@ import {
 } from '@peculiar/asn1-tsp';
 import { AlgorithmIdentifier } from '@peculiar/asn1-x509';
 import { KelidError, type KelidErrorOptions } from '../errors.js';
-import { TAG_SEQUENCE, bytesEqual, bytesOf, readChildren, readSingle } from '../pki/der.js';
+import { DIGEST_OID, TAG_SEQUENCE, bytesEqual, bytesOf, readChildren, readSingle } from '../pki/der.js';
 import type { DigestAlgorithm } from '../protocol/types.js';
-import { digest, digestOid, isDigestAlgorithm, toArrayBuffer } from './algorithms.js';
+import { digest, isDigestAlgorithm, toArrayBuffer } from './algorithms.js';
 
 const ID_SIGNED_DATA = '1.2.840.113549.1.7.2';
 
@@ -119,7 +119,7 @@ function extractToken(
   }
   const mi = tstInfo.messageImprint;
   if (
-    mi.hashAlgorithm.algorithm !== digestOid(hash) ||
+    mi.hashAlgorithm.algorithm !== DIGEST_OID[hash] ||
     !bytesEqual(new Uint8Array(mi.hashedMessage.buffer), imprint)
   ) {
     throw fail('the time-stamp token covers other data (message imprint mismatch)');
@@ -161,7 +161,7 @@ export async function requestTimestamp(
     version: 1,
     messageImprint: new MessageImprint({
       // NULL parameters, as `openssl ts -query` writes them; some TSAs refuse absent ones.
-      hashAlgorithm: new AlgorithmIdentifier({ algorithm: digestOid(hash), parameters: null }),
+      hashAlgorithm: new AlgorithmIdentifier({ algorithm: DIGEST_OID[hash], parameters: null }),
       hashedMessage: new OctetString(imprint),
     }),
     nonce: toArrayBuffer(nonce),

@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto';
 import { createReadStream, writeFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { KelidError } from '../../errors.js';
+import { DIGEST_NODE_NAME } from '../../pki/der.js';
 import type { DigestAlgorithm, SignatureScheme } from '../../protocol/types.js';
-import { nodeHashName } from '../../signing/algorithms.js';
 import { SigningService } from '../../signing/signing-service.js';
 import { openTokenContext, printJson, withCommonOptions } from '../context.js';
 import type { CommonOptions } from '../context.js';
@@ -24,7 +24,7 @@ interface SignOptions extends CommonOptions {
 
 /** Hash a file of any size in a stream (bounded memory). */
 async function hashFile(file: string, alg: DigestAlgorithm): Promise<Uint8Array> {
-  const h = createHash(nodeHashName(alg));
+  const h = createHash(DIGEST_NODE_NAME[alg]);
   for await (const chunk of createReadStream(file)) h.update(chunk as Buffer);
   return new Uint8Array(h.digest());
 }

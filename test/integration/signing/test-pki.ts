@@ -15,7 +15,7 @@ import {
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { DigestAlgorithm, SignatureScheme } from '../../../src/protocol/types.js';
-import { digestLength, encodeDigestInfo, nodeHashName } from '../../../src/signing/algorithms.js';
+import { DIGEST_LENGTH, DIGEST_NODE_NAME, encodeDigestInfo } from '../../../src/pki/der.js';
 import type { DigestSigner } from '../../../src/signing/signer.js';
 
 export function openssl(args: string[], cwd: string, input?: Uint8Array): Buffer {
@@ -104,7 +104,7 @@ export class NodeKeySigner implements DigestSigner {
 
   async signDigest(digest: Uint8Array, alg: DigestAlgorithm, scheme: SignatureScheme): Promise<Uint8Array> {
     this.calls++;
-    if (digest.length !== digestLength(alg)) throw new Error('digest length mismatch');
+    if (digest.length !== DIGEST_LENGTH[alg]) throw new Error('digest length mismatch');
     switch (scheme) {
       case 'ECDSA':
         return ecdsaSignDigest(this.key, digest);
@@ -112,11 +112,11 @@ export class NodeKeySigner implements DigestSigner {
         return new Uint8Array(
           privateEncrypt(
             { key: this.key, padding: constants.RSA_PKCS1_PADDING },
-            encodeDigestInfo(alg, digest),
+            encodeDigestInfo(digest, alg),
           ),
         );
       case 'RSA-PSS': {
-        const hash = nodeHashName(alg);
+        const hash = DIGEST_NODE_NAME[alg];
         const hLen = digest.length;
         const modBits = this.key.asymmetricKeyDetails!.modulusLength!;
         const emBits = modBits - 1;
