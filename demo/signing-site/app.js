@@ -448,8 +448,11 @@ async function connect() {
 }
 
 // Chrome's guidance for local network access: while the browser would still have to ask the user,
-// connect only after a click, not on page load.
+// connect only after a click, not on page load. Pages served from this machine (like this demo) are
+// not asked about: loopback to loopback needs no permission.
 async function loopbackPermissionPending() {
+  const host = globalThis.location.hostname;
+  if (host === 'localhost' || host === '[::1]' || /^127\./.test(host)) return false;
   try {
     const status = await globalThis.navigator.permissions.query({ name: 'loopback-network' });
     return status.state === 'prompt';

@@ -72,8 +72,12 @@ export interface KelidClientEvents {
 /** Name of a {@link KelidClientEvents} event. */
 export type KelidClientEvent = keyof KelidClientEvents;
 
-/** State of the browser's loopback-network (local network access) permission for this page. */
-export type LoopbackPermission = 'granted' | 'denied' | 'prompt' | 'unsupported';
+/**
+ * State of the browser's loopback-network (local network access) permission for this page:
+ * `not-needed` when the page itself is served from this machine (localhost, 127.0.0.0/8, ::1), where
+ * browsers ask nothing; `unsupported` when the browser has no such permission.
+ */
+export type LoopbackPermission = 'granted' | 'denied' | 'prompt' | 'not-needed' | 'unsupported';
 
 const RECONNECT_DELAYS_MS = [250, 500, 1000, 2000, 4000, 8000];
 const MAX_RECONNECT_DELAY_MS = 10_000;
@@ -557,7 +561,21 @@ function browserWebSocket(url: string): WebSocketLike {
   return new Ctor(url);
 }
 
+/** Whether the page itself is on the loopback address space (no local-network-access check applies). */
+function pageOnLoopback(): boolean {
+  const host = (globalThis as unknown as { location?: { hostname?: string } }).location?.hostname;
+  if (typeof host !== 'string') return false;
+  return (
+    host === 'localhost' ||
+    host.endsWith('.localhost') ||
+    /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host) ||
+    host === '[::1]' ||
+    host === '::1'
+  );
+}
+
 async function loopbackPermission(): Promise<LoopbackPermission> {
+  if (pageOnLoopback()) return 'not-needed';
   const nav = (
     globalThis as unknown as {
       navigator?: { permissions?: { query(d: { name: string }): Promise<{ state: string }> } };
@@ -588,7 +606,7 @@ function unreachable(url: string, reason: string, permission: LoopbackPermission
     );
   } else if (permission === 'prompt') {
     hints.unshift('The browser is asking whether this site may access apps on this device: choose Allow.');
-  } else {
+  } else if (permission !== 'not-needed') {
     hints.push(
       'In Chrome 142+ and Edge 143+, the site must be allowed to access apps on this device ' +
         '(local network access, "loopback-network" permission): answer the prompt or check the site settings.',

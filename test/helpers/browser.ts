@@ -73,7 +73,7 @@ export class ChromiumHarness {
     const page = await this.context.newPage();
     page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
     page.on('console', (m) => {
-      if (m.type() === 'error') errors.push(`console: ${m.text()}`);
+      if (m.type() === 'error') errors.push(`console: ${m.text()} (${m.location().url})`);
     });
     return page;
   }
@@ -100,15 +100,17 @@ export function recordingLauncher(file: string): string {
   return `/bin/sh -c 'printf "%s\\n" "$0" >> "$1"' {url} ${file}`;
 }
 
-/** Opens the consent pages the agent asks for, in order, in the harness's browser. */
+/** Opens the consent pages the agent asks for from now on, in order, in the harness's browser. */
 export class ConsentWindows {
-  private seen = 0;
+  private seen: number;
 
   constructor(
     private readonly harness: ChromiumHarness,
     readonly file: string,
     private readonly errors: string[] = [],
-  ) {}
+  ) {
+    this.seen = this.urls().length;
+  }
 
   /** URLs the agent has asked to open so far. */
   urls(): string[] {
@@ -129,7 +131,10 @@ export class ConsentWindows {
     if (options.lang) url = url.replace(/([?&])lang=(fa|en)/, `$1lang=${options.lang}`);
     const page = await this.harness.page(this.errors);
     await page.goto(url);
-    await page.getByTestId('consent-origin').or(page.getByTestId('consent-result')).first().waitFor();
+    await page
+      .locator('[data-testid="consent-origin"]:visible, [data-testid="consent-result"]:visible')
+      .first()
+      .waitFor();
     return page;
   }
 
@@ -167,4 +172,17 @@ export function testId(id: string, attributes: Record<string, string> = {}): str
   return `[data-testid="${id}"]${Object.entries(attributes)
     .map(([k, v]) => `[${k}="${v}"]`)
     .join('')}`;
+}
+
+/** In afterEach: screenshot every open page of the harness when the test failed. */
+export async function screenshotOnFailure(
+  harness: ChromiumHarness | undefined,
+  task: { name: string; result?: { state?: string } },
+): Promise<void> {
+  if (!harness || task.result?.state !== 'fail') return;
+  const slug = task.name.replace(/[^a-z0-9]+/gi, '-').slice(0, 60);
+  const pages = harness.context.pages();
+  for (let i = 0; i < pages.length; i++) {
+    if (!pages[i].isClosed()) await screenshot(pages[i], `failure-${slug}-${i}`).catch(() => undefined);
+  }
 }

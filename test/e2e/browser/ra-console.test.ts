@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startDemo } from '../../../demo/server.mjs';
 import type { Demo } from '../../../demo/server.mjs';
 import { AgentProcess } from '../../helpers/agent-process.js';
@@ -12,6 +12,7 @@ import {
   ConsentWindows,
   recordingLauncher,
   screenshot,
+  screenshotOnFailure,
   testId,
   until,
 } from '../../helpers/browser.js';
@@ -60,6 +61,8 @@ describe('Demo RA console in Chromium', () => {
     consents = new ConsentWindows(browser, urlLog, errors);
     page = await browser.page(errors);
   });
+
+  afterEach(async ({ task }) => screenshotOnFailure(browser, task));
 
   afterAll(async () => {
     await browser?.close();

@@ -1,0 +1,280 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Page } from 'playwright-core';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { startDemo } from '../../../demo/server.mjs';
+import type { Demo } from '../../../demo/server.mjs';
+import { AgentProcess } from '../../helpers/agent-process.js';
+import type { RpcClient } from '../../helpers/agent-process.js';
+import {
+  ChromiumHarness,
+  ConsentWindows,
+  recordingLauncher,
+  screenshot,
+  screenshotOnFailure,
+  testId,
+  until,
+} from '../../helpers/browser.js';
+import { SoftHsm } from '../../helpers/softhsm.js';
+
+// The signing-site flow of the demo in Debian's Chromium: request access (site tier), pick a signing
+// certificate, sign a text and a file as CAdES (verified in the page and by `openssl cms -verify`),
+// and sign 100 documents under one consent. Then the token manager (console tier) in both languages.
+
+const PIN = '4711';
+const NEW_PIN = '9024';
+const SIGNER = 'مریم احمدی';
+
+describe('Demo signing site and token manager in Chromium', () => {
+  let tmp: string;
+  let hsm: SoftHsm;
+  let demo: Demo;
+  let agent: AgentProcess;
+  let browser: ChromiumHarness;
+  let consents: ConsentWindows;
+  let page: Page;
+  const errors: string[] = [];
+  let agentUrl = '';
+
+  /** Run a consent-needing call on an RpcClient and approve it on the control channel. */
+  async function withCliConsent<T>(client: RpcClient, method: string, params: unknown): Promise<T> {
+    const id = client.nextId;
+    const result = client.call<T>(method, params);
+    const requestId = await client.consentFor(id);
+    const approved = await agent.consent(requestId, { userPin: PIN });
+    if (approved.status !== 0) throw new Error(`consent approve failed: ${approved.stderr}`);
+    return result;
+  }
+
+  beforeAll(async () => {
+    tmp = mkdtempSync(join(tmpdir(), 'kelid-e2e-site-'));
+    hsm = new SoftHsm();
+    hsm.initToken('Signer', '12345678', PIN);
+    demo = await startDemo({
+      dir: join(tmp, 'demo'),
+      caPort: 0,
+      raPort: 0,
+      sitePort: 0,
+      agentUrl: () => agentUrl,
+    });
+    const urlLog = join(tmp, 'consent-urls.log');
+    agent = await AgentProcess.start({
+      config: {
+        modules: [{ id: 'softhsm', path: hsm.module, env: hsm.env }],
+        raOrigins: [demo.urls.ra],
+        devOrigins: [demo.urls.ra, demo.urls.site],
+        consent: { launcher: recordingLauncher(urlLog) },
+      },
+    });
+    agentUrl = `wss://127.0.0.1:${agent.port}/v1`;
+
+    // Provision a signing certificate as an RA would (through the agent; consent on the CLI channel).
+    const ra = await agent.connect(demo.urls.ra);
+    const { tokens } = await ra.call<{ tokens: Array<{ tokenId: string; label: string }> }>('tokens.list');
+    const tokenId = tokens.find((t) => t.label === 'Signer')!.tokenId;
+    const { csr } = await withCliConsent<{ csr: string }>(ra, 'keys.generate', {
+      tokenId,
+      algorithm: { name: 'RSA', modulusLength: 2048 },
+      label: 'signing',
+      csr: {
+        subject: [
+          { type: 'CN', value: SIGNER },
+          { type: 'C', value: 'IR' },
+        ],
+      },
+    });
+    const issued = await demo.ca.issue(csr);
+    await withCliConsent(ra, 'certificates.import', {
+      tokenId,
+      certificate: issued.certificate,
+      chain: issued.chain,
+    });
+    await ra.close();
+    writeFileSync(join(tmp, 'root.pem'), demo.ca.rootPem);
+
+    browser = await ChromiumHarness.launch({ trustCaPem: agent.info.caCertificatePem });
+    consents = new ConsentWindows(browser, urlLog, errors);
+    page = await browser.page(errors);
+  });
+
+  afterEach(async ({ task }) => screenshotOnFailure(browser, task));
+
+  afterAll(async () => {
+    await browser?.close();
+    await agent?.stop();
+    agent?.cleanup();
+    await demo?.close();
+    hsm?.cleanup();
+    rmSync(tmp, { recursive: true, force: true });
+  });
+
+  const verified = () => page.locator(testId('site-verify', { 'data-valid': 'true' }));
+
+  it('asks for access: the consent page names the site and its reason, then certificates are listed', async () => {
+    await page.goto(`${demo.urls.site}/?lang=en`);
+    await page.locator(testId('site-tier', { 'data-tier': 'unknown' })).waitFor();
+    await page.getByTestId('site-request-access').click();
+    const consent = await consents.next({ lang: 'en' });
+    expect(await consent.getByTestId('consent-origin').textContent()).toBe(demo.urls.site);
+    expect(await consent.getByTestId('consent-summary').textContent()).toBe(
+      'Sign contracts with the Kelid demo notary office',
+    );
+    expect(await consent.locator('[data-testid^="pin-"]').count()).toBe(0);
+    await screenshot(consent, 'consent-request-access-en');
+    await ConsentWindows.approve(consent, {});
+    await page.locator(testId('site-tier', { 'data-tier': 'site' })).waitFor();
+    await until(
+      () => page.getByTestId('site-cert').count(),
+      (n) => n === 1,
+      'one signing certificate',
+    );
+    expect(await page.getByTestId('site-cert').textContent()).toContain(SIGNER);
+  });
+
+  it('signs a text as CAdES; the page and openssl both verify it', async () => {
+    const text = 'قرارداد فروش شمارهٔ ۷ — Sales contract 7';
+    await page.getByTestId('site-text').fill(text);
+    await page.getByTestId('site-sign-text').click();
+    const consent = await consents.next({ lang: 'fa' });
+    expect(await consent.getByTestId('consent-summary').textContent()).toBe(text);
+    expect(await consent.getByTestId('consent-certificate').textContent()).toContain(SIGNER);
+    const digest = createHash('sha256').update(text, 'utf8').digest('hex');
+    expect(await consent.getByTestId('consent-digests').textContent()).toContain(digest);
+    await screenshot(consent, 'consent-sign-cms-fa');
+    await ConsentWindows.approve(consent, { userPin: PIN });
+    await verified().waitFor({ timeout: 30_000 });
+    const cms = Buffer.from(await page.getByTestId('site-cms').inputValue(), 'base64');
+    writeFileSync(join(tmp, 'text.p7s'), cms);
+    const r = spawnSync(
+      'openssl',
+      [
+        'cms',
+        '-verify',
+        '-cades',
+        '-binary',
+        '-inform',
+        'DER',
+        '-in',
+        join(tmp, 'text.p7s'),
+        '-CAfile',
+        join(tmp, 'root.pem'),
+      ],
+      { encoding: 'utf8' },
+    );
+    expect(r.stderr).toContain('CAdES Verification successful');
+    expect(r.stdout).toBe(text);
+    await screenshot(page, 'signing-site-en');
+  });
+
+  it('signs a 12 MiB file hashed in the page; openssl cms -verify accepts the detached signature', async () => {
+    const data = randomBytes(12 * 1024 * 1024);
+    writeFileSync(join(tmp, 'contract.bin'), data);
+    await page.getByTestId('site-file').setInputFiles(join(tmp, 'contract.bin'));
+    await page.getByTestId('site-sign-file').click();
+    const consent = await consents.next({ lang: 'en' });
+    const digest = createHash('sha256').update(data).digest('hex');
+    expect(await consent.getByTestId('consent-digests').textContent()).toContain(digest);
+    expect(await consent.getByTestId('consent-summary').textContent()).toContain('contract.bin');
+    await ConsentWindows.approve(consent, { userPin: PIN });
+    await verified().waitFor({ timeout: 30_000 });
+    expect(await page.getByTestId('site-details').textContent()).toContain(digest);
+    writeFileSync(
+      join(tmp, 'contract.p7s'),
+      Buffer.from(await page.getByTestId('site-cms').inputValue(), 'base64'),
+    );
+    const r = spawnSync(
+      'openssl',
+      [
+        'cms',
+        '-verify',
+        '-cades',
+        '-binary',
+        '-inform',
+        'DER',
+        '-in',
+        join(tmp, 'contract.p7s'),
+        '-content',
+        join(tmp, 'contract.bin'),
+        '-CAfile',
+        join(tmp, 'root.pem'),
+        '-out',
+        '/dev/null',
+      ],
+      { encoding: 'utf8' },
+    );
+    expect(r.stderr).toContain('CAdES Verification successful');
+    data[0] ^= 1;
+    writeFileSync(join(tmp, 'contract.bin'), data);
+    const tampered = spawnSync(
+      'openssl',
+      [
+        'cms',
+        '-verify',
+        '-cades',
+        '-binary',
+        '-inform',
+        'DER',
+        '-in',
+        join(tmp, 'contract.p7s'),
+        '-content',
+        join(tmp, 'contract.bin'),
+        '-CAfile',
+        join(tmp, 'root.pem'),
+        '-out',
+        '/dev/null',
+      ],
+      { encoding: 'utf8' },
+    );
+    expect(tampered.status).not.toBe(0);
+  });
+
+  it('signs 100 documents with one consent and one PIN', async () => {
+    const before = consents.urls().length;
+    await page.getByTestId('site-sign-batch').click();
+    const consent = await consents.next({ lang: 'en' });
+    expect(await consent.getByTestId('consent-operation').textContent()).toBe(
+      'Sign 100 documents with one PIN',
+    );
+    expect(await consent.locator('[data-testid="consent-summary"] li').count()).toBe(100);
+    expect(await consent.locator('[data-testid="consent-digests"] li').count()).toBe(100);
+    await ConsentWindows.approve(consent, { userPin: PIN });
+    const result = page
+      .locator(testId('site-verify', { 'data-valid': 'true' }))
+      .filter({ hasText: '100 of 100' });
+    await result.waitFor({ timeout: 60_000 });
+    expect(consents.urls().length).toBe(before + 1);
+    await page.getByTestId('lang-toggle').click();
+    await page.locator('html[dir="rtl"]').waitFor();
+    await screenshot(page, 'signing-site-fa');
+  });
+
+  it('shows tokens, certificates and status in the token manager, and changes the PIN', async () => {
+    const ui = await agent.cli(['ui', '--print']);
+    expect(ui.status).toBe(0);
+    const manager = await browser.page(errors);
+    await manager.goto(ui.stdout.trim());
+    expect(await manager.locator('html').getAttribute('dir')).toBe('rtl');
+    await manager
+      .locator(testId('manager-cert-status', { 'data-status': 'good' }))
+      .waitFor({ timeout: 30_000 });
+    expect(await manager.getByTestId('manager-certificate').textContent()).toContain(SIGNER);
+    await screenshot(manager, 'manager-fa');
+    await manager.getByTestId('lang-toggle').click();
+    await manager.locator('html[dir="ltr"]').waitFor();
+    await screenshot(manager, 'manager-en');
+
+    await manager.getByTestId('manager-change-pin').click();
+    const consent = await consents.next({ lang: 'en' });
+    expect(await consent.getByTestId('consent-origin').textContent()).toBe(`https://127.0.0.1:${agent.port}`);
+    await ConsentWindows.approve(consent, { oldUserPin: PIN, newUserPin: NEW_PIN });
+    await manager
+      .getByTestId('manager-message')
+      .filter({ hasText: 'The PIN was changed.' })
+      .waitFor({ timeout: 30_000 });
+    hsm.tool(['--token-label', 'Signer', '--login', '--pin', NEW_PIN, '--list-objects']);
+    expect(errors).toEqual([]);
+  });
+});
