@@ -65,8 +65,11 @@ export interface LeafOptions {
   crlUrl?: string | null;
   /** AIA caIssuers URL; default the issuing CA's certificate URL; `null` for none. */
   caIssuersUrl?: string | null;
-  /** openssl extension syntax; default `critical,digitalSignature,nonRepudiation`. */
-  keyUsage?: string;
+  /**
+   * openssl extension syntax; default `critical,digitalSignature,nonRepudiation`; `null` for none of
+   * the CA's own (a CSR's keyUsage, if any, is then copied).
+   */
+  keyUsage?: string | null;
   /** openssl syntax, e.g. `clientAuth,emailProtection`. */
   extendedKeyUsage?: string;
   /** openssl syntax, e.g. `email:a@example.ir,DNS:example.ir`. */
@@ -78,6 +81,17 @@ export interface LeafOptions {
   startDate?: Date;
   endDate?: Date;
 }
+
+/**
+ * For issuing from a caller's CSR as a plain `openssl ca` would: no keyUsage, AIA or CRL distribution
+ * point of the CA's own, so the certificate carries the request's extensions only.
+ */
+export const REQUESTED_EXTENSIONS_ONLY: Readonly<LeafOptions> = {
+  keyUsage: null,
+  ocspUrl: null,
+  crlUrl: null,
+  caIssuersUrl: null,
+};
 
 export interface ResponderCertificateOptions {
   issuer?: CaName;
@@ -673,12 +687,14 @@ export class TestPki {
     const ocsp = options.ocspUrl === undefined ? this.ocspUrl : options.ocspUrl;
     const crl = options.crlUrl === undefined ? this.crlUrl(issuer) : options.crlUrl;
     const caIssuers = options.caIssuersUrl === undefined ? this.certificateUrl(issuer) : options.caIssuersUrl;
+    const keyUsage =
+      options.keyUsage === undefined ? 'critical,digitalSignature,nonRepudiation' : options.keyUsage;
     const lines = [
       'basicConstraints = critical,CA:false',
-      `keyUsage = ${options.keyUsage ?? 'critical,digitalSignature,nonRepudiation'}`,
       'subjectKeyIdentifier = hash',
       'authorityKeyIdentifier = keyid',
     ];
+    if (keyUsage !== null) lines.splice(1, 0, `keyUsage = ${keyUsage}`);
     const aia = [ocsp ? `OCSP;URI:${ocsp}` : '', caIssuers ? `caIssuers;URI:${caIssuers}` : ''].filter(
       Boolean,
     );

@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Certificate, Key, Token } from '../../../src/protocol/types.js';
-import { OpensslCa } from '../../helpers/openssl-ca.js';
 import { SoftHsm } from '../../helpers/softhsm.js';
+import { REQUESTED_EXTENSIONS_ONLY, TestPki } from '../../helpers/test-ca.js';
 
 const BIN = join(process.cwd(), 'bin', 'kelid.js');
 const SO = 'Officer99';
@@ -15,7 +15,7 @@ describe('kelid CLI (RA officer flow against SoftHSM, checked by openssl, pkcs11
   const hsm = new SoftHsm('kelid-cli-');
   const work = mkdtempSync(join(tmpdir(), 'kelid-cli-work-'));
   const config = join(work, 'kelid.json');
-  const ca = new OpensslCa();
+  let pki: TestPki;
   let keyId = '';
 
   /** Each call is a new process: nothing survives between steps but the token itself. */
@@ -29,7 +29,8 @@ describe('kelid CLI (RA officer flow against SoftHSM, checked by openssl, pkcs11
     return JSON.parse(r.stdout) as T;
   }
 
-  beforeAll(() => {
+  beforeAll(async () => {
+    pki = await TestPki.create();
     writeFileSync(
       config,
       JSON.stringify({
@@ -38,9 +39,9 @@ describe('kelid CLI (RA officer flow against SoftHSM, checked by openssl, pkcs11
       }),
     );
   });
-  afterAll(() => {
+  afterAll(async () => {
     hsm.cleanup();
-    ca.cleanup();
+    await pki?.cleanup();
     rmSync(work, { recursive: true, force: true });
   });
 
@@ -99,7 +100,7 @@ describe('kelid CLI (RA officer flow against SoftHSM, checked by openssl, pkcs11
     expect(t?.userPinInitialized).toBe(true);
   });
 
-  it('day 1: generates the key and CSR in one process; openssl ca issues from it', () => {
+  it('day 1: generates the key and CSR in one process; openssl ca issues from it', async () => {
     const out = join(work, 'req.csr');
     const r = json<{ key: Key; csr: string }>(
       [
@@ -124,8 +125,9 @@ describe('kelid CLI (RA officer flow against SoftHSM, checked by openssl, pkcs11
     expect(v.stderr + v.stdout).toMatch(/self-signature verify OK/);
     const keys = json<Key[]>(['keys', '--token', 'شهروند']);
     expect(keys.find((k) => k.keyId === keyId)?.hasCertificate).toBe(false);
-    writeFileSync(join(work, 'leaf.pem'), ca.issue(r.csr));
-    writeFileSync(join(work, 'chain.pem'), ca.subPem + ca.rootPem);
+    const leaf = await pki.issueFromCsr('leaf', r.csr, REQUESTED_EXTENSIONS_ONLY);
+    writeFileSync(join(work, 'leaf.pem'), leaf.pem);
+    writeFileSync(join(work, 'chain.pem'), pki.chainPem);
   });
 
   it('day 8: a new process imports the certificate and chain next to the key', () => {
@@ -195,7 +197,7 @@ describe('kelid CLI (RA officer flow against SoftHSM, checked by openssl, pkcs11
     );
     expect(json<Certificate[]>(['certs', '--token', 'شهروند']).length).toBe(before);
     const foreign = join(work, 'foreign.pem');
-    writeFileSync(foreign, ca.subPem);
+    writeFileSync(foreign, pki.intermediate.pem);
     const r = kelid(['import', '--token', 'شهروند', '--cert', foreign, '--pin-stdin'], `${PIN}\n`);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('ERR_CERTIFICATE_MISMATCH');

@@ -16,8 +16,8 @@ import { verifyAuthToken } from '../../../src/signing/auth-token.js';
 import { SigningService } from '../../../src/signing/signing-service.js';
 import { ProvisioningService } from '../../../src/tokens/provisioning-service.js';
 import { TokenService } from '../../../src/tokens/token-service.js';
-import { OpensslCa } from '../../helpers/openssl-ca.js';
 import { SoftHsm } from '../../helpers/softhsm.js';
+import { REQUESTED_EXTENSIONS_ONLY, TestPki } from '../../helpers/test-ca.js';
 import { startTestTsa } from '../../helpers/test-tsa.js';
 import type { TestTsa } from '../../helpers/test-tsa.js';
 
@@ -57,7 +57,7 @@ function run(cmd: string, args: string[], cwd: string): { ok: boolean; out: stri
 describe('SigningService (keys on SoftHSM, checked by openssl)', () => {
   const hsm = new SoftHsm('kelid-sign-');
   const work = mkdtempSync(join(tmpdir(), 'kelid-sign-work-'));
-  const ca = new OpensslCa();
+  let pki: TestPki;
   let modules: ModuleManager;
   let seam: Seam;
   let signing: SigningService;
@@ -67,6 +67,7 @@ describe('SigningService (keys on SoftHSM, checked by openssl)', () => {
 
   beforeAll(async () => {
     hsm.initToken('signer', 'SoPin123', PIN);
+    pki = await TestPki.create();
     modules = new ModuleManager([{ id: 'softhsm', path: hsm.module, env: hsm.env }]);
     await modules.start();
     seam = new Seam(modules);
@@ -86,12 +87,13 @@ describe('SigningService (keys on SoftHSM, checked by openssl)', () => {
         label: name,
         csr: { subject: `CN=امضاکننده ${name},C=IR`, keyUsage: ['digitalSignature', 'nonRepudiation'] },
       });
+      const leaf = await pki.issueFromCsr(name, csr!, REQUESTED_EXTENSIONS_ONLY);
       certs[name] = await provisioning.importCertificate(tokenId, PIN, {
-        certificate: ca.issue(csr!),
-        chain: [ca.subPem, ca.rootPem],
+        certificate: leaf.pem,
+        chain: [pki.intermediate.pem, pki.root.pem],
       });
     }
-    writeFileSync(rootFile, ca.rootPem);
+    writeFileSync(rootFile, pki.root.pem);
     tsa = await startTestTsa();
     signing = new SigningService(tokens, { tsaUrl: tsa.url });
   });
@@ -100,7 +102,7 @@ describe('SigningService (keys on SoftHSM, checked by openssl)', () => {
     await tsa?.close();
     await modules.stop();
     hsm.cleanup();
-    ca.cleanup();
+    await pki?.cleanup();
     rmSync(work, { recursive: true, force: true });
   });
 
@@ -408,8 +410,8 @@ describe('SigningService (keys on SoftHSM, checked by openssl)', () => {
         origin: 'https://bank.example',
         nonce,
       });
-      const roots = [Buffer.from(ca.rootPem.replace(/-----[^-]+-----|\s/g, ''), 'base64')];
-      const intermediates = [Buffer.from(ca.subPem.replace(/-----[^-]+-----|\s/g, ''), 'base64')];
+      const roots = [pki.root.der];
+      const intermediates = [pki.intermediate.der];
       const ok = await verifyAuthToken(token, {
         expectedOrigin: 'https://bank.example',
         expectedNonce: nonce,

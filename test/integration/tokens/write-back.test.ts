@@ -8,8 +8,8 @@ import { CKA, CKO, certificateTemplate } from '../../../src/pkcs11/templates.js'
 import { describeCertificate, parseCertificateInput } from '../../../src/pki/certificate.js';
 import { ProvisioningService } from '../../../src/tokens/provisioning-service.js';
 import { TokenService } from '../../../src/tokens/token-service.js';
-import { OpensslCa } from '../../helpers/openssl-ca.js';
 import { SoftHsm } from '../../helpers/softhsm.js';
+import { REQUESTED_EXTENSIONS_ONLY, TestPki } from '../../helpers/test-ca.js';
 
 const PIN = '97531';
 
@@ -36,7 +36,7 @@ class FailingSeam {
 
 describe('certificate write-back', () => {
   const hsm = new SoftHsm('kelid-wb-');
-  const ca = new OpensslCa();
+  let pki: TestPki;
   let modules: ModuleManager;
   let seam: FailingSeam;
   let tokens: TokenService;
@@ -45,6 +45,7 @@ describe('certificate write-back', () => {
 
   beforeAll(async () => {
     hsm.initToken('wb', 'SoPin9876', PIN);
+    pki = await TestPki.create();
     modules = new ModuleManager([{ id: 'softhsm', path: hsm.module, env: hsm.env }]);
     await modules.start();
     seam = new FailingSeam(modules);
@@ -56,7 +57,7 @@ describe('certificate write-back', () => {
   afterAll(async () => {
     await modules.stop();
     hsm.cleanup();
-    ca.cleanup();
+    await pki?.cleanup();
   });
 
   const countCertificates = () =>
@@ -74,7 +75,7 @@ describe('certificate write-back', () => {
 
   it('cleans up the object SoftHSM leaves behind when C_CreateObject fails', async () => {
     const before = await countCertificates();
-    const der = parseCertificateInput(ca.subPem);
+    const der = parseCertificateInput(pki.intermediate.pem);
     const d = describeCertificate(der);
     const err = await tokens
       .withSession(tokenId, { readWrite: true }, async (s) => {
@@ -112,11 +113,11 @@ describe('certificate write-back', () => {
       label: 'rollback',
       csr: { subject: 'CN=Rollback Test,C=IR' },
     });
-    const leaf = ca.issue(csr!);
+    const { pem: leaf } = await pki.issueFromCsr('rollback', csr!, REQUESTED_EXTENSIONS_ONLY);
     const before = await countCertificates();
     seam.failOnCreate = 2; // the leaf is written, the first chain certificate fails
     const err = await service
-      .importCertificate(tokenId, PIN, { certificate: leaf, chain: [ca.subPem, ca.rootPem] })
+      .importCertificate(tokenId, PIN, { certificate: leaf, chain: [pki.intermediate.pem, pki.root.pem] })
       .catch((e: unknown) => e);
     seam.failOnCreate = 0;
     expect(isKelidError(err, 'ERR_TOKEN_FULL')).toBe(true);
@@ -124,7 +125,7 @@ describe('certificate write-back', () => {
     // and the same import succeeds afterwards
     const cert = await service.importCertificate(tokenId, PIN, {
       certificate: leaf,
-      chain: [ca.subPem, ca.rootPem],
+      chain: [pki.intermediate.pem, pki.root.pem],
     });
     expect(cert.label).toBe('rollback');
     expect(await countCertificates()).toBe(before + 3);
@@ -138,7 +139,8 @@ describe('certificate write-back', () => {
       label: 'rollback 2027',
     });
     expect(renewed.key.keyId).not.toBe(existing.keyId);
-    const issued = describeCertificate(parseCertificateInput(ca.issue(renewed.csr)));
+    const renewedLeaf = await pki.issueFromCsr('renewed', renewed.csr, REQUESTED_EXTENSIONS_ONLY);
+    const issued = describeCertificate(parseCertificateInput(renewedLeaf.pem));
     expect(issued.subject).toBe(existing.subject);
     const keys = await service.listKeys(tokenId);
     expect(keys.find((k) => k.keyId === renewed.key.keyId)?.hasCertificate).toBe(false);
