@@ -57,6 +57,8 @@ export interface LeafOptions {
   /** openssl `-subj` form; default `/CN=<name>`. Values are UTF-8. */
   subject?: string;
   key?: TestKeyType;
+  /** issueLeaf: certify this existing private key (PEM file) instead of generating one. */
+  keyPath?: string;
   /** Issuing CA; default the intermediate. */
   issuer?: CaName;
   /** AIA OCSP URL; default the PKI's responder URL; `null` for none. */
@@ -423,7 +425,7 @@ export class TestPki {
 
   /** A leaf from a key generated here, issued by `openssl ca` (recorded in index.txt). */
   async issueLeaf(name: string, options: LeafOptions = {}): Promise<TestCertificate> {
-    const keyPath = await this.generateKey(name, options.key);
+    const keyPath = options.keyPath ?? (await this.generateKey(name, options.key));
     const csrPath = path.join(this.dir, `${name}.csr`);
     await this.openssl([
       'req',

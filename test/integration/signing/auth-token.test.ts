@@ -5,27 +5,28 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuthToken, DigestAlgorithm, SignatureScheme } from '../../../src/protocol/types.js';
 import { authSignedData, createAuthToken, verifyAuthToken } from '../../../src/signing/auth-token.js';
-import { createTestPki, issueWithDates, openssl, opensslStatus, type TestPki } from './test-pki.js';
+import { createSigningPki, issueWithDates, openssl, opensslStatus, type SigningPki } from './test-pki.js';
 
 let dir: string;
-let pki: TestPki;
+let pki: SigningPki;
 let expired: Uint8Array;
 const origin = 'https://rp.example:8443';
 const nonce = new Uint8Array(randomBytes(48));
 
-beforeAll(() => {
+beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kelid-auth-'));
-  pki = createTestPki(dir);
-  expired = issueWithDates(
+  pki = await createSigningPki(dir);
+  expired = await issueWithDates(
     pki,
     pki.leaves.p256.keyPath,
     'Expired Signer',
-    '20200101000000Z',
-    '20200201000000Z',
+    new Date('2020-01-01T00:00:00Z'),
+    new Date('2020-02-01T00:00:00Z'),
   );
 });
 
-afterAll(() => {
+afterAll(async () => {
+  await pki?.cleanup();
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
@@ -188,12 +189,12 @@ describe('verifyAuthToken', () => {
         origin,
         nonce,
       });
-      const other = issueWithDates(
+      const other = await issueWithDates(
         pki,
         pki.leaves.p256.keyPath,
         'Same Key Other Cert',
-        '20240101000000Z',
-        '20990101000000Z',
+        new Date('2024-01-01T00:00:00Z'),
+        new Date('2099-01-01T00:00:00Z'),
       );
       // Same key, other certificate: the signature still verifies (it binds the key, not the certificate).
       await expect(
@@ -274,8 +275,8 @@ describe('verifyAuthToken', () => {
       ).rejects.toMatchObject({ code: 'ERR_AUTH_TOKEN_INVALID', data: { reason: 'untrusted' } });
       // Another root.
       const otherDir = fs.mkdtempSync(path.join(os.tmpdir(), 'kelid-auth-other-'));
+      const other = await createSigningPki(otherDir);
       try {
-        const other = createTestPki(otherDir);
         await expect(
           verifyAuthToken(token, {
             expectedOrigin: origin,
@@ -285,6 +286,7 @@ describe('verifyAuthToken', () => {
           }),
         ).rejects.toMatchObject({ code: 'ERR_AUTH_TOKEN_INVALID', data: { reason: 'untrusted' } });
       } finally {
+        await other.cleanup();
         fs.rmSync(otherDir, { recursive: true, force: true });
       }
       // The intermediate alone is not a trust anchor unless listed as one.

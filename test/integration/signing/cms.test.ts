@@ -9,19 +9,20 @@ import type { DigestAlgorithm, SignatureScheme } from '../../../src/protocol/typ
 import { CMS_OID, SigningCertificateV2, signCms } from '../../../src/signing/cms.js';
 import type { DigestSigner } from '../../../src/signing/signer.js';
 import { compareBytes } from '../../../src/pki/der.js';
-import { createTestPki, opensslStatus, type TestPki } from './test-pki.js';
+import { createSigningPki, opensslStatus, type SigningPki } from './test-pki.js';
 
 let dir: string;
-let pki: TestPki;
+let pki: SigningPki;
 const content = new TextEncoder().encode('Kelid test document — سند آزمایشی\n');
 
-beforeAll(() => {
+beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kelid-cms-'));
-  pki = createTestPki(dir);
+  pki = await createSigningPki(dir);
   fs.writeFileSync(path.join(dir, 'data.bin'), content);
 });
 
-afterAll(() => {
+afterAll(async () => {
+  await pki?.cleanup();
   fs.rmSync(dir, { recursive: true, force: true });
 });
 

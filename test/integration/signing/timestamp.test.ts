@@ -11,22 +11,23 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CMS_OID, signCms } from '../../../src/signing/cms.js';
 import { requestTimestamp } from '../../../src/signing/timestamp.js';
 import { startTestTsa, type TestTsa } from '../../helpers/test-tsa.js';
-import { createTestPki, opensslStatus, type TestPki } from './test-pki.js';
+import { createSigningPki, opensslStatus, type SigningPki } from './test-pki.js';
 
 let dir: string;
-let pki: TestPki;
+let pki: SigningPki;
 let tsa: TestTsa;
 const content = new TextEncoder().encode('time-stamped document\n');
 
 beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kelid-ts-'));
-  pki = createTestPki(dir);
+  pki = await createSigningPki(dir);
   fs.writeFileSync(path.join(dir, 'data.bin'), content);
   tsa = await startTestTsa();
 });
 
 afterAll(async () => {
   await tsa?.close();
+  await pki?.cleanup();
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
