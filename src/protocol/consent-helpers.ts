@@ -1,3 +1,4 @@
+import { hashDigests } from '../audit/audit-log.js';
 import { KelidError } from '../errors.js';
 import type {
   ConsentCertificateView,
@@ -99,6 +100,39 @@ export async function withConsent<T>(
   } finally {
     ctx.setCancellable(false);
   }
+}
+
+/**
+ * The common path of the signing methods: preflight the certificate, record token, key, certificate
+ * and digests in the audit line, refuse an unusable user PIN, then ask for consent showing `digests`
+ * and run `sign` with the typed user PIN.
+ */
+export async function withSigningConsent<T>(
+  ctx: CallContext,
+  certificateId: string,
+  digests: readonly Uint8Array[],
+  details: Pick<ConsentDetails, 'summary' | 'summaries'>,
+  sign: (userPin: string) => Promise<T>,
+): Promise<T> {
+  const pre = await ctx.env.services.signing.preflight(certificateId);
+  ctx.audit.tokenSerial = pre.token.serialNumber;
+  ctx.audit.keyId = pre.certificate.keyId;
+  ctx.audit.certificateSha256 = pre.certificate.fingerprintSha256;
+  ctx.audit.digestsSha256 = hashDigests(digests);
+  requireUsablePin(pre.token, 'user');
+  return withConsent(
+    ctx,
+    {
+      token: tokenView(pre.token),
+      certificate: certificateView(pre.certificate),
+      ...details,
+      digests: digests.map(hex),
+      needs: ['userPin'],
+      warnings: [...pinWarnings(pre.token.userPin), ...statusWarnings(pre.warning)],
+      pinRules: await pinRulesFor(ctx, pre.token.tokenId),
+    },
+    (secrets) => sign(secret(secrets, 'userPin')),
+  );
 }
 
 /** A secret the broker has checked is present (the broker only approves with every need filled). */

@@ -1,16 +1,7 @@
 import { createHash } from 'node:crypto';
 import { KelidError } from '../../errors.js';
 import type { Certificate } from '../types.js';
-import {
-  certificateView,
-  pinRulesFor,
-  pinWarnings,
-  requireUsablePin,
-  secret,
-  statusWarnings,
-  tokenView,
-  withConsent,
-} from '../consent-helpers.js';
+import { withSigningConsent } from '../consent-helpers.js';
 import type { CallContext } from '../context.js';
 import { defineMethod } from '../method.js';
 import { base64, certificateId, decodeBase64, object } from '../schema.js';
@@ -29,26 +20,10 @@ export const authChallenge = defineMethod<{ nonce: string; certificateId?: strin
   async run(ctx, params) {
     const nonce = decodeBase64(params.nonce, 'nonce', 32, 64);
     const chosen = params.certificateId ?? (await defaultCertificate(ctx)).certificateId;
-    const pre = await ctx.env.services.signing.preflight(chosen);
     const origin = ctx.connection.origin;
     const signed = Buffer.concat([sha256(Buffer.from(origin, 'utf8')), sha256(nonce)]);
-    ctx.audit.tokenSerial = pre.token.serialNumber;
-    ctx.audit.keyId = pre.certificate.keyId;
-    ctx.audit.certificateSha256 = pre.certificate.fingerprintSha256;
-    ctx.audit.digestsSha256 = createHash('sha256').update(sha256(signed)).digest('hex');
-    requireUsablePin(pre.token, 'user');
-    const token = await withConsent(
-      ctx,
-      {
-        token: tokenView(pre.token),
-        certificate: certificateView(pre.certificate),
-        digests: [sha256(signed).toString('hex')],
-        needs: ['userPin'],
-        warnings: [...pinWarnings(pre.token.userPin), ...statusWarnings(pre.warning)],
-        pinRules: await pinRulesFor(ctx, pre.token.tokenId),
-      },
-      (secrets) =>
-        ctx.env.services.signing.authChallenge(chosen, secret(secrets, 'userPin'), { origin, nonce }),
+    const token = await withSigningConsent(ctx, chosen, [sha256(signed)], {}, (userPin) =>
+      ctx.env.services.signing.authChallenge(chosen, userPin, { origin, nonce }),
     );
     return { token };
   },

@@ -1,18 +1,6 @@
 import { KelidError } from '../../errors.js';
-import { hashDigests } from '../../audit/audit-log.js';
 import type { DigestAlgorithm, SignatureScheme } from '../types.js';
-import {
-  base64,
-  certificateView,
-  hex,
-  pinRulesFor,
-  pinWarnings,
-  requireUsablePin,
-  secret,
-  statusWarnings,
-  tokenView,
-  withConsent,
-} from '../consent-helpers.js';
+import { base64, withSigningConsent } from '../consent-helpers.js';
 import { defineMethod } from '../method.js';
 import {
   certificateId,
@@ -60,29 +48,17 @@ export const signBatch = defineMethod<Params>({
     const digests = params.items.map((item, i) =>
       decodeDigest(item.digest, params.digestAlgorithm, `items[${i}].digest`),
     );
-    const pre = await ctx.env.services.signing.preflight(params.certificateId);
-    ctx.audit.tokenSerial = pre.token.serialNumber;
-    ctx.audit.keyId = pre.certificate.keyId;
-    ctx.audit.certificateSha256 = pre.certificate.fingerprintSha256;
-    ctx.audit.digestsSha256 = hashDigests(digests);
-    requireUsablePin(pre.token, 'user');
-    const result = await withConsent(
+    const result = await withSigningConsent(
       ctx,
-      {
-        token: tokenView(pre.token),
-        certificate: certificateView(pre.certificate),
-        summaries: params.items.map((i) => i.summary),
-        digests: digests.map(hex),
-        needs: ['userPin'],
-        warnings: [...pinWarnings(pre.token.userPin), ...statusWarnings(pre.warning)],
-        pinRules: await pinRulesFor(ctx, pre.token.tokenId),
-      },
-      (secrets) => {
+      params.certificateId,
+      digests,
+      { summaries: params.items.map((i) => i.summary) },
+      (userPin) => {
         // Between items, request.cancel may still stop the batch.
         ctx.setCancellable(true);
         return ctx.env.services.signing.signBatch(
           params.certificateId,
-          secret(secrets, 'userPin'),
+          userPin,
           {
             format: params.format,
             digestAlgorithm: params.digestAlgorithm,

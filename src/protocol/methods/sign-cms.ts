@@ -1,19 +1,7 @@
 import { createHash } from 'node:crypto';
-import { hashDigests } from '../../audit/audit-log.js';
 import { DIGEST_NODE_NAME } from '../../pki/der.js';
 import type { DigestAlgorithm } from '../types.js';
-import {
-  base64 as toBase64,
-  certificateView,
-  hex,
-  pinRulesFor,
-  pinWarnings,
-  requireUsablePin,
-  secret,
-  statusWarnings,
-  tokenView,
-  withConsent,
-} from '../consent-helpers.js';
+import { base64 as toBase64, withSigningConsent } from '../consent-helpers.js';
 import { defineMethod } from '../method.js';
 import {
   InvalidParams,
@@ -76,25 +64,13 @@ export const signCms = defineMethod<Params>({
               .update(content as Buffer)
               .digest(),
           );
-    const pre = await ctx.env.services.signing.preflight(params.certificateId);
-    ctx.audit.tokenSerial = pre.token.serialNumber;
-    ctx.audit.keyId = pre.certificate.keyId;
-    ctx.audit.certificateSha256 = pre.certificate.fingerprintSha256;
-    ctx.audit.digestsSha256 = hashDigests([value]);
-    requireUsablePin(pre.token, 'user');
-    const result = await withConsent(
+    const result = await withSigningConsent(
       ctx,
-      {
-        token: tokenView(pre.token),
-        certificate: certificateView(pre.certificate),
-        summary: params.summary,
-        digests: [hex(value)],
-        needs: ['userPin'],
-        warnings: [...pinWarnings(pre.token.userPin), ...statusWarnings(pre.warning)],
-        pinRules: await pinRulesFor(ctx, pre.token.tokenId),
-      },
-      (secrets) =>
-        ctx.env.services.signing.signCms(params.certificateId, secret(secrets, 'userPin'), {
+      params.certificateId,
+      [value],
+      { summary: params.summary },
+      (userPin) =>
+        ctx.env.services.signing.signCms(params.certificateId, userPin, {
           ...(content !== undefined
             ? {
                 content: new Uint8Array(content.buffer, content.byteOffset, content.byteLength),

@@ -1,17 +1,5 @@
-import { hashDigests } from '../../audit/audit-log.js';
 import type { DigestAlgorithm, SignatureScheme } from '../types.js';
-import {
-  base64,
-  certificateView,
-  hex,
-  pinRulesFor,
-  pinWarnings,
-  requireUsablePin,
-  secret,
-  statusWarnings,
-  tokenView,
-  withConsent,
-} from '../consent-helpers.js';
+import { base64, withSigningConsent } from '../consent-helpers.js';
 import { defineMethod } from '../method.js';
 import {
   certificateId,
@@ -45,25 +33,13 @@ export const signRaw = defineMethod<Params>({
   audit: 'always',
   async run(ctx, params) {
     const value = decodeDigest(params.digest, params.digestAlgorithm);
-    const pre = await ctx.env.services.signing.preflight(params.certificateId);
-    ctx.audit.tokenSerial = pre.token.serialNumber;
-    ctx.audit.keyId = pre.certificate.keyId;
-    ctx.audit.certificateSha256 = pre.certificate.fingerprintSha256;
-    ctx.audit.digestsSha256 = hashDigests([value]);
-    requireUsablePin(pre.token, 'user');
-    const result = await withConsent(
+    const result = await withSigningConsent(
       ctx,
-      {
-        token: tokenView(pre.token),
-        certificate: certificateView(pre.certificate),
-        summary: params.summary,
-        digests: [hex(value)],
-        needs: ['userPin'],
-        warnings: [...pinWarnings(pre.token.userPin), ...statusWarnings(pre.warning)],
-        pinRules: await pinRulesFor(ctx, pre.token.tokenId),
-      },
-      (secrets) =>
-        ctx.env.services.signing.signRaw(params.certificateId, secret(secrets, 'userPin'), {
+      params.certificateId,
+      [value],
+      { summary: params.summary },
+      (userPin) =>
+        ctx.env.services.signing.signRaw(params.certificateId, userPin, {
           digest: value,
           digestAlgorithm: params.digestAlgorithm,
           ...(params.scheme !== undefined ? { scheme: params.scheme } : {}),
