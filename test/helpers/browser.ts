@@ -13,6 +13,8 @@ export interface ChromiumOptions {
   trustCaPem?: string;
   /** Browser UI / Accept-Language locale, e.g. `fa-IR`. */
   locale?: string;
+  /** Runs with the temporary HOME (its empty NSS db exists) before the browser starts. */
+  prepareHome?: (home: string) => void;
 }
 
 /**
@@ -42,6 +44,7 @@ export class ChromiumHarness {
           stdio: 'pipe',
         });
       }
+      options.prepareHome?.(h.home);
       h.browser = await chromium.launch({
         executablePath: CHROMIUM,
         headless: true,
