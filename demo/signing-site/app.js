@@ -286,6 +286,7 @@ async function operation(fn) {
   state.busy = true;
   state.controller = new AbortController();
   state.message = null;
+  state.result = null;
   render();
   try {
     await fn(state.controller.signal);
