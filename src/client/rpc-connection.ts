@@ -58,6 +58,7 @@ interface Pending {
   onPending?: (pending: ConsentPending) => void;
 }
 
+/** Where an {@link RpcConnection} reports notifications and the socket's end. */
 export interface RpcConnectionHandlers {
   onNotification(method: string, params: unknown): void;
   onClose(event: { code: number; reason: string }): void;
