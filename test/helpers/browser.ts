@@ -1,5 +1,14 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -188,4 +197,16 @@ export async function screenshotOnFailure(
   for (let i = 0; i < pages.length; i++) {
     if (!pages[i].isClosed()) await screenshot(pages[i], `failure-${slug}-${i}`).catch(() => undefined);
   }
+}
+
+/** Fail fast when the browser SDK bundle (served to the pages) is missing or older than src/client. */
+export function assertClientBuilt(repo: string): void {
+  const bundle = join(repo, 'dist', 'client', 'kelid.js');
+  if (!existsSync(bundle)) throw new Error('dist/client/kelid.js is missing: run "npm run build"');
+  const built = statSync(bundle).mtimeMs;
+  const stale = readdirSync(join(repo, 'src', 'client')).filter(
+    (f) => f.endsWith('.ts') && statSync(join(repo, 'src', 'client', f)).mtimeMs > built,
+  );
+  if (stale.length > 0)
+    throw new Error(`dist/client/kelid.js is older than src/client/${stale[0]}: run "npm run build"`);
 }

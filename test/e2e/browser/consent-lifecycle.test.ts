@@ -7,9 +7,10 @@ import type { Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startDemo } from '../../../demo/server.mjs';
 import type { Demo } from '../../../demo/server.mjs';
-import { AgentProcess } from '../../helpers/agent-process.js';
+import { AgentProcess, REPO } from '../../helpers/agent-process.js';
 import {
   ChromiumHarness,
+  assertClientBuilt,
   ConsentWindows,
   recordingLauncher,
   screenshot,
@@ -40,6 +41,7 @@ describe('Consent lifecycle and failures in Chromium', () => {
   let agentUrl = '';
 
   beforeAll(async () => {
+    assertClientBuilt(REPO);
     tmp = mkdtempSync(join(tmpdir(), 'kelid-e2e-lifecycle-'));
     demo = await startDemo({
       dir: join(tmp, 'demo'),

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO, kelidSync } from '../../helpers/agent-process.js';
-import { ChromiumHarness, screenshot, testId, until } from '../../helpers/browser.js';
+import { ChromiumHarness, assertClientBuilt, screenshot, testId, until } from '../../helpers/browser.js';
 
 // `npm start` (scripts/demo.sh) as a user runs it, minus the install step: it must bring up the
 // agent, the SoftHSM demo token, the demo CA and both pages, print their URLs, and stop everything on
@@ -38,6 +38,7 @@ describe('npm start (scripts/demo.sh)', () => {
   const ports = { agent: 0, ca: 0, ra: 0, site: 0 };
 
   beforeAll(async () => {
+    assertClientBuilt(REPO);
     tmp = mkdtempSync(join(tmpdir(), 'kelid-e2e-start-'));
     for (const k of Object.keys(ports) as Array<keyof typeof ports>) ports[k] = await freePort();
     script = spawn(join(REPO, 'scripts', 'demo.sh'), [], {

@@ -6,9 +6,10 @@ import type { Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startDemo } from '../../../demo/server.mjs';
 import type { Demo } from '../../../demo/server.mjs';
-import { AgentProcess } from '../../helpers/agent-process.js';
+import { AgentProcess, REPO } from '../../helpers/agent-process.js';
 import {
   ChromiumHarness,
+  assertClientBuilt,
   ConsentWindows,
   recordingLauncher,
   screenshot,
@@ -38,6 +39,7 @@ describe('Demo RA console in Chromium', () => {
   let agentUrl = '';
 
   beforeAll(async () => {
+    assertClientBuilt(REPO);
     tmp = mkdtempSync(join(tmpdir(), 'kelid-e2e-ra-'));
     hsm = new SoftHsm();
     demo = await startDemo({

@@ -7,10 +7,11 @@ import type { Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startDemo } from '../../../demo/server.mjs';
 import type { Demo } from '../../../demo/server.mjs';
-import { AgentProcess } from '../../helpers/agent-process.js';
+import { AgentProcess, REPO } from '../../helpers/agent-process.js';
 import type { RpcClient } from '../../helpers/agent-process.js';
 import {
   ChromiumHarness,
+  assertClientBuilt,
   ConsentWindows,
   recordingLauncher,
   screenshot,
@@ -50,6 +51,7 @@ describe('Demo signing site and token manager in Chromium', () => {
   }
 
   beforeAll(async () => {
+    assertClientBuilt(REPO);
     tmp = mkdtempSync(join(tmpdir(), 'kelid-e2e-site-'));
     hsm = new SoftHsm();
     hsm.initToken('Signer', '12345678', PIN);
