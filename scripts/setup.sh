@@ -50,7 +50,10 @@ fi
 stamp=node_modules/.kelid-installed
 if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ] || [ package.json -nt "$stamp" ]; then
   echo "setup: installing npm packages"
-  npm ci --no-audit --no-fund --loglevel=error
+  # `npm install`, not `npm ci`: npm 11's ci rejects a lock file that (correctly) leaves out the
+  # optional per-platform packages a registry does not carry (e.g. @rollup/rollup-android-*), while
+  # install honours the same lock file and leaves it unchanged.
+  npm install --no-audit --no-fund --loglevel=error
   touch "$stamp"
 fi
 
