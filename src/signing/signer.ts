@@ -13,5 +13,9 @@ export interface DigestSigner {
    * Sign a precomputed digest. RSASSA-PKCS1-v1_5 and RSA-PSS (salt = hash length, MGF1 with the same
    * hash) for RSA keys; ECDSA for EC keys, returned DER-encoded (SEQUENCE { r, s }).
    */
-  signDigest(digest: Uint8Array, digestAlgorithm: DigestAlgorithm, scheme: SignatureScheme): Promise<Uint8Array>;
+  signDigest(
+    digest: Uint8Array,
+    digestAlgorithm: DigestAlgorithm,
+    scheme: SignatureScheme,
+  ): Promise<Uint8Array>;
 }
