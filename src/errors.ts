@@ -1,35 +1,10 @@
+import type { ErrorCode } from './protocol/types.js';
+
 /**
  * Every failure that crosses a layer boundary is a {@link KelidError} whose `code` is one of the wire
  * codes of PROTOCOL.md section 6. Messages never contain PINs, document contents or stack traces.
  */
-export type ErrorCode =
-  | 'ERR_FORBIDDEN'
-  | 'ERR_ORIGIN_DENIED'
-  | 'ERR_RATE_LIMITED'
-  | 'ERR_BUSY'
-  | 'ERR_USER_CANCELLED'
-  | 'ERR_CONSENT_TIMEOUT'
-  | 'ERR_TOKEN_NOT_FOUND'
-  | 'ERR_TOKEN_REMOVED'
-  | 'ERR_TOKEN_NOT_INITIALIZED'
-  | 'ERR_PIN_INCORRECT'
-  | 'ERR_PIN_LOCKED'
-  | 'ERR_PIN_POLICY'
-  | 'ERR_PIN_EXPIRED'
-  | 'ERR_KEY_NOT_FOUND'
-  | 'ERR_CERTIFICATE_NOT_FOUND'
-  | 'ERR_CERTIFICATE_MISMATCH'
-  | 'ERR_CERTIFICATE_REVOKED'
-  | 'ERR_CERTIFICATE_EXPIRED'
-  | 'ERR_STATUS_UNAVAILABLE'
-  | 'ERR_MECHANISM_UNSUPPORTED'
-  | 'ERR_TOKEN_FULL'
-  | 'ERR_MODULE_FAILED'
-  | 'ERR_DEVICE_ERROR'
-  | 'ERR_INVALID_INPUT'
-  | 'ERR_TIMESTAMP_FAILED'
-  | 'ERR_AUTH_TOKEN_INVALID'
-  | 'ERR_INTERNAL';
+export type { ErrorCode };
 
 /** PIN state as decoded from CK_TOKEN_INFO flags. */
 export interface PinFlags {

@@ -1,36 +1,7 @@
-import type { PinState } from '../protocol/types.js';
+import type { ErrorCode, PinState } from '../protocol/types.js';
 
-/**
- * Error codes the agent sends (PROTOCOL.md section 6, `error.data.code`).
- */
-export type AgentErrorCode =
-  | 'ERR_FORBIDDEN'
-  | 'ERR_ORIGIN_DENIED'
-  | 'ERR_RATE_LIMITED'
-  | 'ERR_BUSY'
-  | 'ERR_USER_CANCELLED'
-  | 'ERR_CONSENT_TIMEOUT'
-  | 'ERR_TOKEN_NOT_FOUND'
-  | 'ERR_TOKEN_REMOVED'
-  | 'ERR_TOKEN_NOT_INITIALIZED'
-  | 'ERR_PIN_INCORRECT'
-  | 'ERR_PIN_LOCKED'
-  | 'ERR_PIN_POLICY'
-  | 'ERR_PIN_EXPIRED'
-  | 'ERR_KEY_NOT_FOUND'
-  | 'ERR_CERTIFICATE_NOT_FOUND'
-  | 'ERR_CERTIFICATE_MISMATCH'
-  | 'ERR_CERTIFICATE_REVOKED'
-  | 'ERR_CERTIFICATE_EXPIRED'
-  | 'ERR_STATUS_UNAVAILABLE'
-  | 'ERR_MECHANISM_UNSUPPORTED'
-  | 'ERR_TOKEN_FULL'
-  | 'ERR_MODULE_FAILED'
-  | 'ERR_DEVICE_ERROR'
-  | 'ERR_INVALID_INPUT'
-  | 'ERR_TIMESTAMP_FAILED'
-  | 'ERR_AUTH_TOKEN_INVALID'
-  | 'ERR_INTERNAL';
+/** Error codes the agent sends (PROTOCOL.md section 6, `error.data.code`). */
+export type AgentErrorCode = ErrorCode;
 
 /**
  * Error codes raised by the SDK itself (never sent by the agent):

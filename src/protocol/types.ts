@@ -1,5 +1,35 @@
 // Wire objects of PROTOCOL.md section 4. Shared by the agent and the browser SDK: no Node types here.
 
+/** The wire error codes of PROTOCOL.md section 6 (`error.data.code`), shared by the agent and the SDK. */
+export type ErrorCode =
+  | 'ERR_FORBIDDEN'
+  | 'ERR_ORIGIN_DENIED'
+  | 'ERR_RATE_LIMITED'
+  | 'ERR_BUSY'
+  | 'ERR_USER_CANCELLED'
+  | 'ERR_CONSENT_TIMEOUT'
+  | 'ERR_TOKEN_NOT_FOUND'
+  | 'ERR_TOKEN_REMOVED'
+  | 'ERR_TOKEN_NOT_INITIALIZED'
+  | 'ERR_PIN_INCORRECT'
+  | 'ERR_PIN_LOCKED'
+  | 'ERR_PIN_POLICY'
+  | 'ERR_PIN_EXPIRED'
+  | 'ERR_KEY_NOT_FOUND'
+  | 'ERR_CERTIFICATE_NOT_FOUND'
+  | 'ERR_CERTIFICATE_MISMATCH'
+  | 'ERR_CERTIFICATE_REVOKED'
+  | 'ERR_CERTIFICATE_EXPIRED'
+  | 'ERR_STATUS_UNAVAILABLE'
+  | 'ERR_MECHANISM_UNSUPPORTED'
+  | 'ERR_TOKEN_FULL'
+  | 'ERR_MODULE_FAILED'
+  | 'ERR_DEVICE_ERROR'
+  | 'ERR_INVALID_INPUT'
+  | 'ERR_TIMESTAMP_FAILED'
+  | 'ERR_AUTH_TOKEN_INVALID'
+  | 'ERR_INTERNAL';
+
 export interface PinState {
   countLow: boolean;
   finalTry: boolean;
