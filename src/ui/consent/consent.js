@@ -481,12 +481,12 @@
     dd.textContent = '';
     const subject = document.createElement('div');
     subject.className = 'cert-subject';
-    subject.dir = 'auto';
+    subject.dir = 'ltr'; // a DN is technical LTR text; its Persian values still render right to left inside it
     subject.textContent = c.subject;
     const meta = document.createElement('div');
     meta.className = 'cert-meta';
     const issuer = document.createElement('span');
-    issuer.dir = 'auto';
+    issuer.dir = 'ltr';
     issuer.textContent = c.issuer;
     const serial = document.createElement('span');
     serial.className = 'mono';
