@@ -9,6 +9,7 @@ import type { DigestAlgorithm, SignatureScheme } from '../../../src/protocol/typ
 import { CMS_OID, SigningCertificateV2, signCms } from '../../../src/signing/cms.js';
 import type { DigestSigner } from '../../../src/signing/signer.js';
 import { compareBytes } from '../../../src/pki/der.js';
+import { opensslCmsVerify } from '../../helpers/openssl-cms.js';
 import { createSigningPki, opensslStatus, type SigningPki } from './test-pki.js';
 
 let dir: string;
@@ -32,25 +33,7 @@ function write(name: string, bytes: Uint8Array): string {
 }
 
 function verifyDetached(file: string, dataFile = 'data.bin'): { ok: boolean; output: string } {
-  return opensslStatus(
-    [
-      'cms',
-      '-verify',
-      '-cades',
-      '-binary',
-      '-inform',
-      'DER',
-      '-in',
-      file,
-      '-content',
-      dataFile,
-      '-CAfile',
-      'root.pem',
-      '-out',
-      '/dev/null',
-    ],
-    dir,
-  );
+  return opensslCmsVerify({ signature: file, content: dataFile, caFile: 'root.pem', cwd: dir });
 }
 
 function parseSignedData(cms: Uint8Array): SignedData {
@@ -107,23 +90,7 @@ describe('signCms', () => {
         });
         const file = write(`attached-${kind}-${scheme}-${alg}.p7s`, cms);
         const out = `attached-${kind}-${scheme}-${alg}.out`;
-        const result = opensslStatus(
-          [
-            'cms',
-            '-verify',
-            '-cades',
-            '-binary',
-            '-inform',
-            'DER',
-            '-in',
-            file,
-            '-CAfile',
-            'root.pem',
-            '-out',
-            out,
-          ],
-          dir,
-        );
+        const result = opensslCmsVerify({ signature: file, caFile: 'root.pem', cwd: dir, out });
         expect(result.output).toContain('CAdES Verification successful');
         expect(result.ok).toBe(true);
         expect(new Uint8Array(fs.readFileSync(path.join(dir, out)))).toEqual(content);

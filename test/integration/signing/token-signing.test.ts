@@ -16,6 +16,7 @@ import { verifyAuthToken } from '../../../src/signing/auth-token.js';
 import { SigningService } from '../../../src/signing/signing-service.js';
 import { ProvisioningService } from '../../../src/tokens/provisioning-service.js';
 import { TokenService } from '../../../src/tokens/token-service.js';
+import { opensslCmsVerify } from '../../helpers/openssl-cms.js';
 import { SoftHsm } from '../../helpers/softhsm.js';
 import { REQUESTED_EXTENSIONS_ONLY, TestPki } from '../../helpers/test-ca.js';
 import { startTestTsa } from '../../helpers/test-tsa.js';
@@ -125,30 +126,22 @@ describe('SigningService (keys on SoftHSM, checked by openssl)', () => {
         const dir = mkdtempSync(join(work, 'cms-'));
         writeFileSync(join(dir, 'data.txt'), content);
         writeFileSync(join(dir, 'sig.p7s'), cms);
-        const args = [
-          'cms',
-          '-verify',
-          '-cades',
-          '-binary',
-          '-inform',
-          'DER',
-          '-in',
-          'sig.p7s',
-          '-CAfile',
-          rootFile,
-          '-out',
-          'out.txt',
-        ];
-        const ok = run('openssl', c.attached ? args : [...args, '-content', 'data.txt'], dir);
-        expect(ok.out).toContain('CAdES Verification successful');
+        const verify = (signature: string, data?: string) =>
+          opensslCmsVerify({
+            signature,
+            caFile: rootFile,
+            cwd: dir,
+            ...(c.attached ? {} : { content: data }),
+          });
+        expect(verify('sig.p7s', 'data.txt').output).toContain('CAdES Verification successful');
         // tampered content
         writeFileSync(join(dir, 'bad.txt'), Buffer.concat([content, Buffer.from('x')]));
-        if (!c.attached) expect(run('openssl', [...args, '-content', 'bad.txt'], dir).ok).toBe(false);
+        if (!c.attached) expect(verify('sig.p7s', 'bad.txt').ok).toBe(false);
         // tampered signature value (last byte of the SignerInfo signature is near the end)
         const bad = Buffer.from(cms);
         bad[bad.length - 3]! ^= 0x01;
         writeFileSync(join(dir, 'sig.p7s'), bad);
-        expect(run('openssl', c.attached ? args : [...args, '-content', 'data.txt'], dir).ok).toBe(false);
+        expect(verify('sig.p7s', 'data.txt').ok).toBe(false);
       });
     }
 
@@ -176,27 +169,8 @@ describe('SigningService (keys on SoftHSM, checked by openssl)', () => {
       });
       writeFileSync(join(work, 'pre.bin'), content);
       writeFileSync(join(work, 'pre.p7s'), cms);
-      const r = run(
-        'openssl',
-        [
-          'cms',
-          '-verify',
-          '-cades',
-          '-binary',
-          '-inform',
-          'DER',
-          '-in',
-          'pre.p7s',
-          '-content',
-          'pre.bin',
-          '-CAfile',
-          rootFile,
-          '-out',
-          '/dev/null',
-        ],
-        work,
-      );
-      expect(r.out).toContain('CAdES Verification successful');
+      const r = opensslCmsVerify({ signature: 'pre.p7s', content: 'pre.bin', caFile: rootFile, cwd: work });
+      expect(r.output).toContain('CAdES Verification successful');
     });
 
     it('adds an RFC 3161 timestamp (CAdES-B-T) that openssl ts -verify accepts', async () => {
@@ -208,27 +182,8 @@ describe('SigningService (keys on SoftHSM, checked by openssl)', () => {
       });
       writeFileSync(join(work, 'bt.bin'), content);
       writeFileSync(join(work, 'bt.p7s'), cms);
-      const v = run(
-        'openssl',
-        [
-          'cms',
-          '-verify',
-          '-cades',
-          '-binary',
-          '-inform',
-          'DER',
-          '-in',
-          'bt.p7s',
-          '-content',
-          'bt.bin',
-          '-CAfile',
-          rootFile,
-          '-out',
-          '/dev/null',
-        ],
-        work,
-      );
-      expect(v.out).toContain('CAdES Verification successful');
+      const v = opensslCmsVerify({ signature: 'bt.p7s', content: 'bt.bin', caFile: rootFile, cwd: work });
+      expect(v.output).toContain('CAdES Verification successful');
       const signed = AsnConvert.parse(AsnConvert.parse(cms, ContentInfo).content, SignedData);
       const si = signed.signerInfos[0]!;
       const attr = si.unsignedAttrs?.find((a) => a.attrType === '1.2.840.113549.1.9.16.2.14');
