@@ -1,6 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
@@ -19,6 +18,7 @@ import {
   testId,
   until,
 } from '../../helpers/browser.js';
+import { opensslCmsVerify } from '../../helpers/openssl-cms.js';
 import { SoftHsm } from '../../helpers/softhsm.js';
 
 // The signing-site flow of the demo in Debian's Chromium: request access (site tier), pick a signing
@@ -150,24 +150,10 @@ describe('Demo signing site and token manager in Chromium', () => {
     await verified().waitFor({ timeout: 30_000 });
     const cms = Buffer.from(await page.getByTestId('site-cms').inputValue(), 'base64');
     writeFileSync(join(tmp, 'text.p7s'), cms);
-    const r = spawnSync(
-      'openssl',
-      [
-        'cms',
-        '-verify',
-        '-cades',
-        '-binary',
-        '-inform',
-        'DER',
-        '-in',
-        join(tmp, 'text.p7s'),
-        '-CAfile',
-        join(tmp, 'root.pem'),
-      ],
-      { encoding: 'utf8' },
-    );
-    expect(r.stderr).toContain('CAdES Verification successful');
-    expect(r.stdout).toBe(text);
+    const out = join(tmp, 'text.out');
+    const r = opensslCmsVerify({ signature: join(tmp, 'text.p7s'), caFile: join(tmp, 'root.pem'), out });
+    expect(r.output).toContain('CAdES Verification successful');
+    expect(readFileSync(out, 'utf8')).toBe(text);
     await screenshot(page, 'signing-site-en');
   });
 
@@ -187,50 +173,16 @@ describe('Demo signing site and token manager in Chromium', () => {
       join(tmp, 'contract.p7s'),
       Buffer.from(await page.getByTestId('site-cms').inputValue(), 'base64'),
     );
-    const r = spawnSync(
-      'openssl',
-      [
-        'cms',
-        '-verify',
-        '-cades',
-        '-binary',
-        '-inform',
-        'DER',
-        '-in',
-        join(tmp, 'contract.p7s'),
-        '-content',
-        join(tmp, 'contract.bin'),
-        '-CAfile',
-        join(tmp, 'root.pem'),
-        '-out',
-        '/dev/null',
-      ],
-      { encoding: 'utf8' },
-    );
-    expect(r.stderr).toContain('CAdES Verification successful');
+    const verify = () =>
+      opensslCmsVerify({
+        signature: join(tmp, 'contract.p7s'),
+        content: join(tmp, 'contract.bin'),
+        caFile: join(tmp, 'root.pem'),
+      });
+    expect(verify().output).toContain('CAdES Verification successful');
     data[0] ^= 1;
     writeFileSync(join(tmp, 'contract.bin'), data);
-    const tampered = spawnSync(
-      'openssl',
-      [
-        'cms',
-        '-verify',
-        '-cades',
-        '-binary',
-        '-inform',
-        'DER',
-        '-in',
-        join(tmp, 'contract.p7s'),
-        '-content',
-        join(tmp, 'contract.bin'),
-        '-CAfile',
-        join(tmp, 'root.pem'),
-        '-out',
-        '/dev/null',
-      ],
-      { encoding: 'utf8' },
-    );
-    expect(tampered.status).not.toBe(0);
+    expect(verify().ok).toBe(false);
   });
 
   it('signs 100 documents with one consent and one PIN', async () => {
