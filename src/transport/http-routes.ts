@@ -11,6 +11,7 @@ import { TRANSPORT_LIMITS } from './limits.js';
 //   GET /health              {"status":"ok","version"} — no secrets, no token data
 //   GET /sdk/kelid.js        the browser SDK (dist/client/kelid.js), or a stub that says it is not built
 //   /consent/, /manager/     the trusted pages (src/ui/consent, src/ui/manager), static files only
+//   /shared/                 their common stylesheet and icon (src/ui/shared)
 //   /consent/api/request     GET,  Authorization: Bearer <secret> → the pending consent request
 //   /consent/api/approve     POST, Bearer + {"secrets":{<need>: string}} → {ok:true} | 400 {error}
 //   /consent/api/deny        POST, Bearer → {ok:true}
@@ -158,6 +159,8 @@ export function createHttpApp(options: HttpRoutesOptions): express.Express {
   const statics = { index: 'index.html', dotfiles: 'ignore', redirect: true, fallthrough: true } as const;
   app.use('/consent', express.static(`${uiDir}/consent`, statics));
   app.use('/manager', express.static(`${uiDir}/manager`, statics));
+  // Stylesheet and icon both pages share (same CSP and headers as the pages).
+  app.use('/shared', express.static(`${uiDir}/shared`, { ...statics, index: false }));
 
   app.use((_req, res) => {
     apiError(res, 404, 'not found');

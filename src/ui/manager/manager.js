@@ -238,13 +238,13 @@ function renderCertificate(cert) {
     el(
       'div',
       { class: 'cert-head' },
-      el('span', { class: 'cert-subject', dir: 'auto' }, cert.subject),
+      el('span', { class: 'cert-subject', dir: 'ltr' }, cert.subject),
       renderStatus(cert),
     ),
     el(
       'div',
       { class: 'cert-meta' },
-      el('span', {}, `${t('issuer')}: `, el('bdi', {}, cert.issuer)),
+      el('span', {}, `${t('issuer')}: `, el('bdi', { dir: 'ltr' }, cert.issuer)),
       el(
         'span',
         {},
@@ -361,7 +361,7 @@ function renderTokens() {
             el(
               'ul',
               { class: 'certs' },
-              ...caCerts.map((c) => el('li', { class: 'cert' }, el('span', { dir: 'auto' }, c.subject))),
+              ...caCerts.map((c) => el('li', { class: 'cert' }, el('span', { dir: 'ltr' }, c.subject))),
             ),
           ),
     );
