@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import { ttySecrets } from '../secrets.js';
 import type { ConsentRequestView } from '../../consent/consent-broker.js';
 import { sendControlRequest } from '../../consent/control-channel.js';
 import { KelidError } from '../../errors.js';
@@ -40,6 +41,36 @@ export function formatConsentRequests(requests: ConsentRequestView[]): string {
     .concat('\n');
 }
 
+const NEED_LABELS: Record<string, string> = {
+  userPin: 'User PIN',
+  soPin: 'SO-PIN',
+  oldUserPin: 'Current user PIN',
+  newUserPin: 'New user PIN',
+  oldSoPin: 'Current SO-PIN',
+  newSoPin: 'New SO-PIN',
+};
+
+/** Without --secrets-stdin: show the request and ask for each secret on the terminal, without echo. */
+async function promptForNeeds(stateDir: string, requestId: string): Promise<Record<string, string>> {
+  const requests = (await sendControlRequest(stateDir, { op: 'list' })) as ConsentRequestView[];
+  const request = requests.find((r) => r.requestId === requestId);
+  if (!request) throw new KelidError('ERR_INVALID_INPUT', 'no pending consent request has this id');
+  if (request.needs.length === 0) return {};
+  if (!process.stdin.isTTY) {
+    throw new KelidError(
+      'ERR_INVALID_INPUT',
+      'this request needs secrets: use --secrets-stdin or run on a terminal',
+    );
+  }
+  process.stderr.write(formatConsentRequests([request]));
+  const source = ttySecrets();
+  const secrets: Record<string, string> = {};
+  for (const need of request.needs) {
+    secrets[need] = await source.read(NEED_LABELS[need] ?? need, { confirm: need.startsWith('new') });
+  }
+  return secrets;
+}
+
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
   let length = 0;
@@ -72,10 +103,13 @@ export function consentCommand(): Command {
     });
   consent
     .command('approve <requestId>')
-    .description('approve a request; the secrets it needs are read as one JSON object on stdin')
+    .description(
+      'approve a request; secrets it needs are asked on the terminal (no echo) or read with --secrets-stdin',
+    )
     .option('--secrets-stdin', 'read {"<need>": "<secret>", …} from stdin (e.g. {"userPin":"1234"})')
     .option('--state-dir <dir>', STATE_DIR_HELP)
     .action(async (requestId: string, opts: StateOptions) => {
+      const stateDir = resolveStateDir(opts.stateDir);
       let secrets: unknown = {};
       if (opts.secretsStdin) {
         const text = await readStdin();
@@ -84,8 +118,10 @@ export function consentCommand(): Command {
         } catch {
           throw new KelidError('ERR_INVALID_INPUT', 'stdin is not a JSON object');
         }
+      } else {
+        secrets = await promptForNeeds(stateDir, requestId);
       }
-      await sendControlRequest(resolveStateDir(opts.stateDir), { op: 'approve', requestId, secrets });
+      await sendControlRequest(stateDir, { op: 'approve', requestId, secrets });
       process.stdout.write(`approved ${requestId}\n`);
     });
   consent
