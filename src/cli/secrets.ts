@@ -35,6 +35,9 @@ export function stdinSecrets(): SecretSource {
   };
 }
 
+// Keystrokes typed (or pasted) after the Enter of one prompt belong to the next prompt.
+let typeAhead = '';
+
 function promptHidden(prompt: string): Promise<string> {
   const stdin = process.stdin;
   return new Promise((resolve, reject) => {
@@ -48,17 +51,26 @@ function promptHidden(prompt: string): Promise<string> {
       if (err) reject(err);
       else resolve(value);
     };
-    const onData = (buf: Buffer) => {
-      for (const ch of buf.toString('utf8')) {
-        if (ch === '\r' || ch === '\n') return done();
+    const consume = (text: string) => {
+      const chars = [...text];
+      for (let i = 0; i < chars.length; i++) {
+        const ch = chars[i]!;
+        if (ch === '\r' || ch === '\n') {
+          typeAhead = chars.slice(i + (ch === '\r' && chars[i + 1] === '\n' ? 2 : 1)).join('');
+          return done();
+        }
         if (ch === '\u0003') return done(new KelidError('ERR_USER_CANCELLED', 'cancelled'));
         if (ch === '\u007f' || ch === '\b') value = value.slice(0, -1);
         else if (ch >= ' ') value += ch;
       }
     };
+    const onData = (buf: Buffer) => consume(buf.toString('utf8'));
     stdin.setRawMode(true);
     stdin.resume();
     stdin.on('data', onData);
+    const pending = typeAhead;
+    typeAhead = '';
+    if (pending) consume(pending);
   });
 }
 
