@@ -1,22 +1,13 @@
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startDemo } from '../../../demo/server.mjs';
 import type { Demo } from '../../../demo/server.mjs';
-import { AgentProcess, REPO } from '../../helpers/agent-process.js';
-import {
-  ChromiumHarness,
-  assertClientBuilt,
-  ConsentWindows,
-  recordingLauncher,
-  screenshot,
-  screenshotOnFailure,
-  testId,
-} from '../../helpers/browser.js';
+import type { AgentProcess } from '../../helpers/agent-process.js';
+import type { ChromiumHarness, ConsentWindows } from '../../helpers/browser.js';
+import { screenshot, screenshotOnFailure, testId } from '../../helpers/browser.js';
+import { startDemoStack } from '../../helpers/demo-stack.js';
+import type { DemoStack } from '../../helpers/demo-stack.js';
 
 // What a page sees when things do not go to plan: no agent, an origin the agent does not allow, and a
 // consent request the page cancels, that times out, or that the user denies. agent.requestAccess is
@@ -31,52 +22,34 @@ async function closedPort(): Promise<number> {
 }
 
 describe('Consent lifecycle and failures in Chromium', () => {
-  let tmp: string;
   let demo: Demo;
   let agent: AgentProcess;
   let browser: ChromiumHarness;
   let consents: ConsentWindows;
   let page: Page;
   const errors: string[] = [];
-  let agentUrl = '';
+  let stack: DemoStack;
 
   beforeAll(async () => {
-    assertClientBuilt(REPO);
-    tmp = mkdtempSync(join(tmpdir(), 'kelid-e2e-lifecycle-'));
-    demo = await startDemo({
-      dir: join(tmp, 'demo'),
-      caPort: 0,
-      raPort: 0,
-      sitePort: 0,
-      agentUrl: () => agentUrl,
+    stack = await startDemoStack({
+      prefix: 'kelid-e2e-lifecycle-',
+      errors,
+      agentConfig: (d) => ({ devOrigins: [d.urls.site], consent: { timeoutSeconds: 3 } }),
     });
-    const urlLog = join(tmp, 'consent-urls.log');
-    agent = await AgentProcess.start({
-      config: {
-        devOrigins: [demo.urls.site],
-        consent: { launcher: recordingLauncher(urlLog), timeoutSeconds: 3 },
-      },
-    });
-    browser = await ChromiumHarness.launch({ trustCaPem: agent.info.caCertificatePem });
-    consents = new ConsentWindows(browser, urlLog, errors);
-    page = await browser.page(errors);
+    ({ demo, agent, browser, consents, page } = stack);
   });
 
   afterEach(async ({ task }) => screenshotOnFailure(browser, task));
 
   afterAll(async () => {
-    await browser?.close();
-    await agent?.stop();
-    agent?.cleanup();
-    await demo?.close();
-    rmSync(tmp, { recursive: true, force: true });
+    await stack?.close();
   });
 
   const siteError = (code: string) =>
     page.locator(testId('site-message', { 'data-kind': 'error', 'data-code': code }));
 
   it('reports a missing agent within 2 s, with a hint on what to check', async () => {
-    agentUrl = `wss://127.0.0.1:${await closedPort()}/v1`;
+    stack.agentUrl = `wss://127.0.0.1:${await closedPort()}/v1`;
     await page.goto(`${demo.urls.site}/?lang=en`);
     const message = siteError('ERR_AGENT_UNREACHABLE');
     await message.waitFor();
@@ -89,7 +62,7 @@ describe('Consent lifecycle and failures in Chromium', () => {
   });
 
   it('cannot connect from an origin the agent does not allow', async () => {
-    agentUrl = `wss://127.0.0.1:${agent.port}/v1`;
+    stack.agentUrl = `wss://127.0.0.1:${agent.port}/v1`;
     // The same page, reached as http://127.0.0.1:PORT: a different origin, not in devOrigins.
     const other = demo.urls.site.replace('localhost', '127.0.0.1');
     await page.goto(`${other}/?lang=en`);

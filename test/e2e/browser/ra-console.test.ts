@@ -1,22 +1,13 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startDemo } from '../../../demo/server.mjs';
 import type { Demo } from '../../../demo/server.mjs';
-import { AgentProcess, REPO } from '../../helpers/agent-process.js';
-import {
-  ChromiumHarness,
-  assertClientBuilt,
-  ConsentWindows,
-  recordingLauncher,
-  screenshot,
-  screenshotOnFailure,
-  testId,
-  until,
-} from '../../helpers/browser.js';
+import type { ChromiumHarness } from '../../helpers/browser.js';
+import { ConsentWindows, screenshot, screenshotOnFailure, testId, until } from '../../helpers/browser.js';
+import { startDemoStack } from '../../helpers/demo-stack.js';
+import type { DemoStack } from '../../helpers/demo-stack.js';
 import { SoftHsm } from '../../helpers/softhsm.js';
 
 // The RA console flow of the demo in Debian's Chromium, against the real agent over TLS (its CA
@@ -31,48 +22,31 @@ describe('Demo RA console in Chromium', () => {
   let tmp: string;
   let hsm: SoftHsm;
   let demo: Demo;
-  let agent: AgentProcess;
   let browser: ChromiumHarness;
   let consents: ConsentWindows;
   let page: Page;
   const errors: string[] = [];
-  let agentUrl = '';
+  let stack: DemoStack;
 
   beforeAll(async () => {
-    assertClientBuilt(REPO);
-    tmp = mkdtempSync(join(tmpdir(), 'kelid-e2e-ra-'));
     hsm = new SoftHsm();
-    demo = await startDemo({
-      dir: join(tmp, 'demo'),
-      caPort: 0,
-      raPort: 0,
-      sitePort: 0,
-      agentUrl: () => agentUrl,
-    });
-    const urlLog = join(tmp, 'consent-urls.log');
-    agent = await AgentProcess.start({
-      config: {
+    stack = await startDemoStack({
+      prefix: 'kelid-e2e-ra-',
+      errors,
+      agentConfig: (d) => ({
         modules: [{ id: 'softhsm', path: hsm.module, env: hsm.env }],
-        raOrigins: [demo.urls.ra],
-        devOrigins: [demo.urls.ra, demo.urls.site],
-        consent: { launcher: recordingLauncher(urlLog) },
-      },
+        raOrigins: [d.urls.ra],
+        devOrigins: [d.urls.ra, d.urls.site],
+      }),
     });
-    agentUrl = `wss://127.0.0.1:${agent.port}/v1`;
-    browser = await ChromiumHarness.launch({ trustCaPem: agent.info.caCertificatePem });
-    consents = new ConsentWindows(browser, urlLog, errors);
-    page = await browser.page(errors);
+    ({ tmp, demo, browser, consents, page } = stack);
   });
 
   afterEach(async ({ task }) => screenshotOnFailure(browser, task));
 
   afterAll(async () => {
-    await browser?.close();
-    await agent?.stop();
-    agent?.cleanup();
-    await demo?.close();
+    await stack?.close();
     hsm?.cleanup();
-    rmSync(tmp, { recursive: true, force: true });
   });
 
   /** Click, answer the consent page with `secrets`, and wait for the page's success message. */

@@ -1,24 +1,16 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startDemo } from '../../../demo/server.mjs';
 import type { Demo } from '../../../demo/server.mjs';
-import { AgentProcess, REPO } from '../../helpers/agent-process.js';
+import type { AgentProcess } from '../../helpers/agent-process.js';
 import type { RpcClient } from '../../helpers/agent-process.js';
-import {
-  ChromiumHarness,
-  assertClientBuilt,
-  ConsentWindows,
-  recordingLauncher,
-  screenshot,
-  screenshotOnFailure,
-  testId,
-  until,
-} from '../../helpers/browser.js';
+import type { ChromiumHarness } from '../../helpers/browser.js';
+import { ConsentWindows, screenshot, screenshotOnFailure, testId, until } from '../../helpers/browser.js';
 import { opensslCmsVerify } from '../../helpers/openssl-cms.js';
+import { startDemoStack } from '../../helpers/demo-stack.js';
+import type { DemoStack } from '../../helpers/demo-stack.js';
 import { SoftHsm } from '../../helpers/softhsm.js';
 
 // The signing-site flow of the demo in Debian's Chromium: request access (site tier), pick a signing
@@ -38,7 +30,7 @@ describe('Demo signing site and token manager in Chromium', () => {
   let consents: ConsentWindows;
   let page: Page;
   const errors: string[] = [];
-  let agentUrl = '';
+  let stack: DemoStack;
 
   /** Run a consent-needing call on an RpcClient and approve it on the control channel. */
   async function withCliConsent<T>(client: RpcClient, method: string, params: unknown): Promise<T> {
@@ -51,66 +43,54 @@ describe('Demo signing site and token manager in Chromium', () => {
   }
 
   beforeAll(async () => {
-    assertClientBuilt(REPO);
-    tmp = mkdtempSync(join(tmpdir(), 'kelid-e2e-site-'));
     hsm = new SoftHsm();
     hsm.initToken('Signer', '12345678', PIN);
-    demo = await startDemo({
-      dir: join(tmp, 'demo'),
-      caPort: 0,
-      raPort: 0,
-      sitePort: 0,
-      agentUrl: () => agentUrl,
-    });
-    const urlLog = join(tmp, 'consent-urls.log');
-    agent = await AgentProcess.start({
-      config: {
+    stack = await startDemoStack({
+      prefix: 'kelid-e2e-site-',
+      errors,
+      agentConfig: (d) => ({
         modules: [{ id: 'softhsm', path: hsm.module, env: hsm.env }],
-        raOrigins: [demo.urls.ra],
-        devOrigins: [demo.urls.ra, demo.urls.site],
-        consent: { launcher: recordingLauncher(urlLog) },
+        raOrigins: [d.urls.ra],
+        devOrigins: [d.urls.ra, d.urls.site],
+      }),
+      prepare: async (s) => {
+        // withCliConsent approves through this agent's control channel.
+        agent = s.agent;
+        // Provision a signing certificate as an RA would (through the agent; consent on the CLI channel).
+        const ra = await s.agent.connect(s.demo.urls.ra);
+        const { tokens } = await ra.call<{ tokens: Array<{ tokenId: string; label: string }> }>(
+          'tokens.list',
+        );
+        const tokenId = tokens.find((t) => t.label === 'Signer')!.tokenId;
+        const { csr } = await withCliConsent<{ csr: string }>(ra, 'keys.generate', {
+          tokenId,
+          algorithm: { name: 'RSA', modulusLength: 2048 },
+          label: 'signing',
+          csr: {
+            subject: [
+              { type: 'CN', value: SIGNER },
+              { type: 'C', value: 'IR' },
+            ],
+          },
+        });
+        const issued = await s.demo.ca.issue(csr);
+        await withCliConsent(ra, 'certificates.import', {
+          tokenId,
+          certificate: issued.certificate,
+          chain: issued.chain,
+        });
+        await ra.close();
       },
     });
-    agentUrl = `wss://127.0.0.1:${agent.port}/v1`;
-
-    // Provision a signing certificate as an RA would (through the agent; consent on the CLI channel).
-    const ra = await agent.connect(demo.urls.ra);
-    const { tokens } = await ra.call<{ tokens: Array<{ tokenId: string; label: string }> }>('tokens.list');
-    const tokenId = tokens.find((t) => t.label === 'Signer')!.tokenId;
-    const { csr } = await withCliConsent<{ csr: string }>(ra, 'keys.generate', {
-      tokenId,
-      algorithm: { name: 'RSA', modulusLength: 2048 },
-      label: 'signing',
-      csr: {
-        subject: [
-          { type: 'CN', value: SIGNER },
-          { type: 'C', value: 'IR' },
-        ],
-      },
-    });
-    const issued = await demo.ca.issue(csr);
-    await withCliConsent(ra, 'certificates.import', {
-      tokenId,
-      certificate: issued.certificate,
-      chain: issued.chain,
-    });
-    await ra.close();
+    ({ tmp, demo, agent, browser, consents, page } = stack);
     writeFileSync(join(tmp, 'root.pem'), demo.ca.rootPem);
-
-    browser = await ChromiumHarness.launch({ trustCaPem: agent.info.caCertificatePem });
-    consents = new ConsentWindows(browser, urlLog, errors);
-    page = await browser.page(errors);
   });
 
   afterEach(async ({ task }) => screenshotOnFailure(browser, task));
 
   afterAll(async () => {
-    await browser?.close();
-    await agent?.stop();
-    agent?.cleanup();
-    await demo?.close();
+    await stack?.close();
     hsm?.cleanup();
-    rmSync(tmp, { recursive: true, force: true });
   });
 
   const verified = () => page.locator(testId('site-verify', { 'data-valid': 'true' }));

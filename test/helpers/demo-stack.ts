@@ -1,0 +1,74 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Page } from 'playwright-core';
+import { startDemo } from '../../demo/server.mjs';
+import type { Demo } from '../../demo/server.mjs';
+import { AgentProcess, REPO } from './agent-process.js';
+import { ChromiumHarness, ConsentWindows, assertClientBuilt, recordingLauncher } from './browser.js';
+
+/** Demo pages + CA, a real agent over TLS, and Chromium trusting the agent's CA: what the browser tests share. */
+export interface DemoStack {
+  tmp: string;
+  demo: Demo;
+  agent: AgentProcess;
+  browser: ChromiumHarness;
+  consents: ConsentWindows;
+  page: Page;
+  /** The agent URL the demo pages are told to use; a test may point it elsewhere (e.g. a closed port). */
+  agentUrl: string;
+  close(): Promise<void>;
+}
+
+export interface DemoStackOptions {
+  prefix: string;
+  /** Page errors collected by the harness (console errors, failed requests). */
+  errors: string[];
+  /** The agent's config; `consent.launcher` is set to a recording launcher whatever is given. */
+  agentConfig(demo: Demo): Record<string, unknown>;
+  /** Work to do with the agent before the browser starts (its consents are not the browser's). */
+  prepare?(stack: Pick<DemoStack, 'tmp' | 'demo' | 'agent'>): Promise<void>;
+}
+
+export async function startDemoStack(o: DemoStackOptions): Promise<DemoStack> {
+  assertClientBuilt(REPO);
+  const tmp = mkdtempSync(join(tmpdir(), o.prefix));
+  const parts: Partial<DemoStack> = { tmp };
+  const stack = {
+    ...parts,
+    agentUrl: '',
+    async close() {
+      await stack.browser?.close();
+      await stack.agent?.stop();
+      stack.agent?.cleanup();
+      await stack.demo?.close();
+      rmSync(tmp, { recursive: true, force: true });
+    },
+  } as DemoStack;
+  try {
+    stack.demo = await startDemo({
+      dir: join(tmp, 'demo'),
+      caPort: 0,
+      raPort: 0,
+      sitePort: 0,
+      agentUrl: () => stack.agentUrl,
+    });
+    const urlLog = join(tmp, 'consent-urls.log');
+    const config = o.agentConfig(stack.demo);
+    stack.agent = await AgentProcess.start({
+      config: {
+        ...config,
+        consent: { ...(config.consent as object | undefined), launcher: recordingLauncher(urlLog) },
+      },
+    });
+    stack.agentUrl = `wss://127.0.0.1:${stack.agent.port}/v1`;
+    await o.prepare?.(stack);
+    stack.browser = await ChromiumHarness.launch({ trustCaPem: stack.agent.info.caCertificatePem });
+    stack.consents = new ConsentWindows(stack.browser, urlLog, o.errors);
+    stack.page = await stack.browser.page(o.errors);
+    return stack;
+  } catch (e) {
+    await stack.close();
+    throw e;
+  }
+}
