@@ -423,10 +423,8 @@ export class TestPki {
     return keyPath;
   }
 
-  /** A leaf from a key generated here, issued by `openssl ca` (recorded in index.txt). */
-  async issueLeaf(name: string, options: LeafOptions = {}): Promise<TestCertificate> {
-    const keyPath = options.keyPath ?? (await this.generateKey(name, options.key));
-    const csrPath = path.join(this.dir, `${name}.csr`);
+  /** A PKCS#10 request for `subject` (openssl `-subj` form) signed by the key in `keyPath`. */
+  private async makeCsr(keyPath: string, subject: string, csrPath: string): Promise<void> {
     await this.openssl([
       'req',
       '-new',
@@ -436,10 +434,17 @@ export class TestPki {
       '-key',
       keyPath,
       '-subj',
-      options.subject ?? `/CN=${name}`,
+      subject,
       '-out',
       csrPath,
     ]);
+  }
+
+  /** A leaf from a key generated here, issued by `openssl ca` (recorded in index.txt). */
+  async issueLeaf(name: string, options: LeafOptions = {}): Promise<TestCertificate> {
+    const keyPath = options.keyPath ?? (await this.generateKey(name, options.key));
+    const csrPath = path.join(this.dir, `${name}.csr`);
+    await this.makeCsr(keyPath, options.subject ?? `/CN=${name}`, csrPath);
     const cert = await this.caSign(
       name,
       csrPath,
@@ -484,19 +489,7 @@ export class TestPki {
     const certPath = path.join(this.dir, `${name}.crt`);
     const extPath = path.join(this.dir, `${name}.ext`);
     fs.writeFileSync(extPath, `[ext]\n${this.leafExtensions(options).join('\n')}\n`);
-    await this.openssl([
-      'req',
-      '-new',
-      '-utf8',
-      '-config',
-      this.configPath,
-      '-key',
-      keyPath,
-      '-subj',
-      options.subject ?? `/CN=${name}`,
-      '-out',
-      csrPath,
-    ]);
+    await this.makeCsr(keyPath, options.subject ?? `/CN=${name}`, csrPath);
     const serial = (this.unrecordedSerial++).toString(16).toUpperCase();
     await this.openssl([
       'x509',
