@@ -64,8 +64,6 @@ export interface AgentOptions {
 }
 
 /** Prompts per origin per minute: sites are held to few; an RA desk provisions token after token. */
-const PROMPTS_PER_MINUTE = { site: 5, ra: 30 } as const;
-
 function packageVersion(): string {
   try {
     const pkg = JSON.parse(fs.readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
@@ -185,8 +183,8 @@ export class Agent {
   ): Promise<AgentInfoFile> {
     const launcher = this.#options.launcher ?? createLauncher(config.consent.launcher, { logger: this.#log });
     const lang = config.consent.language;
-    const siteLimiter = new PromptLimiter({ perOriginPerMinute: PROMPTS_PER_MINUTE.site });
-    const raLimiter = new PromptLimiter({ perOriginPerMinute: PROMPTS_PER_MINUTE.ra });
+    const siteLimiter = new PromptLimiter({ perOriginPerMinute: config.consent.promptsPerMinute.site });
+    const raLimiter = new PromptLimiter({ perOriginPerMinute: config.consent.promptsPerMinute.ra });
     const defaultPinRules: PinRulesView = {
       user: pinRuleView(config.pinPolicy.user),
       so: pinRuleView(config.pinPolicy.so),

@@ -21,8 +21,16 @@ export interface KelidConfig {
   sites: string[];
   devOrigins: string[];
   maxMessageBytes: number;
-  /** `language` (extension): the language the agent's pages open in (`?lang=`). */
-  consent: { launcher: string; timeoutSeconds: number; language: 'fa' | 'en' };
+  /**
+   * Extensions: `language`, the language the agent's pages open in (`?lang=`); `promptsPerMinute`, how
+   * many consent prompts one origin of each tier may raise per minute (an administrator's setting).
+   */
+  consent: {
+    launcher: string;
+    timeoutSeconds: number;
+    language: 'fa' | 'en';
+    promptsPerMinute: { site: number; ra: number };
+  };
   pinPolicy: { user: PinRuleConfig; so: PinRuleConfig };
   revocation: { enforceOnSign: 'block-revoked' | 'require-good' | 'off'; timeoutSeconds: number };
   tsaUrl: string | null;
@@ -39,7 +47,12 @@ export const DEFAULT_CONFIG: Readonly<KelidConfig> = {
   sites: [],
   devOrigins: [],
   maxMessageBytes: 1_048_576,
-  consent: { launcher: 'browser', timeoutSeconds: 120, language: 'fa' },
+  consent: {
+    launcher: 'browser',
+    timeoutSeconds: 120,
+    language: 'fa',
+    promptsPerMinute: { site: 5, ra: 30 },
+  },
   pinPolicy: {
     user: { minLength: 4, maxLength: 16, charset: 'digits' },
     so: { minLength: 4, maxLength: 24, charset: 'alnum' },
@@ -101,6 +114,14 @@ export const CONFIG_SCHEMA = {
         launcher: { type: 'string', minLength: 1 },
         timeoutSeconds: { type: 'integer', minimum: 1, maximum: 3600 },
         language: { enum: ['fa', 'en'] },
+        promptsPerMinute: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            site: { type: 'integer', minimum: 1, maximum: 100_000 },
+            ra: { type: 'integer', minimum: 1, maximum: 100_000 },
+          },
+        },
       },
     },
     pinPolicy: {
@@ -144,7 +165,11 @@ export function resolveConfig(raw: unknown): KelidConfig {
   return {
     ...d,
     ...c,
-    consent: { ...d.consent, ...c.consent },
+    consent: {
+      ...d.consent,
+      ...c.consent,
+      promptsPerMinute: { ...d.consent.promptsPerMinute, ...c.consent?.promptsPerMinute },
+    },
     pinPolicy: {
       user: { ...d.pinPolicy.user, ...c.pinPolicy?.user },
       so: { ...d.pinPolicy.so, ...c.pinPolicy?.so },

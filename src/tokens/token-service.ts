@@ -25,6 +25,34 @@ function notFound(tokenId: string): KelidError {
 }
 
 /**
+ * One holder per key at a time, in arrival order. PKCS#11 login state belongs to the token (all
+ * sessions of a process share it), so two consented operations on one token must not overlap: the
+ * first one's C_Logout would end the second one's login and invalidate its private key handles.
+ */
+export class LoginLocks {
+  readonly #tails = new Map<string, Promise<void>>();
+
+  /** Wait for the key to be free; resolves to the release function (call it exactly once). */
+  async acquire(key: string): Promise<() => void> {
+    const previous = this.#tails.get(key) ?? Promise.resolve();
+    let release!: () => void;
+    const mine = new Promise<void>((resolve) => (release = resolve));
+    const tail = previous.then(() => mine);
+    this.#tails.set(key, tail);
+    await previous;
+    return () => {
+      release();
+      if (this.#tails.get(key) === tail) this.#tails.delete(key);
+    };
+  }
+
+  /** Keys currently held or waited for (for tests). */
+  get size(): number {
+    return this.#tails.size;
+  }
+}
+
+/**
  * Finds tokens across all loaded modules and hands out sessions on them. Tokens are addressed by
  * their stable `tokenId`; slot ids are looked up fresh because they change between processes.
  */
@@ -33,6 +61,7 @@ export class TokenService {
   private locations = new Map<string, TokenLocation>();
   /** A token's mechanism list does not change while it is plugged in (C_GetMechanismInfo per mechanism is slow). */
   private readonly mechanismCache = new Map<string, Promise<HostMethods['mechanisms']['result']>>();
+  private readonly loginLocks = new LoginLocks();
 
   constructor(
     private readonly source: ModuleSource,
@@ -116,7 +145,7 @@ export class TokenService {
       token: loc.ref,
       readWrite: options.readWrite,
     });
-    const session = new TokenSession(loc, sessionId, this.log, this.mechanismCache);
+    const session = new TokenSession(loc, sessionId, this.log, this.mechanismCache, this.loginLocks);
     try {
       return await fn(session);
     } finally {
@@ -129,12 +158,15 @@ export class TokenService {
 export class TokenSession {
   private loggedIn = false;
   private closed = false;
+  /** Held from the start of a login to its logout (see {@link LoginLocks}). */
+  private releaseLogin: (() => void) | undefined;
 
   constructor(
     private loc: TokenLocation,
     readonly sessionId: number,
     private readonly log: Logger,
     private readonly mechanismCache: Map<string, Promise<HostMethods['mechanisms']['result']>> = new Map(),
+    private readonly loginLocks: LoginLocks = new LoginLocks(),
   ) {}
 
   get token(): Token {
@@ -185,6 +217,25 @@ export class TokenSession {
    * spent); a wrong PIN fails with the flags read after the attempt. Never retried.
    */
   async login(role: LoginRole, pin: string): Promise<void> {
+    if (this.closed) throw new TypeError('session used after close');
+    this.releaseLogin ??= await this.loginLocks.acquire(
+      `${this.loc.module.spec.id}\u0000${this.loc.ref.serial}`,
+    );
+    try {
+      await this.loginHoldingLock(role, pin);
+    } catch (e) {
+      if (!this.loggedIn) this.unlockLogin();
+      throw e;
+    }
+  }
+
+  private unlockLogin(): void {
+    const release = this.releaseLogin;
+    this.releaseLogin = undefined;
+    release?.();
+  }
+
+  private async loginHoldingLock(role: LoginRole, pin: string): Promise<void> {
     const token = await this.refresh();
     if (!token.initialized) throw new KelidError('ERR_TOKEN_NOT_INITIALIZED', 'the token is not initialized');
     if (role === 'user' && !token.userPinInitialized) {
@@ -236,12 +287,15 @@ export class TokenSession {
       await this.call('logout', {});
     } catch (e) {
       this.log.debug({ err: isKelidError(e) ? e.code : String(e) }, 'logout failed (token gone?)');
+    } finally {
+      this.unlockLogin();
     }
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     await this.logout();
+    this.unlockLogin();
     this.closed = true;
     try {
       await this.loc.module.host.call('closeSession', { sessionId: this.sessionId });

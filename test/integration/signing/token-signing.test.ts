@@ -358,6 +358,52 @@ describe('SigningService (keys on SoftHSM, checked by openssl)', () => {
     });
   });
 
+  describe('concurrent consented operations on one token', () => {
+    it('runs them one login at a time, so no logout ends another operation', async () => {
+      // Login state belongs to the token: overlapping operations once failed with CKR_OBJECT_HANDLE_INVALID
+      // when the first one's C_Logout invalidated the second one's key handle.
+      let active = 0;
+      let maxActive = 0;
+      const inner = seam.modules.bind(seam);
+      const watching = {
+        modules: () =>
+          inner().map((m) => ({
+            ...m,
+            host: {
+              moduleId: m.host.moduleId,
+              call: ((method, params, options) => {
+                if (method === 'login') maxActive = Math.max(maxActive, ++active);
+                if (method === 'logout') active--;
+                return m.host.call(method, params, options);
+              }) as ModuleHost['call'],
+            },
+          })),
+      };
+      const concurrent = new SigningService(new TokenService(watching));
+      const data = Array.from({ length: 12 }, (_, i) => Buffer.from(`concurrent document ${i}`));
+      const digest = (d: Buffer): Buffer => createHash('sha256').update(d).digest();
+      const [batch, ...singles] = await Promise.all([
+        concurrent.signBatch(certs.p256.certificateId, PIN, {
+          format: 'raw',
+          digestAlgorithm: 'SHA-256',
+          digests: data.map(digest),
+        }),
+        ...data.map((d) =>
+          concurrent.signRaw(certs.p256.certificateId, PIN, { digest: digest(d), digestAlgorithm: 'SHA-256' }),
+        ),
+      ]);
+      const pub = createPublicKey(
+        `-----BEGIN CERTIFICATE-----\n${certs.p256.certificate}\n-----END CERTIFICATE-----`,
+      );
+      singles.forEach((r, i) => expect(verify('sha256', data[i]!, pub, r.signature)).toBe(true));
+      batch.results.forEach((r, i) =>
+        expect(verify('sha256', data[i]!, pub, (r as { signature: Uint8Array }).signature)).toBe(true),
+      );
+      expect(maxActive).toBe(1);
+      expect(active).toBe(0);
+    });
+  });
+
   describe('#authChallenge', () => {
     it('makes a kelid-auth:1 token the exported verifier accepts, and rejects for another origin', async () => {
       const nonce = randomBytes(32);

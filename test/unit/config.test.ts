@@ -1,0 +1,40 @@
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_CONFIG, resolveConfig } from '../../src/config.js';
+import { isKelidError } from '../../src/errors.js';
+
+describe('resolveConfig', () => {
+  it('fills every default when the file is empty', () => {
+    expect(resolveConfig({})).toEqual({
+      ...DEFAULT_CONFIG,
+      modules: [],
+      raOrigins: [],
+      sites: [],
+      devOrigins: [],
+    });
+  });
+
+  it('merges a partial consent.promptsPerMinute over the defaults', () => {
+    const c = resolveConfig({ consent: { timeoutSeconds: 30, promptsPerMinute: { ra: 120 } } });
+    expect(c.consent).toEqual({
+      launcher: 'browser',
+      timeoutSeconds: 30,
+      language: 'fa',
+      promptsPerMinute: { site: 5, ra: 120 },
+    });
+  });
+
+  it.each([
+    [{ consent: { promptsPerMinute: { site: 0 } } }],
+    [{ consent: { promptsPerMinute: { console: 5 } } }],
+    [{ consent: { promptsPerMinute: { ra: 1.5 } } }],
+    [{ unknownKey: true }],
+  ])('refuses %j with ERR_INVALID_INPUT', (raw) => {
+    let error: unknown;
+    try {
+      resolveConfig(raw);
+    } catch (e) {
+      error = e;
+    }
+    expect(isKelidError(error, 'ERR_INVALID_INPUT')).toBe(true);
+  });
+});
