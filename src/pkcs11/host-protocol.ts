@@ -108,6 +108,21 @@ export interface HostMethods {
     };
     result: { signature: Uint8Array };
   };
+  /**
+   * Sign several inputs with one key, one after another in the session, within about `budgetMs` of
+   * work: the result holds the signatures of a prefix of `data` (at least one); the caller sends the
+   * rest in the next call, and may stop between calls (cancel). Not for CKA_ALWAYS_AUTHENTICATE keys.
+   */
+  signMany: {
+    params: {
+      sessionId: number;
+      mechanism: MechanismSpec;
+      key: string;
+      data: Uint8Array[];
+      budgetMs: number;
+    };
+    result: { signatures: Uint8Array[] };
+  };
   /** Test hook: block the host's event loop (used to prove the deadline kill). Only with KELID_TEST_HOOKS=1. */
   testHang: { params: { ms: number }; result: Record<string, never> };
 }

@@ -1,4 +1,4 @@
-import { KelidError } from '../errors.js';
+import { KelidError, isKelidError } from '../errors.js';
 import { describeCertificate } from '../pki/certificate.js';
 import { bytesEqual } from '../pki/der.js';
 import type {
@@ -52,6 +52,15 @@ interface Located {
   der: Uint8Array;
 }
 
+/**
+ * How long a certificate's location on a token is trusted without listing the tokens again. Our own
+ * writes and token removals invalidate it at once (TokenService.generation); this bounds how long a
+ * change made by another program (pkcs11-tool) goes unseen. The key itself is always looked up and
+ * checked against the certificate's public key before a signature.
+ */
+const LOCATION_TTL_MS = 30_000;
+const MAX_LOCATIONS = 256;
+
 function matchesFilter(c: Certificate, f: CertificateFilter | undefined): boolean {
   if (!f) return true;
   if (
@@ -76,6 +85,10 @@ function matchesFilter(c: Certificate, f: CertificateFilter | undefined): boolea
  */
 export class SigningService implements SigningApi {
   private readonly now: () => Date;
+  readonly #located = new Map<
+    string,
+    { tokenId: string; certificate: Certificate; der: Uint8Array; generation: number; at: number }
+  >();
 
   constructor(
     private readonly tokens: TokenService,
@@ -99,13 +112,38 @@ export class SigningService implements SigningApi {
   private async locate(certificateId: string): Promise<Located> {
     if (!/^[0-9a-f]{32}$/.test(certificateId))
       throw new KelidError('ERR_INVALID_INPUT', 'certificateId is malformed');
+    const cached = this.#located.get(certificateId);
+    if (
+      cached &&
+      cached.generation === this.tokens.generation &&
+      performance.now() - cached.at < LOCATION_TTL_MS
+    ) {
+      try {
+        const token = await this.tokens.getToken(cached.tokenId);
+        return { token, certificate: cached.certificate, der: cached.der };
+      } catch (e) {
+        if (!isKelidError(e, 'ERR_TOKEN_NOT_FOUND')) throw e;
+      }
+    }
+    this.#located.delete(certificateId);
     for (const token of (await this.tokens.listTokens()).filter((t) => t.initialized)) {
+      const generation = this.tokens.generation;
       const certs = await this.tokens.withSession(token.tokenId, { readWrite: false }, (s) =>
         listCertificates(s),
       );
       const certificate = certs.find((c) => c.certificateId === certificateId);
-      if (certificate)
-        return { token, certificate, der: Uint8Array.from(Buffer.from(certificate.certificate, 'base64')) };
+      if (certificate) {
+        const der = Uint8Array.from(Buffer.from(certificate.certificate, 'base64'));
+        if (this.#located.size >= MAX_LOCATIONS) this.#located.clear();
+        this.#located.set(certificateId, {
+          tokenId: token.tokenId,
+          certificate,
+          der,
+          generation,
+          at: performance.now(),
+        });
+        return { token, certificate, der };
+      }
     }
     throw new KelidError('ERR_CERTIFICATE_NOT_FOUND', 'no connected token holds this certificate');
   }
@@ -247,25 +285,33 @@ export class SigningService implements SigningApi {
     for (const d of input.digests) assertDigestLength(d, input.digestAlgorithm);
     return this.withSigner(certificateId, userPin, async (signer, loc, s) => {
       const scheme = resolveScheme(signer.keyType, input.scheme);
-      const chain = input.format === 'cms' ? await this.chainOf(s, loc.der) : [];
+      if (input.format === 'raw') {
+        const signatures = await signer.signDigests(
+          input.digests,
+          input.digestAlgorithm,
+          scheme,
+          options.signal,
+        );
+        return {
+          results: signatures.map((signature) => ({ signature })),
+          cancelled: signatures.length < input.digests.length,
+        };
+      }
+      const chain = await this.chainOf(s, loc.der);
       const results: Array<{ signature: Uint8Array } | { cms: Uint8Array }> = [];
       for (const digest of input.digests) {
         if (options.signal?.aborted) return { results, cancelled: true };
-        if (input.format === 'raw') {
-          results.push({ signature: await signer.signDigest(digest, input.digestAlgorithm, scheme) });
-        } else {
-          results.push({
-            cms: await signCms({
-              signer,
-              certificate: loc.der,
-              chain,
-              digestAlgorithm: input.digestAlgorithm,
-              scheme,
-              digest,
-              signingTime: this.now(),
-            }),
-          });
-        }
+        results.push({
+          cms: await signCms({
+            signer,
+            certificate: loc.der,
+            chain,
+            digestAlgorithm: input.digestAlgorithm,
+            scheme,
+            digest,
+            signingTime: this.now(),
+          }),
+        });
       }
       return { results, cancelled: false };
     });

@@ -62,12 +62,21 @@ export class TokenService {
   /** A token's mechanism list does not change while it is plugged in (C_GetMechanismInfo per mechanism is slow). */
   private readonly mechanismCache = new Map<string, Promise<HostMethods['mechanisms']['result']>>();
   private readonly loginLocks = new LoginLocks();
+  #generation = 0;
 
   constructor(
     private readonly source: ModuleSource,
     options: { logger?: Logger } = {},
   ) {
     this.log = options.logger ?? silentLogger;
+  }
+
+  /**
+   * Changes whenever this agent may have changed what is on a token (a read-write session ended) or
+   * the set of tokens changed: caches of token contents compare it to know they are stale.
+   */
+  get generation(): number {
+    return this.#generation;
   }
 
   /** Read the slots of one module; `reinitialize` lets modules that need it notice new tokens. */
@@ -104,7 +113,11 @@ export class TokenService {
     );
     const all = results.flat();
     const live = new Set(all.map((l) => l.token.tokenId));
-    for (const id of this.locations.keys()) if (!live.has(id)) this.locations.delete(id);
+    for (const id of this.locations.keys()) {
+      if (live.has(id)) continue;
+      this.locations.delete(id);
+      this.#generation++;
+    }
     for (const id of this.mechanismCache.keys()) if (!live.has(id)) this.mechanismCache.delete(id);
     return all.map((l) => l.token);
   }
@@ -149,6 +162,7 @@ export class TokenService {
     try {
       return await fn(session);
     } finally {
+      if (options.readWrite) this.#generation++;
       await session.close();
     }
   }

@@ -7,6 +7,11 @@ import type { DigestAlgorithm, SignatureScheme } from '../protocol/types.js';
 import type { DigestSigner } from '../signing/signer.js';
 import type { TokenSession } from './token-service.js';
 
+/** Work per signMany call: bounds how long a cancel waits and how long the host loop is held. */
+const SIGN_RUN_BUDGET_MS = 10;
+/** Inputs sent per signMany call (the IPC message stays small). */
+const SIGN_RUN_MAX_ITEMS = 512;
+
 export interface TokenKeyRef {
   /** Private key object handle (valid only in the session that found it). */
   handle: string;
@@ -83,19 +88,63 @@ export class Pkcs11Signer implements DigestSigner {
     );
   }
 
-  async signDigest(
-    digest: Uint8Array,
-    digestAlgorithm: DigestAlgorithm,
-    scheme: SignatureScheme,
-  ): Promise<Uint8Array> {
+  /** What the token signs for a digest: the DigestInfo (RSA PKCS#1 v1.5) or the digest itself. */
+  private input(digest: Uint8Array, digestAlgorithm: DigestAlgorithm, scheme: SignatureScheme): Uint8Array {
     if (digest.length !== DIGEST_LENGTH[digestAlgorithm]) {
       throw new KelidError(
         'ERR_INVALID_INPUT',
         `a ${digestAlgorithm} digest is ${DIGEST_LENGTH[digestAlgorithm]} bytes`,
       );
     }
+    return scheme === 'RSASSA-PKCS1-v1_5' ? encodeDigestInfo(digest, digestAlgorithm) : digest;
+  }
+
+  private output(signature: Uint8Array): Uint8Array {
+    return this.keyType === 'EC' ? ecdsaRawToDer(signature) : signature;
+  }
+
+  /**
+   * Sign many digests in order: the host signs runs of them per call (one IPC round trip per run of
+   * about {@link SIGN_RUN_BUDGET_MS}, not per signature). `signal` is checked between runs; the
+   * signatures made before it fired are returned.
+   */
+  async signDigests(
+    digests: readonly Uint8Array[],
+    digestAlgorithm: DigestAlgorithm,
+    scheme: SignatureScheme,
+    signal?: { readonly aborted: boolean },
+  ): Promise<Uint8Array[]> {
     const mechanism = mechanismFor(this.keyType, scheme, digestAlgorithm, this.available);
-    const data = scheme === 'RSASSA-PKCS1-v1_5' ? encodeDigestInfo(digest, digestAlgorithm) : digest;
+    const inputs = digests.map((d) => this.input(d, digestAlgorithm, scheme));
+    const out: Uint8Array[] = [];
+    if (this.contextPin !== undefined) {
+      // Always-authenticate keys need a context login per signature: one at a time.
+      for (const d of digests) {
+        if (signal?.aborted) break;
+        out.push(await this.signDigest(d, digestAlgorithm, scheme));
+      }
+      return out;
+    }
+    while (out.length < inputs.length && !signal?.aborted) {
+      const { signatures } = await this.session.call('signMany', {
+        mechanism,
+        key: this.key.handle,
+        data: inputs.slice(out.length, out.length + SIGN_RUN_MAX_ITEMS),
+        budgetMs: SIGN_RUN_BUDGET_MS,
+      });
+      if (signatures.length === 0) throw new KelidError('ERR_INTERNAL', 'the module host signed nothing');
+      for (const s of signatures) out.push(this.output(s));
+    }
+    return out;
+  }
+
+  async signDigest(
+    digest: Uint8Array,
+    digestAlgorithm: DigestAlgorithm,
+    scheme: SignatureScheme,
+  ): Promise<Uint8Array> {
+    const data = this.input(digest, digestAlgorithm, scheme);
+    const mechanism = mechanismFor(this.keyType, scheme, digestAlgorithm, this.available);
     const params: { mechanism: MechanismSpec; key: string; data: Uint8Array; contextPin?: string } = {
       mechanism,
       key: this.key.handle,
@@ -103,6 +152,6 @@ export class Pkcs11Signer implements DigestSigner {
     };
     if (this.contextPin !== undefined) params.contextPin = this.contextPin;
     const { signature } = await this.session.call('sign', params);
-    return this.keyType === 'EC' ? ecdsaRawToDer(signature) : signature;
+    return this.output(signature);
   }
 }

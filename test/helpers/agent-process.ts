@@ -166,6 +166,8 @@ export interface StartOptions {
   config?: Record<string, unknown>;
   /** Extra environment for the agent process. */
   env?: Record<string, string>;
+  /** Node options before the script (e.g. `--cpu-prof`). */
+  nodeArgs?: string[];
   prefix?: string;
 }
 
@@ -192,7 +194,16 @@ export class AgentProcess {
     fs.writeFileSync(this.configFile, JSON.stringify(config, null, 2));
     this.child = spawn(
       process.execPath,
-      [BIN, 'serve', '--config', this.configFile, '--state-dir', this.stateDir, '--verbose'],
+      [
+        ...(options.nodeArgs ?? []),
+        BIN,
+        'serve',
+        '--config',
+        this.configFile,
+        '--state-dir',
+        this.stateDir,
+        '--verbose',
+      ],
       {
         cwd: REPO,
         env: { ...process.env, ...options.env },

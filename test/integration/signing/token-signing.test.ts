@@ -8,7 +8,7 @@ import { ContentInfo, SignedData } from '@peculiar/asn1-cms';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_PIN_POLICY } from '../../../src/consent/pin-policy.js';
 import { isKelidError } from '../../../src/errors.js';
-import type { ModuleHost } from '../../../src/pkcs11/host-protocol.js';
+import type { HostMethods, ModuleHost } from '../../../src/pkcs11/host-protocol.js';
 import { ModuleManager } from '../../../src/pkcs11/module-manager.js';
 import type { LoadedModule } from '../../../src/pkcs11/module-manager.js';
 import type { Certificate, DigestAlgorithm, SignatureScheme } from '../../../src/protocol/types.js';
@@ -39,10 +39,18 @@ class Seam {
     return this.inner.modules().map((m) => {
       const host: ModuleHost = {
         moduleId: m.host.moduleId,
-        call: (method, params, options) => {
+        call: async (method, params, options) => {
           this.counts.set(method, this.count(method) + 1);
-          if (method === 'sign') this.onSign?.();
-          return m.host.call(method, params, options);
+          if (method === 'sign' || method === 'signMany') this.onSign?.();
+          const result = await m.host.call(method, params, options);
+          const made =
+            method === 'sign'
+              ? 1
+              : method === 'signMany'
+                ? (result as HostMethods['signMany']['result']).signatures.length
+                : 0;
+          this.counts.set('signatures', this.count('signatures') + made);
+          return result;
         },
       };
       return { ...m, host };
@@ -327,7 +335,9 @@ describe('SigningService (keys on SoftHSM, checked by openssl)', () => {
       expect(cancelled).toBe(false);
       expect(results.length).toBe(10_000);
       expect(seam.count('login')).toBe(1);
-      expect(seam.count('sign')).toBe(10_000);
+      expect(seam.count('signatures')).toBe(10_000);
+      // runs of signatures per host call, not one IPC round trip each
+      expect(seam.count('signMany')).toBeLessThan(10_000 / 10);
       const pub = createPublicKey(
         `-----BEGIN CERTIFICATE-----\n${certs.p256.certificate}\n-----END CERTIFICATE-----`,
       );
@@ -336,6 +346,35 @@ describe('SigningService (keys on SoftHSM, checked by openssl)', () => {
       });
       // bounded memory: 10,000 small signatures, not 10,000 copies of anything large
       expect(process.memoryUsage().heapUsed - before).toBeLessThan(200 * 1024 * 1024);
+    });
+
+    it('stops a raw batch between runs when cancelled and returns the verifiable signatures made', async () => {
+      const controller = new AbortController();
+      seam.reset();
+      seam.onSign = () => controller.abort();
+      const data = Array.from({ length: 5000 }, (_, i) => Buffer.from(`cancelled ${i}`));
+      const r = await signing.signBatch(
+        certs.p256.certificateId,
+        PIN,
+        {
+          format: 'raw',
+          digestAlgorithm: 'SHA-256',
+          digests: data.map((d) => createHash('sha256').update(d).digest()),
+        },
+        { signal: controller.signal },
+      );
+      seam.onSign = undefined;
+      expect(r.cancelled).toBe(true);
+      expect(seam.count('signMany')).toBe(1);
+      expect(r.results.length).toBe(seam.count('signatures'));
+      expect(r.results.length).toBeGreaterThan(0);
+      expect(r.results.length).toBeLessThan(5000);
+      const pub = createPublicKey(
+        `-----BEGIN CERTIFICATE-----\n${certs.p256.certificate}\n-----END CERTIFICATE-----`,
+      );
+      r.results.forEach((x, i) =>
+        expect(verify('sha256', data[i]!, pub, (x as { signature: Uint8Array }).signature)).toBe(true),
+      );
     });
 
     it('stops after the current item when cancelled and reports what was signed', async () => {
@@ -389,7 +428,10 @@ describe('SigningService (keys on SoftHSM, checked by openssl)', () => {
           digests: data.map(digest),
         }),
         ...data.map((d) =>
-          concurrent.signRaw(certs.p256.certificateId, PIN, { digest: digest(d), digestAlgorithm: 'SHA-256' }),
+          concurrent.signRaw(certs.p256.certificateId, PIN, {
+            digest: digest(d),
+            digestAlgorithm: 'SHA-256',
+          }),
         ),
       ]);
       const pub = createPublicKey(
@@ -401,6 +443,34 @@ describe('SigningService (keys on SoftHSM, checked by openssl)', () => {
       );
       expect(maxActive).toBe(1);
       expect(active).toBe(0);
+    });
+  });
+
+  describe('certificate locations', () => {
+    it('remembers where a certificate is between operations, and forgets it after a write to a token', async () => {
+      const tokens = new TokenService(seam);
+      const provisioning = new ProvisioningService(tokens, DEFAULT_PIN_POLICY);
+      const service = new SigningService(tokens);
+      const tokenId = (await tokens.listTokens()).find((t) => t.label === 'signer')!.tokenId;
+      const { key, csr } = await provisioning.generateKey(tokenId, PIN, {
+        algorithm: { name: 'EC', namedCurve: 'P-256' },
+        label: 'short-lived',
+        csr: { subject: 'CN=short-lived,C=IR' },
+      });
+      const leaf = await pki.issueFromCsr('short-lived', csr!, REQUESTED_EXTENSIONS_ONLY);
+      const cert = await provisioning.importCertificate(tokenId, PIN, { certificate: leaf.pem });
+      const digest = { digest: randomBytes(32), digestAlgorithm: 'SHA-256' as const };
+
+      await service.preflight(cert.certificateId);
+      seam.reset();
+      await service.signRaw(cert.certificateId, PIN, digest);
+      expect(seam.count('listSlots')).toBe(0);
+
+      // Deleting through this agent invalidates the location at once: the certificate is reported
+      // missing (not its key, which a stale location would have led to).
+      await provisioning.deleteObjects(tokenId, PIN, key.keyId, 'all');
+      const e = await service.signRaw(cert.certificateId, PIN, digest).catch((x: unknown) => x);
+      expect(isKelidError(e, 'ERR_CERTIFICATE_NOT_FOUND')).toBe(true);
     });
   });
 
