@@ -118,6 +118,7 @@ export class Fixture {
   async startAgent(extra: Record<string, unknown> = {}): Promise<AgentProcess> {
     return AgentProcess.start({
       prefix: 'kelid-bench-agent-',
+      verbose: false,
       config: {
         modules: [{ id: 'softhsm', path: this.hsm.module, env: this.hsm.env }],
         raOrigins: [RA_ORIGIN],

@@ -193,8 +193,32 @@ function parseExtension<T>(value: ArrayBuffer, type: new () => T, name: string):
   }
 }
 
+// Descriptions by SHA-256 of the DER: the same few certificates are parsed on every signature, and
+// ASN.1 parsing is most of the agent's CPU time per request. Bounded; emptied when full.
+const DESCRIPTIONS = new Map<string, CertificateDescription>();
+const MAX_DESCRIPTIONS = 512;
+
 /** The fields of a DER certificate that the agent shows, filters on, and stores on a token. */
 export function describeCertificate(der: Uint8Array): CertificateDescription {
+  const fingerprint = createHash('sha256').update(der).digest('hex');
+  let d = DESCRIPTIONS.get(fingerprint);
+  if (!d) {
+    d = parseDescription(der, fingerprint);
+    if (DESCRIPTIONS.size >= MAX_DESCRIPTIONS) DESCRIPTIONS.clear();
+    DESCRIPTIONS.set(fingerprint, d);
+  }
+  // Callers get their own arrays; the byte fields are shared and never written to.
+  return {
+    ...d,
+    keyUsage: [...d.keyUsage],
+    extendedKeyUsage: [...d.extendedKeyUsage],
+    ocspUrls: [...d.ocspUrls],
+    caIssuerUrls: [...d.caIssuerUrls],
+    crlUrls: [...d.crlUrls],
+  };
+}
+
+function parseDescription(der: Uint8Array, fingerprint: string): CertificateDescription {
   const cert = parseCertificate(der);
   const raw = rawParts(der);
   const tbs = cert.tbsCertificate;
@@ -206,7 +230,7 @@ export function describeCertificate(der: Uint8Array): CertificateDescription {
     notAfter: tbs.validity.notAfter.getTime().toISOString(),
     keyUsage: [],
     extendedKeyUsage: [],
-    fingerprintSha256: createHash('sha256').update(der).digest('hex'),
+    fingerprintSha256: fingerprint,
     spki: raw.spki,
     subjectDer: raw.subject,
     issuerDer: raw.issuer,

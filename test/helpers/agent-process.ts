@@ -168,6 +168,8 @@ export interface StartOptions {
   env?: Record<string, string>;
   /** Node options before the script (e.g. `--cpu-prof`). */
   nodeArgs?: string[];
+  /** Debug logging (default true); the bench turns it off, as in normal use. */
+  verbose?: boolean;
   prefix?: string;
 }
 
@@ -202,7 +204,7 @@ export class AgentProcess {
         this.configFile,
         '--state-dir',
         this.stateDir,
-        '--verbose',
+        ...(options.verbose === false ? [] : ['--verbose']),
       ],
       {
         cwd: REPO,
