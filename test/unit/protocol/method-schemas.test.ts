@@ -1,0 +1,11 @@
+import { describe, expect, it } from 'vitest';
+import { METHODS } from '../../../src/protocol/methods/index.js';
+
+// Schemas compile on first use (start-up time): this compiles every one of them under ajv's strict
+// mode, so a schema mistake fails here rather than on a user's first call.
+describe('METHODS params schemas', () => {
+  it.each(METHODS.map((m) => [m.name, m] as const))('%s compiles and refuses an unknown member', (_n, m) => {
+    expect(m.validate({ notAParam: true })).toBe(false);
+    expect(m.validate.errors?.length).toBeGreaterThan(0);
+  });
+});
