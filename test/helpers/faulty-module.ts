@@ -149,3 +149,28 @@ export class FaultyModule {
     fs.rmSync(this.dir, { recursive: true, force: true });
   }
 }
+
+/**
+ * An EC P-256 key pair and a self-signed signing certificate (two days) written onto the token by
+ * pkcs11-tool, all three objects with CKA_ID 01 and the token's label.
+ */
+export function seedSigner(hsm: SoftHsm, label: string, pin: string): void {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kelid-faulty-seed-'));
+  const openssl = (...args: string[]): void =>
+    void execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+  try {
+    openssl('genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', 'key.pem');
+    const subject = `/CN=${label}/O=Kelid/C=IR`;
+    const usage = 'keyUsage=critical,digitalSignature,nonRepudiation';
+    const req = 'req -x509 -new -key key.pem -days 2 -outform DER -out cert.der'.split(' ');
+    openssl(...req, '-subj', subject, '-addext', usage);
+    openssl('pkey', '-in', 'key.pem', '-pubout', '-outform', 'DER', '-out', 'pub.der');
+    const objects = { 'key.pem': 'privkey', 'pub.der': 'pubkey', 'cert.der': 'cert' };
+    for (const [file, type] of Object.entries(objects)) {
+      const write = ['--write-object', path.join(dir, file), '--type', type, '--id', '01', '--label', label];
+      hsm.tool(['--token-label', label, '--login', '--pin', pin, ...write]);
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}

@@ -1,12 +1,9 @@
-import { execFileSync } from 'node:child_process';
 import { X509Certificate, createHash, randomBytes, verify as cryptoVerify } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { AgentProcess, rpcError } from '../../helpers/agent-process.js';
 import type { RpcClient } from '../../helpers/agent-process.js';
-import { FaultyModule } from '../../helpers/faulty-module.js';
+import { FaultyModule, seedSigner } from '../../helpers/faulty-module.js';
 import { SoftHsm } from '../../helpers/softhsm.js';
 
 // The agent over a real C module that misbehaves (test/fixtures/faulty-pkcs11, forwarding to SoftHSM)
@@ -29,44 +26,6 @@ interface TokenJson {
   label: string;
   protectedAuthenticationPath: boolean;
   userPin: { countLow: boolean; finalTry: boolean; locked: boolean; toBeChanged: boolean };
-}
-
-/** An EC P-256 key pair and a self-signed certificate written onto the token with pkcs11-tool (id 01). */
-function seedSigner(hsm: SoftHsm, label: string): void {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kelid-faulty-seed-'));
-  try {
-    const run = (args: string[]): void => void execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-    run(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', 'key.pem']);
-    run(
-      ['req', '-x509', '-new', '-key', 'key.pem', '-subj', `/CN=${label}/O=Kelid/C=IR`, '-days', '2'].concat([
-        '-addext',
-        'keyUsage=critical,digitalSignature,nonRepudiation',
-        '-outform',
-        'DER',
-        '-out',
-        'cert.der',
-      ]),
-    );
-    run(['pkey', '-in', 'key.pem', '-pubout', '-outform', 'DER', '-out', 'pub.der']);
-    for (const [file, type] of [
-      ['key.pem', 'privkey'],
-      ['pub.der', 'pubkey'],
-      ['cert.der', 'cert'],
-    ] as const) {
-      hsm.tool(
-        ['--token-label', label, '--login', '--pin', PIN, '--write-object', path.join(dir, file)].concat([
-          '--type',
-          type,
-          '--id',
-          '01',
-          '--label',
-          label,
-        ]),
-      );
-    }
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
 }
 
 /** The pid of the module host loading `modulePath` under the agent (from /proc). */
@@ -108,8 +67,8 @@ describe('Agent with a faulty PKCS#11 module next to plain SoftHSM', () => {
   beforeAll(async () => {
     faultyHsm.initToken('faulty-tok', SO_PIN, PIN);
     plainHsm.initToken('plain-tok', SO_PIN, PIN);
-    seedSigner(faultyHsm, 'faulty-tok');
-    seedSigner(plainHsm, 'plain-tok');
+    seedSigner(faultyHsm, 'faulty-tok', PIN);
+    seedSigner(plainHsm, 'plain-tok', PIN);
     faulty = new FaultyModule(faultyHsm);
     agent = await AgentProcess.start({
       prefix: 'kelid-e2e-faulty-',
