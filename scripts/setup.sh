@@ -16,7 +16,7 @@ for arg in "$@"; do
   esac
 done
 
-packages=(softhsm2 opensc p11-kit gnutls-bin libnss3-tools openssl python3 make g++ ca-certificates)
+packages=(softhsm2 opensc p11-kit libp11-kit-dev gnutls-bin libnss3-tools openssl python3 make gcc g++ ca-certificates)
 [ "$want_browser" = 1 ] && packages+=(chromium)
 
 missing=()

@@ -36,6 +36,11 @@ export interface KelidConfig {
   tsaUrl: string | null;
   /** Extension: connection limits of PROTOCOL.md section 2. */
   limits: { connectionsPerOrigin: number; connections: number };
+  /**
+   * Extension: deadlines of module calls. A call past its deadline gets its module host killed and
+   * restarted (ERR_MODULE_FAILED). Logins have their own, longer one: a PIN pad reader waits for the user.
+   */
+  pkcs11: { callTimeoutSeconds: number; loginTimeoutSeconds: number };
 }
 
 export const DEFAULT_CONFIG: Readonly<KelidConfig> = {
@@ -60,6 +65,7 @@ export const DEFAULT_CONFIG: Readonly<KelidConfig> = {
   revocation: { enforceOnSign: 'block-revoked', timeoutSeconds: 5 },
   tsaUrl: null,
   limits: { connectionsPerOrigin: 8, connections: 64 },
+  pkcs11: { callTimeoutSeconds: 30, loginTimeoutSeconds: 120 },
 };
 
 const pinRule = {
@@ -146,6 +152,14 @@ export const CONFIG_SCHEMA = {
         connections: { type: 'integer', minimum: 1, maximum: 10000 },
       },
     },
+    pkcs11: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        callTimeoutSeconds: { type: 'number', exclusiveMinimum: 0, maximum: 3600 },
+        loginTimeoutSeconds: { type: 'number', exclusiveMinimum: 0, maximum: 3600 },
+      },
+    },
   },
 } as const;
 
@@ -176,6 +190,7 @@ export function resolveConfig(raw: unknown): KelidConfig {
     },
     revocation: { ...d.revocation, ...c.revocation },
     limits: { ...d.limits, ...c.limits },
+    pkcs11: { ...d.pkcs11, ...c.pkcs11 },
     modules: c.modules ?? [],
     raOrigins: c.raOrigins ?? [],
     sites: c.sites ?? [],

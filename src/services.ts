@@ -47,9 +47,15 @@ export async function createAgentServices(
   options: ServiceOptions,
 ): Promise<RunningServices> {
   const logger = options.logger ?? silentLogger;
-  const moduleManager = new ModuleManager(moduleSpecs(config), { logger });
+  const moduleManager = new ModuleManager(moduleSpecs(config), {
+    logger,
+    callTimeoutMs: config.pkcs11.callTimeoutSeconds * 1000,
+  });
   await moduleManager.start();
-  const tokens = new TokenService(moduleManager, { logger });
+  const tokens = new TokenService(moduleManager, {
+    logger,
+    loginTimeoutMs: config.pkcs11.loginTimeoutSeconds * 1000,
+  });
   const watcher = new TokenWatcher(tokens, moduleManager, {
     logger,
     ...(options.pollIntervalMs !== undefined ? { intervalMs: options.pollIntervalMs } : {}),

@@ -55,6 +55,11 @@ export interface ConsentRequestView {
   /** Hex digests of what will be signed (empty for operations that sign nothing the page gave). */
   digests: string[];
   needs: SecretNeed[];
+  /**
+   * Extension: the token has a PIN pad (protected authentication path). The user PIN is typed on the
+   * reader's keypad after approval, so `needs` has no `userPin` and no UI may ask for it.
+   */
+  pinpad?: true;
   warnings: ConsentWarning[];
   pinRules: PinRulesView;
   /** ISO 8601 UTC. */
@@ -73,6 +78,8 @@ export interface ConsentSpec {
   summaries?: string[];
   digests?: string[];
   needs: SecretNeed[];
+  /** The user PIN goes through the token's PIN pad (see {@link ConsentRequestView.pinpad}). */
+  pinpad?: boolean;
   warnings?: ConsentWarning[];
   /** Rules new PINs are checked against before the call proceeds (default: the configured policy). */
   pinRules?: PinRulesView;
@@ -168,6 +175,7 @@ export class ConsentBroker {
       ...(spec.summaries !== undefined ? { summaries: spec.summaries } : {}),
       digests: spec.digests ?? [],
       needs: [...spec.needs],
+      ...(spec.pinpad ? { pinpad: true as const } : {}),
       warnings: [...(spec.warnings ?? [])],
       pinRules: spec.pinRules ?? this.#options.defaultPinRules,
       expiresAt: new Date(this.#now() + this.#options.timeoutMs).toISOString(),

@@ -74,7 +74,11 @@ export interface HostMethods {
   initToken: { params: { token: TokenRef; soPin: string; label: string }; result: RawSlot };
   openSession: { params: { token: TokenRef; readWrite: boolean }; result: { sessionId: number } };
   closeSession: { params: { sessionId: number }; result: Record<string, never> };
-  login: { params: { sessionId: number; userType: UserType; pin: string }; result: Record<string, never> };
+  /** `pin: null` logs in through the token's protected authentication path (PIN pad). */
+  login: {
+    params: { sessionId: number; userType: UserType; pin: string | null };
+    result: Record<string, never>;
+  };
   logout: { params: { sessionId: number }; result: Record<string, never> };
   initPin: { params: { sessionId: number; pin: string }; result: Record<string, never> };
   setPin: { params: { sessionId: number; oldPin: string; newPin: string }; result: Record<string, never> };
@@ -104,7 +108,8 @@ export interface HostMethods {
       mechanism: MechanismSpec;
       key: string;
       data: Uint8Array;
-      contextPin?: string;
+      /** For CKA_ALWAYS_AUTHENTICATE keys; `null` through the PIN pad. */
+      contextPin?: string | null;
     };
     result: { signature: Uint8Array };
   };

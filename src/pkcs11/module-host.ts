@@ -38,6 +38,8 @@ interface SessionEntry {
   slot: Handle;
   readWrite: boolean;
   leased: boolean;
+  /** An operation failed in it: it may still be active in a module that does not end it (not pooled). */
+  failed?: boolean;
 }
 
 class ModuleHostProcess {
@@ -244,6 +246,15 @@ class ModuleHostProcess {
   closeSession(p: HostMethods['closeSession']['params']): Record<string, never> {
     const s = this.sessions.get(p.sessionId);
     if (!s) return {};
+    if (s.failed) {
+      this.sessions.delete(p.sessionId);
+      try {
+        this.p11.C_CloseSession(s.handle);
+      } catch {
+        // already gone
+      }
+      return {};
+    }
     try {
       // A session that still answers goes back to the pool.
       this.p11.C_GetSessionInfo(s.handle);
@@ -260,14 +271,15 @@ class ModuleHostProcess {
     // An SO login fails while this application holds any read-only session on the token
     // (CKR_SESSION_READ_ONLY_EXISTS): close our idle pooled ones first.
     if (p.userType === 'so') this.closeIdleReadOnly(s.slot);
+    const pin = pinArgument(p.pin);
     try {
-      this.p11.C_Login(s.handle, type, p.pin);
+      this.p11.C_Login(s.handle, type, pin);
     } catch (e) {
       // A login left over from an interrupted operation: drop it and log in again, so the PIN just
       // typed is really checked. The first call did not check it, so this is not a PIN retry.
       if (p.userType !== 'context' && hasCkr(e, 'CKR_USER_ALREADY_LOGGED_IN')) {
         this.p11.C_Logout(s.handle);
-        this.p11.C_Login(s.handle, type, p.pin);
+        this.p11.C_Login(s.handle, type, pin);
       } else {
         throw e;
       }
@@ -396,13 +408,20 @@ class ModuleHostProcess {
 
   async sign(p: HostMethods['sign']['params']): Promise<HostMethods['sign']['result']> {
     const s = this.session(p.sessionId);
-    this.p11.C_SignInit(s.handle, toMechanism(p.mechanism), unhex(p.key));
-    if (p.contextPin !== undefined) {
-      // CKA_ALWAYS_AUTHENTICATE keys: a context-specific login between SignInit and Sign.
-      this.p11.C_Login(s.handle, pkcs11js.CKU_CONTEXT_SPECIFIC, p.contextPin);
+    try {
+      this.p11.C_SignInit(s.handle, toMechanism(p.mechanism), unhex(p.key));
+      if (p.contextPin !== undefined) {
+        // CKA_ALWAYS_AUTHENTICATE keys: a context-specific login between SignInit and Sign.
+        this.p11.C_Login(s.handle, pkcs11js.CKU_CONTEXT_SPECIFIC, pinArgument(p.contextPin));
+      }
+      const out = await this.p11.C_SignAsync(s.handle, Buffer.from(p.data), Buffer.alloc(1024));
+      return { signature: new Uint8Array(out) };
+    } catch (e) {
+      // The spec ends the operation on a failed C_Sign, but not every module does: a pooled session
+      // with a signing operation still active would fail every later call with CKR_OPERATION_ACTIVE.
+      s.failed = true;
+      throw e;
     }
-    const out = await this.p11.C_SignAsync(s.handle, Buffer.from(p.data), Buffer.alloc(1024));
-    return { signature: new Uint8Array(out) };
   }
 
   async signMany(p: HostMethods['signMany']['params']): Promise<HostMethods['signMany']['result']> {
@@ -417,16 +436,21 @@ class ModuleHostProcess {
     // slow one (a USB token: tens of ms per signature) stays on the thread pool so the host keeps
     // answering. The first signature is always async, and it is measured again after each one.
     let fast = false;
-    for (const item of p.data) {
-      const t0 = performance.now();
-      this.p11.C_SignInit(s.handle, mechanism, key);
-      const sig = fast
-        ? this.p11.C_Sign(s.handle, Buffer.from(item), out)
-        : await this.p11.C_SignAsync(s.handle, Buffer.from(item), out);
-      signatures.push(Uint8Array.from(sig));
-      const now = performance.now();
-      fast = now - t0 < FAST_SIGNATURE_MS;
-      if (now - start >= p.budgetMs) break;
+    try {
+      for (const item of p.data) {
+        const t0 = performance.now();
+        this.p11.C_SignInit(s.handle, mechanism, key);
+        const sig = fast
+          ? this.p11.C_Sign(s.handle, Buffer.from(item), out)
+          : await this.p11.C_SignAsync(s.handle, Buffer.from(item), out);
+        signatures.push(Uint8Array.from(sig));
+        const now = performance.now();
+        fast = now - t0 < FAST_SIGNATURE_MS;
+        if (now - start >= p.budgetMs) break;
+      }
+    } catch (e) {
+      s.failed = true; // as in sign(): the operation may still be active
+      throw e;
     }
     return { signatures };
   }
@@ -440,6 +464,15 @@ class ModuleHostProcess {
     }
     return {};
   }
+}
+
+/**
+ * The PIN argument of C_Login. For a PIN pad (`null`) PKCS#11 passes no PIN; pkcs11js cannot pass NULL
+ * and sends an empty string (non-NULL, length 0), which PIN pad modules take the same way (OpenSC
+ * refuses only a NULL PIN with a non-zero length).
+ */
+function pinArgument(pin: string | null): string {
+  return pin ?? '';
 }
 
 function userTypeValue(t: UserType): number {

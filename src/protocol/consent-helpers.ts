@@ -9,7 +9,7 @@ import type {
   Secrets,
 } from '../consent/consent-broker.js';
 import type { CallContext } from './context.js';
-import type { SigningWarning } from './services.js';
+import type { SigningWarning, UserPin } from './services.js';
 import type { Certificate, PinState, SecretNeed, Token } from './types.js';
 
 // Shared by the methods that need consent: the views the consent UI shows, the PIN checks made
@@ -66,6 +66,19 @@ export async function pinRulesFor(ctx: CallContext, tokenId: string): Promise<Pi
   }
 }
 
+/**
+ * What a consent for a user login collects: the PIN in Kelid's UI, or nothing when the token has a
+ * PIN pad (the user types the PIN on the reader's keypad once approved).
+ */
+export function userPinConsent(token: Token): Pick<ConsentSpec, 'needs' | 'pinpad'> {
+  return token.protectedAuthenticationPath ? { needs: [], pinpad: true } : { needs: ['userPin'] };
+}
+
+/** The user PIN of an approved consent made with {@link userPinConsent}; `null` for a PIN pad. */
+export function userPinOf(secrets: Secrets, token: Token): UserPin {
+  return token.protectedAuthenticationPath ? null : secret(secrets, 'userPin');
+}
+
 export type ConsentDetails = Omit<
   ConsentSpec,
   'connectionId' | 'origin' | 'tier' | 'method' | 'signal' | 'onPending'
@@ -105,14 +118,14 @@ export async function withConsent<T>(
 /**
  * The common path of the signing methods: preflight the certificate, record token, key, certificate
  * and digests in the audit line, refuse an unusable user PIN, then ask for consent showing `digests`
- * and run `sign` with the typed user PIN.
+ * and run `sign` with the typed user PIN (`null` on a PIN pad token).
  */
 export async function withSigningConsent<T>(
   ctx: CallContext,
   certificateId: string,
   digests: readonly Uint8Array[],
   details: Pick<ConsentDetails, 'summary' | 'summaries'>,
-  sign: (userPin: string) => Promise<T>,
+  sign: (userPin: UserPin) => Promise<T>,
 ): Promise<T> {
   const pre = await ctx.env.services.signing.preflight(certificateId);
   ctx.audit.tokenSerial = pre.token.serialNumber;
@@ -127,11 +140,11 @@ export async function withSigningConsent<T>(
       certificate: certificateView(pre.certificate),
       ...details,
       digests: digests.map(hex),
-      needs: ['userPin'],
+      ...userPinConsent(pre.token),
       warnings: [...pinWarnings(pre.token.userPin), ...statusWarnings(pre.warning)],
       pinRules: await pinRulesFor(ctx, pre.token.tokenId),
     },
-    (secrets) => sign(secret(secrets, 'userPin')),
+    (secrets) => sign(userPinOf(secrets, pre.token)),
   );
 }
 

@@ -24,6 +24,12 @@ export interface CertificateFilter {
   hasPrivateKey?: boolean;
 }
 
+/**
+ * A user PIN for one operation, or `null` when the token has a PIN pad (protected authentication
+ * path): the reader collects the PIN and it never reaches Kelid.
+ */
+export type UserPin = string | null;
+
 /** What the consent UI should warn about before a signature (from the revocation policy). */
 export type SigningWarning = 'status-unknown' | 'status-unavailable';
 
@@ -40,12 +46,12 @@ export interface SigningApi {
   preflight(certificateId: string): Promise<SigningPreflight>;
   signRaw(
     certificateId: string,
-    userPin: string,
+    userPin: UserPin,
     input: { digest: Uint8Array; digestAlgorithm: DigestAlgorithm; scheme?: SignatureScheme },
   ): Promise<{ signature: Uint8Array; signatureAlgorithm: string }>;
   signCms(
     certificateId: string,
-    userPin: string,
+    userPin: UserPin,
     input: {
       content?: Uint8Array;
       digest?: Uint8Array;
@@ -58,7 +64,7 @@ export interface SigningApi {
   /** One login for all items; stops after the current item when `signal` aborts. */
   signBatch(
     certificateId: string,
-    userPin: string,
+    userPin: UserPin,
     input: {
       format: 'raw' | 'cms';
       digestAlgorithm: DigestAlgorithm;
@@ -69,7 +75,7 @@ export interface SigningApi {
   ): Promise<{ results: Array<{ signature: Uint8Array } | { cms: Uint8Array }>; cancelled: boolean }>;
   authChallenge(
     certificateId: string,
-    userPin: string,
+    userPin: UserPin,
     input: { origin: string; nonce: Uint8Array },
   ): Promise<AuthToken>;
 }
@@ -80,20 +86,20 @@ export interface ProvisioningApi {
   unblockPin(tokenId: string, soPin: string, newUserPin: string): Promise<void>;
   generateKey(
     tokenId: string,
-    userPin: string,
+    userPin: UserPin,
     request: { algorithm: KeyAlgorithm; label?: string; alwaysAuthenticate?: boolean; csr?: CsrRequest },
   ): Promise<{ key: Key; csr?: string }>;
-  createCsr(tokenId: string, userPin: string, keyId: string, request: CsrRequest): Promise<string>;
+  createCsr(tokenId: string, userPin: UserPin, keyId: string, request: CsrRequest): Promise<string>;
   importCertificate(
     tokenId: string,
-    userPin: string,
+    userPin: UserPin,
     input: { certificate: string; chain?: string[]; label?: string },
   ): Promise<Certificate>;
   listKeys(tokenId: string): Promise<Key[]>;
   listCertificates(tokenId: string): Promise<Certificate[]>;
   deleteObjects(
     tokenId: string,
-    userPin: string,
+    userPin: UserPin,
     keyId: string,
     scope: 'certificate' | 'keypair' | 'all',
   ): Promise<number>;

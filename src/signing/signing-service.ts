@@ -14,6 +14,7 @@ import type {
   SigningApi,
   SigningPreflight,
   SigningWarning,
+  UserPin,
 } from '../protocol/services.js';
 import { listCertificateObjects, listCertificates } from '../tokens/certificate-store.js';
 import { findSigningKey } from '../tokens/key-store.js';
@@ -202,11 +203,11 @@ export class SigningService implements SigningApi {
   /** Locate, log in, build a signer; `fn` runs inside the one login. */
   private async withSigner<T>(
     certificateId: string,
-    userPin: string,
+    userPin: UserPin,
     fn: (signer: Pkcs11Signer, loc: Located, session: TokenSession) => Promise<T>,
   ): Promise<T> {
     const loc = await this.locate(certificateId);
-    const pin = normalizePin(userPin);
+    const pin = userPin === null ? null : normalizePin(userPin);
     return this.tokens.withSession(loc.token.tokenId, { readWrite: false }, async (s) => {
       await s.login('user', pin);
       const key = await findSigningKey(s, loc.certificate.keyId, describeCertificate(loc.der).spki);
@@ -217,7 +218,7 @@ export class SigningService implements SigningApi {
 
   async signRaw(
     certificateId: string,
-    userPin: string,
+    userPin: UserPin,
     input: { digest: Uint8Array; digestAlgorithm: DigestAlgorithm; scheme?: SignatureScheme },
   ): Promise<{ signature: Uint8Array; signatureAlgorithm: string }> {
     assertDigestLength(input.digest, input.digestAlgorithm);
@@ -240,7 +241,7 @@ export class SigningService implements SigningApi {
 
   async signCms(
     certificateId: string,
-    userPin: string,
+    userPin: UserPin,
     input: {
       content?: Uint8Array;
       digest?: Uint8Array;
@@ -273,7 +274,7 @@ export class SigningService implements SigningApi {
 
   async signBatch(
     certificateId: string,
-    userPin: string,
+    userPin: UserPin,
     input: {
       format: 'raw' | 'cms';
       digestAlgorithm: DigestAlgorithm;
@@ -319,7 +320,7 @@ export class SigningService implements SigningApi {
 
   async authChallenge(
     certificateId: string,
-    userPin: string,
+    userPin: UserPin,
     input: { origin: string; nonce: Uint8Array },
   ): Promise<AuthToken> {
     return this.withSigner(certificateId, userPin, (signer, loc) =>

@@ -4,6 +4,7 @@ import type { PinPolicy, PinRule } from '../consent/pin-policy.js';
 import { createCsr } from '../pki/csr.js';
 import type { CsrRequest } from '../pki/csr.js';
 import { describeCertificate, parseCertificateInput } from '../pki/certificate.js';
+import type { UserPin } from '../protocol/services.js';
 import type { Certificate, Key, KeyAlgorithm, Token } from '../protocol/types.js';
 import {
   deleteObjects,
@@ -119,13 +120,13 @@ export class ProvisioningService {
   /** Generate a key pair (and optionally its CSR) under one user login. */
   async generateKey(
     tokenId: string,
-    userPin: string,
+    userPin: UserPin,
     request: GenerateKeyRequest,
   ): Promise<{ key: Key; csr?: string }> {
     const label = request.label ?? defaultKeyLabel();
     checkLabel(label, 'key label');
     return this.tokens.withSession(tokenId, { readWrite: true }, async (s) => {
-      await s.login('user', normalizePin(userPin));
+      await s.login('user', normalizeUserPin(userPin));
       const quirks = s.moduleSpec.quirks?.keyTemplate as TemplateQuirks | undefined;
       const g = await generateSigningKey(
         s,
@@ -143,16 +144,16 @@ export class ProvisioningService {
         alwaysAuthenticate: request.alwaysAuthenticate ?? false,
       };
       if (!request.csr) return { key };
-      const csr = await this.csrInSession(s, g.keyId, request.csr, normalizePin(userPin));
+      const csr = await this.csrInSession(s, g.keyId, request.csr, normalizeUserPin(userPin));
       return { key, csr };
     });
   }
 
   /** A PKCS#10 request signed on the token by the key `keyId`. */
-  async createCsr(tokenId: string, userPin: string, keyId: string, request: CsrRequest): Promise<string> {
+  async createCsr(tokenId: string, userPin: UserPin, keyId: string, request: CsrRequest): Promise<string> {
     return this.tokens.withSession(tokenId, { readWrite: false }, async (s) => {
-      await s.login('user', normalizePin(userPin));
-      return this.csrInSession(s, keyId, request, normalizePin(userPin));
+      await s.login('user', normalizeUserPin(userPin));
+      return this.csrInSession(s, keyId, request, normalizeUserPin(userPin));
     });
   }
 
@@ -160,7 +161,7 @@ export class ProvisioningService {
     s: TokenSession,
     keyId: string,
     request: CsrRequest,
-    pin: string,
+    pin: string | null,
   ): Promise<string> {
     const key = await findSigningKey(s, keyId);
     const signer = await Pkcs11Signer.create(s, key, pin);
@@ -171,7 +172,7 @@ export class ProvisioningService {
   /** Write an issued certificate (and chain) next to its key. */
   async importCertificate(
     tokenId: string,
-    userPin: string,
+    userPin: UserPin,
     input: { certificate: string; chain?: string[]; label?: string },
   ): Promise<Certificate> {
     const der = parseCertificateInput(input.certificate);
@@ -179,7 +180,7 @@ export class ProvisioningService {
     describeCertificate(der);
     if (input.label !== undefined) checkLabel(input.label, 'certificate label');
     return this.tokens.withSession(tokenId, { readWrite: true }, async (s) => {
-      await s.login('user', normalizePin(userPin));
+      await s.login('user', normalizeUserPin(userPin));
       const r = await importCertificate(s, {
         der,
         chain,
@@ -214,11 +215,11 @@ export class ProvisioningService {
     return this.tokens.withSession(tokenId, { readWrite: false }, (s) => listCertificates(s));
   }
 
-  async deleteObjects(tokenId: string, userPin: string, keyId: string, scope: DeleteScope): Promise<number> {
+  async deleteObjects(tokenId: string, userPin: UserPin, keyId: string, scope: DeleteScope): Promise<number> {
     if (!/^[0-9a-f]{2,128}$/.test(keyId))
       throw new KelidError('ERR_INVALID_INPUT', 'keyId must be lowercase hex');
     return this.tokens.withSession(tokenId, { readWrite: true }, async (s) => {
-      await s.login('user', normalizePin(userPin));
+      await s.login('user', normalizeUserPin(userPin));
       return deleteObjects(s, keyId, scope);
     });
   }
@@ -228,7 +229,7 @@ export class ProvisioningService {
    */
   async renew(
     tokenId: string,
-    userPin: string,
+    userPin: UserPin,
     input: { certificateKeyId: string; algorithm: KeyAlgorithm; label?: string },
   ): Promise<{ key: Key; csr: string }> {
     const certs = await this.listCertificates(tokenId);
@@ -243,6 +244,11 @@ export class ProvisioningService {
     });
     return { key: r.key, csr: r.csr! };
   }
+}
+
+/** Persian/Arabic digits → ASCII; a PIN pad login (`null`) has no PIN to normalize. */
+function normalizeUserPin(pin: UserPin): string | null {
+  return pin === null ? null : normalizePin(pin);
 }
 
 function defaultKeyLabel(): string {

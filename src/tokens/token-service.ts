@@ -19,6 +19,15 @@ export interface TokenLocation {
 
 export type LoginRole = 'user' | 'so';
 
+/**
+ * A PIN for one login, or `null` when the token has a protected authentication path (a PIN pad
+ * reader): the module collects the PIN on the reader's keypad and Kelid never sees it.
+ */
+export type PinEntry = string | null;
+
+/** Default deadline of C_Login: long, because a PIN pad reader waits for the user to type. */
+const LOGIN_TIMEOUT_MS = 120_000;
+
 /** Distinguishes "no token with this id" from "the module it lived on is down". */
 function notFound(tokenId: string): KelidError {
   return new KelidError('ERR_TOKEN_NOT_FOUND', 'no connected token has this id', { data: { tokenId } });
@@ -58,6 +67,7 @@ export class LoginLocks {
  */
 export class TokenService {
   private readonly log: Logger;
+  private readonly loginTimeoutMs: number;
   private locations = new Map<string, TokenLocation>();
   /** A token's mechanism list does not change while it is plugged in (C_GetMechanismInfo per mechanism is slow). */
   private readonly mechanismCache = new Map<string, Promise<HostMethods['mechanisms']['result']>>();
@@ -66,9 +76,10 @@ export class TokenService {
 
   constructor(
     private readonly source: ModuleSource,
-    options: { logger?: Logger } = {},
+    options: { logger?: Logger; loginTimeoutMs?: number } = {},
   ) {
     this.log = options.logger ?? silentLogger;
+    this.loginTimeoutMs = options.loginTimeoutMs ?? LOGIN_TIMEOUT_MS;
   }
 
   /**
@@ -158,7 +169,14 @@ export class TokenService {
       token: loc.ref,
       readWrite: options.readWrite,
     });
-    const session = new TokenSession(loc, sessionId, this.log, this.mechanismCache, this.loginLocks);
+    const session = new TokenSession(
+      loc,
+      sessionId,
+      this.log,
+      this.mechanismCache,
+      this.loginLocks,
+      this.loginTimeoutMs,
+    );
     try {
       return await fn(session);
     } finally {
@@ -181,6 +199,7 @@ export class TokenSession {
     private readonly log: Logger,
     private readonly mechanismCache: Map<string, Promise<HostMethods['mechanisms']['result']>> = new Map(),
     private readonly loginLocks: LoginLocks = new LoginLocks(),
+    private readonly loginTimeoutMs = LOGIN_TIMEOUT_MS,
   ) {}
 
   get token(): Token {
@@ -228,9 +247,10 @@ export class TokenSession {
 
   /**
    * Log in after reading the PIN flags: a locked PIN fails without calling C_Login (no attempt is
-   * spent); a wrong PIN fails with the flags read after the attempt. Never retried.
+   * spent); a wrong PIN fails with the flags read after the attempt. Never retried. A `null` PIN
+   * logs in through the token's PIN pad.
    */
-  async login(role: LoginRole, pin: string): Promise<void> {
+  async login(role: LoginRole, pin: PinEntry): Promise<void> {
     if (this.closed) throw new TypeError('session used after close');
     this.releaseLogin ??= await this.loginLocks.acquire(
       `${this.loc.module.spec.id}\u0000${this.loc.ref.serial}`,
@@ -249,7 +269,7 @@ export class TokenSession {
     release?.();
   }
 
-  private async loginHoldingLock(role: LoginRole, pin: string): Promise<void> {
+  private async loginHoldingLock(role: LoginRole, pin: PinEntry): Promise<void> {
     const token = await this.refresh();
     if (!token.initialized) throw new KelidError('ERR_TOKEN_NOT_INITIALIZED', 'the token is not initialized');
     if (role === 'user' && !token.userPinInitialized) {
@@ -265,8 +285,14 @@ export class TokenSession {
         },
       );
     }
+    if (pin === null && !token.protectedAuthenticationPath) {
+      // Consent was given for a PIN pad and the token no longer reports one (moved to another reader).
+      throw new KelidError('ERR_DEVICE_ERROR', 'the token no longer reports a PIN pad: try again', {
+        retriable: true,
+      });
+    }
     try {
-      await this.call('login', { userType: role, pin }, { timeoutMs: 120_000 });
+      await this.call('login', { userType: role, pin }, { timeoutMs: this.loginTimeoutMs });
     } catch (e) {
       if (isKelidError(e, 'ERR_PIN_INCORRECT') || isKelidError(e, 'ERR_PIN_LOCKED')) {
         const after = await this.pinState(role);

@@ -69,13 +69,18 @@ export class Pkcs11Signer implements DigestSigner {
     private readonly session: TokenSession,
     private readonly key: TokenKeyRef,
     private readonly available: ReadonlySet<number>,
-    private readonly contextPin: string | undefined,
+    private readonly contextPin: string | null | undefined,
   ) {
     this.publicKey = key.publicKey;
     this.keyType = key.keyType;
   }
 
-  static async create(session: TokenSession, key: TokenKeyRef, contextPin?: string): Promise<Pkcs11Signer> {
+  /** `contextPin` null: the context login goes through the token's PIN pad as well. */
+  static async create(
+    session: TokenSession,
+    key: TokenKeyRef,
+    contextPin?: string | null,
+  ): Promise<Pkcs11Signer> {
     const mechs: RawMechanism[] = await session.mechanisms();
     if (key.alwaysAuthenticate && contextPin === undefined) {
       throw new TypeError('a key with CKA_ALWAYS_AUTHENTICATE needs the PIN for its context login');
@@ -145,7 +150,12 @@ export class Pkcs11Signer implements DigestSigner {
   ): Promise<Uint8Array> {
     const data = this.input(digest, digestAlgorithm, scheme);
     const mechanism = mechanismFor(this.keyType, scheme, digestAlgorithm, this.available);
-    const params: { mechanism: MechanismSpec; key: string; data: Uint8Array; contextPin?: string } = {
+    const params: {
+      mechanism: MechanismSpec;
+      key: string;
+      data: Uint8Array;
+      contextPin?: string | null;
+    } = {
       mechanism,
       key: this.key.handle,
       data,

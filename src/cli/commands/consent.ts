@@ -15,6 +15,7 @@ interface StateOptions {
 const STATE_DIR_HELP =
   'state directory of the running agent (default: $KELID_STATE_DIR or the per-user data dir)';
 const MAX_STDIN_BYTES = 64 * 1024;
+const PINPAD_NOTE = "type it on the reader's keypad after approving (Kelid does not ask for it)";
 
 export function formatConsentRequests(requests: ConsentRequestView[]): string {
   if (requests.length === 0) return 'No pending consent requests.\n';
@@ -33,6 +34,7 @@ export function formatConsentRequests(requests: ConsentRequestView[]): string {
       for (const d of r.digests.slice(0, 5)) lines.push(`  digest:      ${d}`);
       if (r.digests.length > 5) lines.push(`  digests:     … ${r.digests.length - 5} more`);
       lines.push(`  needs:       ${r.needs.length > 0 ? r.needs.join(', ') : '(approval only)'}`);
+      if (r.pinpad) lines.push(`  PIN:         ${PINPAD_NOTE}`);
       if (r.warnings.length > 0) lines.push(`  warnings:    ${r.warnings.join(', ')}`);
       lines.push(`  expires:     ${r.expiresAt}`);
       return lines.join('\n');
@@ -55,6 +57,7 @@ async function promptForNeeds(stateDir: string, requestId: string): Promise<Reco
   const requests = (await sendControlRequest(stateDir, { op: 'list' })) as ConsentRequestView[];
   const request = requests.find((r) => r.requestId === requestId);
   if (!request) throw new KelidError('ERR_INVALID_INPUT', 'no pending consent request has this id');
+  if (request.pinpad) process.stderr.write(`PIN pad reader: ${PINPAD_NOTE}.\n`);
   if (request.needs.length === 0) return {};
   if (!process.stdin.isTTY) {
     throw new KelidError(

@@ -5,8 +5,9 @@ import {
   pinRulesFor,
   pinWarnings,
   requireUsablePin,
-  secret,
   tokenView,
+  userPinConsent,
+  userPinOf,
   withConsent,
 } from '../consent-helpers.js';
 import { defineMethod } from '../method.js';
@@ -51,12 +52,12 @@ export const certificatesImport = defineMethod<Params>({
         token: tokenView(token),
         certificate: certificateView(description),
         ...(params.label !== undefined ? { summary: params.label } : {}),
-        needs: ['userPin'],
+        ...userPinConsent(token),
         warnings: pinWarnings(token.userPin),
         pinRules: await pinRulesFor(ctx, token.tokenId),
       },
       (secrets) =>
-        ctx.env.services.provisioning.importCertificate(params.tokenId, secret(secrets, 'userPin'), {
+        ctx.env.services.provisioning.importCertificate(params.tokenId, userPinOf(secrets, token), {
           certificate: params.certificate,
           ...(params.chain !== undefined ? { chain: params.chain } : {}),
           ...(params.label !== undefined ? { label: params.label } : {}),

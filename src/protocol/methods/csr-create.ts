@@ -3,8 +3,9 @@ import {
   pinRulesFor,
   pinWarnings,
   requireUsablePin,
-  secret,
   tokenView,
+  userPinConsent,
+  userPinOf,
   withConsent,
 } from '../consent-helpers.js';
 import { defineMethod } from '../method.js';
@@ -29,11 +30,11 @@ export const csrCreate = defineMethod<Params>({
       {
         token: tokenView(token),
         summary: typeof request.subject === 'string' ? request.subject : undefined,
-        needs: ['userPin'],
+        ...userPinConsent(token),
         warnings: pinWarnings(token.userPin),
         pinRules: await pinRulesFor(ctx, token.tokenId),
       },
-      (secrets) => ctx.env.services.provisioning.createCsr(id, secret(secrets, 'userPin'), key, request),
+      (secrets) => ctx.env.services.provisioning.createCsr(id, userPinOf(secrets, token), key, request),
     );
     return { csr };
   },

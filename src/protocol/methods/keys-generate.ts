@@ -4,8 +4,9 @@ import {
   pinRulesFor,
   pinWarnings,
   requireUsablePin,
-  secret,
   tokenView,
+  userPinConsent,
+  userPinOf,
   withConsent,
 } from '../consent-helpers.js';
 import { defineMethod } from '../method.js';
@@ -43,12 +44,12 @@ export const keysGenerate = defineMethod<Params>({
       {
         token: tokenView(token),
         ...(params.label !== undefined ? { summary: params.label } : {}),
-        needs: ['userPin'],
+        ...userPinConsent(token),
         warnings: pinWarnings(token.userPin),
         pinRules: await pinRulesFor(ctx, token.tokenId),
       },
       (secrets) =>
-        ctx.env.services.provisioning.generateKey(params.tokenId, secret(secrets, 'userPin'), {
+        ctx.env.services.provisioning.generateKey(params.tokenId, userPinOf(secrets, token), {
           algorithm: params.algorithm,
           ...(params.label !== undefined ? { label: params.label } : {}),
           ...(params.alwaysAuthenticate !== undefined

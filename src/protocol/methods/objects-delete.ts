@@ -2,8 +2,9 @@ import {
   pinRulesFor,
   pinWarnings,
   requireUsablePin,
-  secret,
   tokenView,
+  userPinConsent,
+  userPinOf,
   withConsent,
 } from '../consent-helpers.js';
 import { defineMethod } from '../method.js';
@@ -33,14 +34,14 @@ export const objectsDelete = defineMethod<{
       {
         token: tokenView(token),
         summary: `${params.scope}: ${params.keyId}`,
-        needs: ['userPin'],
+        ...userPinConsent(token),
         warnings: pinWarnings(token.userPin),
         pinRules: await pinRulesFor(ctx, token.tokenId),
       },
       (secrets) =>
         ctx.env.services.provisioning.deleteObjects(
           params.tokenId,
-          secret(secrets, 'userPin'),
+          userPinOf(secrets, token),
           params.keyId,
           params.scope,
         ),

@@ -55,6 +55,8 @@
       'warn.status-unavailable':
         'Revocation status could not be checked: the certificate authority did not answer.',
       'warn.erase': 'Everything on this token will be erased.',
+      pinpad:
+        "This token's reader has its own keypad: after you approve, type your PIN on the reader, not on this computer.",
       'need.userPin': 'PIN',
       'need.soPin': 'SO-PIN (administrator PIN)',
       'need.oldUserPin': 'Current PIN',
@@ -138,6 +140,8 @@
       'warn.status-unknown': 'وضعیت ابطال نامعلوم است: مرکز صدور این گواهی را نمی‌شناسد.',
       'warn.status-unavailable': 'وضعیت ابطال گواهی بررسی نشد: مرکز صدور پاسخ نداد.',
       'warn.erase': 'همهٔ اطلاعات روی این توکن پاک خواهد شد.',
+      pinpad:
+        'کارت‌خوان این توکن صفحه‌کلید خودش را دارد: پس از تأیید، رمز را روی کارت‌خوان وارد کنید، نه روی این رایانه.',
       'need.userPin': 'رمز کاربر (PIN)',
       'need.soPin': 'رمز مدیر (SO-PIN)',
       'need.oldUserPin': 'رمز فعلی کاربر',
@@ -462,6 +466,10 @@
       // A single digest is short enough to show at once.
       if (req.digests.length === 1) $('digests-box').open = true;
     }
+
+    // A PIN pad reader collects the user PIN itself: say so instead of asking for it.
+    $('pinpad').hidden = req.pinpad !== true;
+    $('pinpad').textContent = req.pinpad === true ? t('pinpad') : '';
 
     for (const [need, f] of fields) {
       f.labelEl.textContent = t(`need.${need}`);

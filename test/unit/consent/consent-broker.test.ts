@@ -67,6 +67,35 @@ describe('ConsentBroker', () => {
       expect(broker.approve({ requestId }, { userPin: '1234' })).toBeNull();
     });
 
+    it('marks a PIN pad request, refuses a userPin for it and approves it without secrets', async () => {
+      const { broker } = setup();
+      const s = spec({ needs: [], pinpad: true });
+      const seen: Secrets[] = [];
+      const result = broker.request(s, async (secrets) => {
+        seen.push(secrets);
+        return 'signed';
+      });
+      const requestId = await s.pending;
+      expect(broker.get({ requestId })).toMatchObject({ needs: [], pinpad: true });
+      expect(broker.approve({ requestId }, { userPin: '1234' })).toMatchObject({
+        ok: false,
+        error: { code: 'ERR_INVALID_INPUT' },
+      });
+      expect(broker.approve({ requestId }, {})).toEqual({ ok: true });
+      expect(await result).toBe('signed');
+      expect(seen).toEqual([{}]);
+    });
+
+    it('leaves pinpad out of a request for a token without a PIN pad', async () => {
+      const { broker } = setup();
+      const s = spec();
+      const result = broker.request(s, async () => 'ok');
+      const requestId = await s.pending;
+      expect(broker.get({ requestId })).not.toHaveProperty('pinpad');
+      broker.approve({ requestId }, { userPin: '1234' });
+      await result;
+    });
+
     it('finds a request by the secret in its page URL, never by its request id as a secret', async () => {
       const { broker, launched } = setup();
       const s = spec();
