@@ -32,6 +32,8 @@ const unhex = (s: string): Handle => Buffer.from(s, 'hex');
 const trim = (s: string): string => s.replace(/[\s\0]+$/u, '');
 /** Below this, a signature is made synchronously in signMany (see there). */
 const FAST_SIGNATURE_MS = 1;
+/** signMany yields to the event loop after this much synchronous work. */
+const SYNC_SLICE_MS = 5;
 
 interface SessionEntry {
   handle: Handle;
@@ -436,8 +438,14 @@ class ModuleHostProcess {
     // slow one (a USB token: tens of ms per signature) stays on the thread pool so the host keeps
     // answering. The first signature is always async, and it is measured again after each one.
     let fast = false;
+    let slice = start;
     try {
       for (const item of p.data) {
+        if (performance.now() - slice >= SYNC_SLICE_MS) {
+          // Let other requests to this host (other tokens, hot-plug polling) in between.
+          await new Promise((resolve) => setImmediate(resolve));
+          slice = performance.now();
+        }
         const t0 = performance.now();
         this.p11.C_SignInit(s.handle, mechanism, key);
         const sig = fast

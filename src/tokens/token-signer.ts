@@ -7,10 +7,11 @@ import type { DigestAlgorithm, SignatureScheme } from '../protocol/types.js';
 import type { DigestSigner } from '../signing/signer.js';
 import type { TokenSession } from './token-service.js';
 
-/** Work per signMany call: bounds how long a cancel waits and how long the host loop is held. */
-const SIGN_RUN_BUDGET_MS = 10;
-/** Inputs sent per signMany call (the IPC message stays small). */
-const SIGN_RUN_MAX_ITEMS = 512;
+/** Work per signMany call: bounds how long a cancel waits (the host yields within it). */
+const SIGN_RUN_BUDGET_MS = 50;
+/** Inputs sent with the first signMany call, and at most with any (the IPC message stays small). */
+const SIGN_RUN_FIRST_ITEMS = 64;
+const SIGN_RUN_MAX_ITEMS = 4096;
 
 export interface TokenKeyRef {
   /** Private key object handle (valid only in the session that found it). */
@@ -130,15 +131,18 @@ export class Pkcs11Signer implements DigestSigner {
       }
       return out;
     }
+    // Send about twice what the last run signed, so little is sent twice.
+    let send = SIGN_RUN_FIRST_ITEMS;
     while (out.length < inputs.length && !signal?.aborted) {
       const { signatures } = await this.session.call('signMany', {
         mechanism,
         key: this.key.handle,
-        data: inputs.slice(out.length, out.length + SIGN_RUN_MAX_ITEMS),
+        data: inputs.slice(out.length, out.length + send),
         budgetMs: SIGN_RUN_BUDGET_MS,
       });
       if (signatures.length === 0) throw new KelidError('ERR_INTERNAL', 'the module host signed nothing');
       for (const s of signatures) out.push(this.output(s));
+      send = Math.min(SIGN_RUN_MAX_ITEMS, Math.max(SIGN_RUN_FIRST_ITEMS, 2 * signatures.length));
     }
     return out;
   }
