@@ -14,9 +14,10 @@ export interface Profile {
   idleListCalls: number;
   provisioningRounds: number;
   startups: number;
-  /** Signatures for the memory figure, in batches of at most 10,000. */
+  /** Signatures for the memory figure, in batches of at most 10,000, after warm-up batches. */
   memorySignatures: number;
   memoryBatch: number;
+  memoryWarmupBatches: number;
   largeFileBytes: number;
 }
 
@@ -33,6 +34,7 @@ export const PROFILES: Record<Profile['name'], Profile> = {
     startups: 5,
     memorySignatures: 100_000,
     memoryBatch: 10_000,
+    memoryWarmupBatches: 5,
     largeFileBytes: 1024 * 1024 * 1024,
   },
   smoke: {
@@ -45,8 +47,9 @@ export const PROFILES: Record<Profile['name'], Profile> = {
     idleListCalls: 20,
     provisioningRounds: 1,
     startups: 1,
-    memorySignatures: 200,
+    memorySignatures: 300,
     memoryBatch: 100,
+    memoryWarmupBatches: 1,
     largeFileBytes: 8 * 1024 * 1024,
   },
 };

@@ -1,11 +1,11 @@
 // Memory baseline for `npm run bench`: raw pkcs11js signing in a process of its own, reporting its
-// resident set size idle, after a warm-up batch, and after `count` more signatures.
-// Usage: node bench/lib/raw-sign-child.js <module> <token label> <keyId hex> <pin> <count> <warm-up>
+// resident set size idle and after each batch of signatures (the first `warm-up` batches included).
+// Usage: node bench/lib/raw-sign-child.js <module> <token label> <keyId hex> <pin> <batches> <batch size>
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 
-const [modulePath, label, keyId, pin, count, warmup] = process.argv.slice(2);
+const [modulePath, label, keyId, pin, batches, batchSize] = process.argv.slice(2);
 const pkcs11js = createRequire(import.meta.url)('pkcs11js');
 const rss = () => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'))[1]) / 1024;
 
@@ -29,10 +29,11 @@ const sign = async (n) => {
     await p11.C_SignAsync(session, randomBytes(32), Buffer.alloc(256));
   }
 };
-await sign(Number(warmup));
-const afterWarmup = rss();
-await sign(Number(count));
-const after = rss();
+const samples = [];
+for (let b = 0; b < Number(batches); b++) {
+  await sign(Number(batchSize));
+  samples.push(rss());
+}
 p11.C_Logout(session);
 p11.C_Finalize();
-process.stdout.write(JSON.stringify({ idle, afterWarmup, after }));
+process.stdout.write(JSON.stringify({ idle, samples }));
