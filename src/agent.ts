@@ -160,14 +160,22 @@ export class Agent {
     await control.start();
     this.#control = control;
     try {
-      const tls = await ensureTlsMaterial(this.stateDir);
+      // The module hosts start (a process each, loading the vendor library) while the TLS material
+      // is read or generated: start-up takes the longer of the two, not their sum.
+      const makeServices = this.#options.createServices ?? createDefaultServices;
+      const [tlsResult, servicesResult] = await Promise.allSettled([
+        ensureTlsMaterial(this.stateDir),
+        makeServices(config, { stateDir: this.stateDir, logger: this.#log }),
+      ]);
+      if (servicesResult.status === 'fulfilled') this.#services = servicesResult.value;
+      if (tlsResult.status === 'rejected') throw tlsResult.reason;
+      if (servicesResult.status === 'rejected') throw servicesResult.reason;
+      const tls = tlsResult.value;
+      const services = servicesResult.value;
       if (tls.generated)
         this.#log.info('generated a new local CA and TLS certificate (run "kelid ca install")');
       this.#audit = new AuditLog(path.join(this.stateDir, AUDIT_LOG_FILE));
       const grants = new SiteGrants(path.join(this.stateDir, SITE_GRANTS_FILE));
-      const makeServices = this.#options.createServices ?? createDefaultServices;
-      const services = await makeServices(config, { stateDir: this.stateDir, logger: this.#log });
-      this.#services = services;
       return await this.#startServing(config, tls, services, grants);
     } catch (e) {
       await this.stop();
