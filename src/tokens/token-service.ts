@@ -33,6 +33,15 @@ function notFound(tokenId: string): KelidError {
   return new KelidError('ERR_TOKEN_NOT_FOUND', 'no connected token has this id', { data: { tokenId } });
 }
 
+export interface TokenServiceOptions {
+  logger?: Logger;
+  loginTimeoutMs?: number;
+  /** How long `listTokens` waits for one module before reporting its last known tokens. */
+  listWaitMs?: number;
+}
+
+const LIST_WAIT_MS = 1000;
+
 /**
  * One holder per key at a time, in arrival order. PKCS#11 login state belongs to the token (all
  * sessions of a process share it), so two consented operations on one token must not overlap: the
@@ -74,11 +83,14 @@ export class TokenService {
   private readonly loginLocks = new LoginLocks();
   #generation = 0;
 
+  private readonly listWaitMs: number;
+
   constructor(
     private readonly source: ModuleSource,
-    options: { logger?: Logger; loginTimeoutMs?: number } = {},
+    options: TokenServiceOptions = {},
   ) {
     this.log = options.logger ?? silentLogger;
+    this.listWaitMs = options.listWaitMs ?? LIST_WAIT_MS;
     this.loginTimeoutMs = options.loginTimeoutMs ?? LOGIN_TIMEOUT_MS;
   }
 
@@ -107,18 +119,34 @@ export class TokenService {
     return loc;
   }
 
-  /** Every token on every loaded module (modules that are down are skipped and logged). */
+  /**
+   * Every token on every loaded module (modules that are down are skipped and logged). A module busy
+   * in a long synchronous call (a PIN typed on a reader's keypad, a hung vendor library) does not hold
+   * up the others: past {@link TokenServiceOptions.listWaitMs} its tokens as last seen are reported,
+   * and its answer, when it comes, updates them.
+   */
   async listTokens(options: { reinitialize?: boolean } = {}): Promise<Token[]> {
     const results = await Promise.all(
       this.source.modules().map(async (m) => {
+        const scan = this.scanModule(m, options.reinitialize && m.spec.reinitializeToDetectTokens === true);
+        let timer: NodeJS.Timeout | undefined;
+        const late = new Promise<'late'>((resolve) => {
+          timer = setTimeout(() => resolve('late'), this.listWaitMs);
+        });
         try {
-          return await this.scanModule(m, options.reinitialize && m.spec.reinitializeToDetectTokens === true);
+          const r = await Promise.race([scan, late]);
+          if (r !== 'late') return r;
+          scan.catch(() => undefined);
+          this.log.debug({ module: m.spec.id }, 'module slow to list tokens: last known tokens reported');
+          return [...this.locations.values()].filter((l) => l.module.spec.id === m.spec.id);
         } catch (e) {
           this.log.warn(
             { module: m.spec.id, err: isKelidError(e) ? e.code : String(e) },
             'cannot list tokens',
           );
           return [];
+        } finally {
+          clearTimeout(timer);
         }
       }),
     );

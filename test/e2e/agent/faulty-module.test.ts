@@ -329,3 +329,80 @@ describe('Agent with a faulty PKCS#11 module next to plain SoftHSM', () => {
     expect(faulty.loginCalls().every((c) => !c.withPin)).toBe(true);
   });
 });
+
+describe('Agent listing tokens while one module hangs in C_Login', () => {
+  const faultyHsm = new SoftHsm('kelid-faulty-list-a-');
+  const plainHsm = new SoftHsm('kelid-faulty-list-b-');
+  let faulty: FaultyModule;
+  let agent: AgentProcess;
+  let ra: RpcClient;
+
+  beforeAll(async () => {
+    faultyHsm.initToken('faulty-tok', SO_PIN, PIN);
+    plainHsm.initToken('plain-tok', SO_PIN, PIN);
+    seedSigner(faultyHsm, 'faulty-tok', PIN);
+    faulty = new FaultyModule(faultyHsm);
+    agent = await AgentProcess.start({
+      prefix: 'kelid-e2e-faulty-list-',
+      config: {
+        modules: [
+          { id: 'faulty', path: faulty.path, env: faulty.env },
+          { id: 'plain', path: plainHsm.module, env: plainHsm.env },
+        ],
+        raOrigins: [RA],
+        revocation: { enforceOnSign: 'off' },
+        // Long enough that the hang below ends by being released, not by the host being killed.
+        pkcs11: { loginTimeoutSeconds: 60 },
+      },
+    });
+    ra = await agent.connect(RA);
+  });
+
+  afterAll(async () => {
+    await ra?.close();
+    await agent?.stop();
+    agent?.cleanup();
+    faulty?.cleanup();
+    faultyHsm.cleanup();
+    plainHsm.cleanup();
+  });
+
+  it('answers tokens.list with every token while the login hangs, and the login completes when released', async () => {
+    const { certificates } = await ra.call<{ certificates: CertificateJson[] }>('certificates.list', {
+      filter: { hasPrivateKey: true },
+    });
+    const cert = certificates[0]!;
+    const before = hostPid(agent.pid, faulty.path);
+    faulty.set('hang C_Login');
+    const data = randomBytes(64);
+    const id = ra.nextId;
+    const signing = ra.call<{ signature: string }>('sign.raw', {
+      certificateId: cert.certificateId,
+      digest: createHash('sha256').update(data).digest('base64'),
+      digestAlgorithm: 'SHA-256',
+      summary: 'listing while a login hangs',
+    });
+    expect((await agent.consent(await ra.consentFor(id), { userPin: PIN })).status).toBe(0);
+    await until(
+      () => faulty.loginCalls().length,
+      (n) => n > 0,
+      'the hung C_Login',
+    );
+
+    // The faulty module's host is stuck in C_Login; the list still comes, with its token as last seen.
+    let settled = false;
+    void signing.then(
+      () => (settled = true),
+      () => (settled = true),
+    );
+    const { tokens } = await ra.call<{ tokens: TokenJson[] }>('tokens.list');
+    expect(settled).toBe(false);
+    expect(tokens.map((t) => t.label).filter(Boolean).sort()).toEqual(['faulty-tok', 'plain-tok']);
+
+    faulty.clear();
+    const { signature } = await signing;
+    const key = new X509Certificate(Buffer.from(cert.certificate, 'base64')).publicKey;
+    expect(cryptoVerify('sha256', data, key, Buffer.from(signature, 'base64'))).toBe(true);
+    expect(hostPid(agent.pid, faulty.path)).toBe(before);
+  });
+});
