@@ -33,13 +33,17 @@ describe('Agent lifecycle', () => {
     hsm.cleanup();
   });
 
-  it('writes agent.json (0600) with pid, port, url and the CA, and a 0600 control socket', () => {
+  it('writes agent.json (0600) with pid, port, url and the CA, and a 0600 control socket', async () => {
     const file = path.join(agent.stateDir, 'agent.json');
     expect(fs.statSync(file).mode & 0o777).toBe(0o600);
     expect(fs.statSync(path.join(agent.stateDir, 'control.sock')).mode & 0o777).toBe(0o600);
     expect(fs.statSync(agent.stateDir).mode & 0o777).toBe(0o700);
     expect(agent.info).toMatchObject({ pid: agent.child.pid, url: `https://127.0.0.1:${agent.port}` });
     expect(agent.info.caCertificatePem).toContain('BEGIN CERTIFICATE');
+    // The line is printed right after agent.json is written; the pipe may deliver it a moment later.
+    for (let i = 0; i < 100 && !agent.stdout.includes('listening on'); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
     expect(agent.stdout).toContain(`listening on https://127.0.0.1:${agent.port}`);
   });
 
