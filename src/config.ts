@@ -26,8 +26,13 @@ export interface KelidConfig {
   pinPolicy: { user: PinRuleConfig; so: PinRuleConfig };
   revocation: { enforceOnSign: 'block-revoked' | 'require-good' | 'off'; timeoutSeconds: number };
   tsaUrl: string | null;
-  /** Extension: connection limits of PROTOCOL.md section 2. */
-  limits: { connectionsPerOrigin: number; connections: number };
+  /** Extension: connection limits of PROTOCOL.md section 2, and the request rate of one connection. */
+  limits: {
+    connectionsPerOrigin: number;
+    connections: number;
+    requestsPerSecond: number;
+    requestBurst: number;
+  };
 }
 
 export const DEFAULT_CONFIG: Readonly<KelidConfig> = {
@@ -46,7 +51,7 @@ export const DEFAULT_CONFIG: Readonly<KelidConfig> = {
   },
   revocation: { enforceOnSign: 'block-revoked', timeoutSeconds: 5 },
   tsaUrl: null,
-  limits: { connectionsPerOrigin: 8, connections: 64 },
+  limits: { connectionsPerOrigin: 8, connections: 64, requestsPerSecond: 100, requestBurst: 200 },
 };
 
 const pinRule = {
@@ -123,6 +128,8 @@ export const CONFIG_SCHEMA = {
       properties: {
         connectionsPerOrigin: { type: 'integer', minimum: 1, maximum: 1000 },
         connections: { type: 'integer', minimum: 1, maximum: 10000 },
+        requestsPerSecond: { type: 'integer', minimum: 1, maximum: 1_000_000 },
+        requestBurst: { type: 'integer', minimum: 1, maximum: 1_000_000 },
       },
     },
   },

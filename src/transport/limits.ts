@@ -20,7 +20,69 @@ export const TRANSPORT_LIMITS = {
   maxSendBufferBytes: 64 * 1024 * 1024,
   /** Body of a consent API request (`POST /consent/api/*`). */
   consentApiBodyBytes: 4 * 1024,
+  /** Time allowed for the TLS handshake of a new socket (a client that connects and says nothing). */
+  tlsHandshakeTimeoutMs: 10_000,
+  /** How often the HTTP server looks for requests past their header or request timeout. */
+  timeoutCheckIntervalMs: 1_000,
+  /**
+   * Calls refused by the request rate limit (decaying at the allowed rate) after which the connection
+   * is closed with 1008: a page that ignores ERR_RATE_LIMITED and keeps flooding loses the connection.
+   */
+  rateLimitStrikes: 1_000,
 } as const;
+
+export interface RequestRateOptions {
+  /** Calls per second a connection may keep up (the bucket's refill rate). */
+  perSecond: number;
+  /** Calls a connection may make at once (the bucket's size). */
+  burst: number;
+  /** Refused calls, decaying at `perSecond`, before the connection must be closed. */
+  strikes: number;
+}
+
+export type RateDecision = { ok: true } | { ok: false; retryAfterMs: number; close: boolean };
+
+/**
+ * The request rate limit of one connection: a token bucket of `burst` calls refilled at `perSecond`.
+ * Every frame takes a token (malformed ones too: they cost the agent as much to refuse). Refusals are
+ * counted in a second bucket draining at the same rate; when it overflows, `close` says so.
+ */
+export class RequestRateLimiter {
+  readonly #perMs: number;
+  readonly #burst: number;
+  readonly #strikes: number;
+  readonly #now: () => number;
+  #tokens: number;
+  #refused = 0;
+  #last: number;
+
+  constructor(options: RequestRateOptions, now: () => number = () => performance.now()) {
+    this.#perMs = options.perSecond / 1000;
+    this.#burst = options.burst;
+    this.#strikes = options.strikes;
+    this.#now = now;
+    this.#tokens = options.burst;
+    this.#last = now();
+  }
+
+  take(): RateDecision {
+    const now = this.#now();
+    const refill = Math.max(0, now - this.#last) * this.#perMs;
+    this.#last = now;
+    this.#tokens = Math.min(this.#burst, this.#tokens + refill);
+    this.#refused = Math.max(0, this.#refused - refill);
+    if (this.#tokens >= 1) {
+      this.#tokens -= 1;
+      return { ok: true };
+    }
+    this.#refused += 1;
+    return {
+      ok: false,
+      retryAfterMs: Math.max(1, Math.ceil((1 - this.#tokens) / this.#perMs)),
+      close: this.#refused > this.#strikes,
+    };
+  }
+}
 
 export interface ConnectionLimitOptions {
   perOrigin: number;
