@@ -39,7 +39,7 @@ describe('RequestRateLimiter', () => {
   });
 
   it('asks for closing only once refusals overflow `strikes`, and forgives them at the refill rate', () => {
-    const { rate, advance } = limiter({ perSecond: 100, burst: 10, strikes: 50 });
+    const { rate } = limiter({ perSecond: 100, burst: 10, strikes: 50 });
     for (let i = 0; i < 10; i++) rate.take();
     for (let i = 0; i < 50; i++) expect(rate.take()).toMatchObject({ ok: false, close: false });
     expect(rate.take()).toMatchObject({ ok: false, close: true });
