@@ -1,3 +1,5 @@
+import type { Tier } from '../protocol/types.js';
+
 // PROTOCOL.md section 2, rule 3, and DESIGN.md "Bounded everything": the numbers that bound what one
 // page (or all pages together) can make the agent hold in memory.
 
@@ -89,29 +91,43 @@ export interface ConnectionLimitOptions {
   total: number;
 }
 
-/** Counts open WebSocket connections per origin and in all; a slot is held from upgrade to close. */
+/**
+ * Counts open WebSocket connections per origin and in all; a slot is held from upgrade to close.
+ * Origins of the `unknown` tier together get at most half of `total`: any page can open connections
+ * from many subdomains it controls, and must not lock the user's configured or approved sites out.
+ */
 export class ConnectionLimits {
   readonly #perOrigin: number;
   readonly #total: number;
+  readonly #unknownTotal: number;
   readonly #counts = new Map<string, number>();
   #open = 0;
+  #unknownOpen = 0;
 
   constructor(options: ConnectionLimitOptions) {
     this.#perOrigin = options.perOrigin;
     this.#total = options.total;
+    this.#unknownTotal = Math.ceil(options.total / 2);
   }
 
-  /** Take a slot for `origin`; returns its release function, or null when a limit is reached. */
-  acquire(origin: string): (() => void) | null {
+  /**
+   * Take a slot for `origin` (of the handshake's `tier`); returns its release function, or null when
+   * a limit is reached.
+   */
+  acquire(origin: string, tier: Tier): (() => void) | null {
     const current = this.#counts.get(origin) ?? 0;
     if (this.#open >= this.#total || current >= this.#perOrigin) return null;
+    const unknown = tier === 'unknown';
+    if (unknown && this.#unknownOpen >= this.#unknownTotal) return null;
     this.#counts.set(origin, current + 1);
     this.#open += 1;
+    if (unknown) this.#unknownOpen += 1;
     let released = false;
     return () => {
       if (released) return;
       released = true;
       this.#open -= 1;
+      if (unknown) this.#unknownOpen -= 1;
       const n = (this.#counts.get(origin) ?? 1) - 1;
       if (n <= 0) this.#counts.delete(origin);
       else this.#counts.set(origin, n);

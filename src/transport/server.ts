@@ -133,7 +133,7 @@ export class AgentServer {
       return refuse(socket, 403, 'Forbidden');
     }
     if (result.tier !== 'console' && consoleSecret !== null) return refuse(socket, 403, 'Forbidden');
-    const release = this.#options.limits.acquire(result.origin);
+    const release = this.#options.limits.acquire(result.origin, result.tier);
     if (release === null) {
       this.#log.info({ origin: result.origin }, 'connection limit reached');
       return refuse(socket, 403, 'Forbidden');

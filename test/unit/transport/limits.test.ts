@@ -57,18 +57,29 @@ describe('RequestRateLimiter', () => {
 describe('ConnectionLimits', () => {
   it('holds a slot per connection, per origin and in all, and frees it once', () => {
     const limits = new ConnectionLimits({ perOrigin: 2, total: 3 });
-    const a1 = limits.acquire('https://a.example');
-    const a2 = limits.acquire('https://a.example');
-    expect(limits.acquire('https://a.example')).toBeNull();
-    const b1 = limits.acquire('https://b.example');
-    expect(limits.acquire('https://c.example')).toBeNull();
+    const a1 = limits.acquire('https://a.example', 'site');
+    const a2 = limits.acquire('https://a.example', 'site');
+    expect(limits.acquire('https://a.example', 'site')).toBeNull();
+    const b1 = limits.acquire('https://b.example', 'ra');
+    expect(limits.acquire('https://c.example', 'site')).toBeNull();
     a1?.();
     a1?.();
     expect(limits.open).toBe(2);
     expect(limits.countFor('https://a.example')).toBe(1);
-    expect(limits.acquire('https://c.example')).not.toBeNull();
+    expect(limits.acquire('https://c.example', 'site')).not.toBeNull();
     expect(a2).not.toBeNull();
     expect(b1).not.toBeNull();
+  });
+
+  it('gives unknown origins together at most half of the total, leaving the rest to known tiers', () => {
+    const limits = new ConnectionLimits({ perOrigin: 8, total: 8 });
+    const unknown = [1, 2, 3, 4].map((i) => limits.acquire(`https://n${i}.evil.example`, 'unknown'));
+    expect(unknown.every((r) => r !== null)).toBe(true);
+    expect(limits.acquire('https://n5.evil.example', 'unknown')).toBeNull();
+    for (let i = 0; i < 4; i++) expect(limits.acquire('https://bank.example', 'site')).not.toBeNull();
+    expect(limits.acquire('https://ra.example', 'ra')).toBeNull();
+    unknown[0]?.();
+    expect(limits.acquire('https://n5.evil.example', 'unknown')).not.toBeNull();
   });
 });
 
