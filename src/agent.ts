@@ -18,7 +18,7 @@ import { KelidError } from './errors.js';
 import { silentLogger } from './log.js';
 import type { Logger } from './log.js';
 import type { ConnectionContext, PendingCall, ProtocolEnv } from './protocol/context.js';
-import { Dispatcher, JSON_RPC } from './protocol/dispatcher.js';
+import { Dispatcher, JSON_RPC, rateLimitedResponse } from './protocol/dispatcher.js';
 import { METHODS } from './protocol/methods/index.js';
 import type { AgentServices, StatusApi } from './protocol/services.js';
 import type { Tier, Token } from './protocol/types.js';
@@ -27,7 +27,7 @@ import type { RunningServices } from './services.js';
 import { StatusService, createRevocationCheck } from './status/status-service.js';
 import { normalizeOrigin } from './transport/handshake.js';
 import { createHttpApp } from './transport/http-routes.js';
-import { ConnectionLimits, TRANSPORT_LIMITS } from './transport/limits.js';
+import { ConnectionLimits, RequestRateLimiter, TRANSPORT_LIMITS } from './transport/limits.js';
 import { AgentServer } from './transport/server.js';
 import type { AcceptedConnection } from './transport/server.js';
 import { ensureTlsMaterial } from './transport/tls.js';
@@ -290,7 +290,23 @@ export class Agent {
     const conn = new Connection(ws, info.origin, info.tier);
     this.#connections.add(conn);
     this.#log.info({ conn: conn.id, origin: info.origin, tier: info.tier }, 'connection opened');
+    const rate = new RequestRateLimiter({
+      perSecond: this.config.limits.requestsPerSecond,
+      burst: this.config.limits.requestBurst,
+      strikes: TRANSPORT_LIMITS.rateLimitStrikes,
+    });
     ws.on('message', (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => {
+      if (ws.readyState !== ws.OPEN) return;
+      const allowed = rate.take();
+      if (!allowed.ok && allowed.close) {
+        this.#log.info({ conn: conn.id, origin: info.origin }, 'request flood: connection closed');
+        ws.close(1008, 'request rate limit exceeded');
+        return;
+      }
+      if (!allowed.ok && isBinary) {
+        conn.send(rateLimitedResponse('', allowed.retryAfterMs));
+        return;
+      }
       if (isBinary) {
         conn.send(
           JSON.stringify({
@@ -307,6 +323,10 @@ export class Agent {
       const text = Array.isArray(data)
         ? Buffer.concat(data).toString('utf8')
         : Buffer.from(data as ArrayBuffer).toString('utf8');
+      if (!allowed.ok) {
+        conn.send(rateLimitedResponse(text, allowed.retryAfterMs));
+        return;
+      }
       dispatcher.handle(conn, text).then(
         (reply) => conn.send(reply),
         (e: unknown) =>

@@ -34,8 +34,13 @@ export interface KelidConfig {
   pinPolicy: { user: PinRuleConfig; so: PinRuleConfig };
   revocation: { enforceOnSign: 'block-revoked' | 'require-good' | 'off'; timeoutSeconds: number };
   tsaUrl: string | null;
-  /** Extension: connection limits of PROTOCOL.md section 2. */
-  limits: { connectionsPerOrigin: number; connections: number };
+  /** Extension: connection limits of PROTOCOL.md section 2, and the request rate of one connection. */
+  limits: {
+    connectionsPerOrigin: number;
+    connections: number;
+    requestsPerSecond: number;
+    requestBurst: number;
+  };
   /**
    * Extension: deadlines of module calls. A call past its deadline gets its module host killed and
    * restarted (ERR_MODULE_FAILED). Logins have their own, longer one: a PIN pad reader waits for the user.
@@ -64,7 +69,7 @@ export const DEFAULT_CONFIG: Readonly<KelidConfig> = {
   },
   revocation: { enforceOnSign: 'block-revoked', timeoutSeconds: 5 },
   tsaUrl: null,
-  limits: { connectionsPerOrigin: 8, connections: 64 },
+  limits: { connectionsPerOrigin: 8, connections: 64, requestsPerSecond: 100, requestBurst: 200 },
   pkcs11: { callTimeoutSeconds: 30, loginTimeoutSeconds: 120 },
 };
 
@@ -150,6 +155,8 @@ export const CONFIG_SCHEMA = {
       properties: {
         connectionsPerOrigin: { type: 'integer', minimum: 1, maximum: 1000 },
         connections: { type: 'integer', minimum: 1, maximum: 10000 },
+        requestsPerSecond: { type: 'integer', minimum: 1, maximum: 1_000_000 },
+        requestBurst: { type: 'integer', minimum: 1, maximum: 1_000_000 },
       },
     },
     pkcs11: {

@@ -191,6 +191,31 @@ export class Dispatcher {
   }
 }
 
+/**
+ * The answer to a frame refused by the connection's request rate limit: ERR_RATE_LIMITED with
+ * `data.retryAfterMs`, under the frame's id when it has a valid one (so the page can match it).
+ */
+export function rateLimitedResponse(text: string, retryAfterMs: number): string {
+  let id: JsonRpcId | null = null;
+  try {
+    const message = JSON.parse(text) as unknown;
+    if (typeof message === 'object' && message !== null && !Array.isArray(message)) {
+      const candidate = (message as Record<string, unknown>).id;
+      if (isValidId(candidate)) id = candidate;
+    }
+  } catch {
+    // Not JSON: answered with id null.
+  }
+  return errorResponse(
+    id,
+    wireError(
+      new KelidError('ERR_RATE_LIMITED', 'too many calls on this connection; slow down', {
+        data: { retryAfterMs },
+      }),
+    ),
+  );
+}
+
 function isValidId(id: unknown): id is JsonRpcId {
   if (typeof id === 'string') return id.length >= 1 && id.length <= MAX_ID_LENGTH;
   return typeof id === 'number' && Number.isSafeInteger(id);

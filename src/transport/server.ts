@@ -68,7 +68,14 @@ export class AgentServer {
 
   async listen(): Promise<ListeningPorts> {
     const secure = https.createServer(
-      { key: this.#options.tls.key, cert: this.#options.tls.cert, minVersion: 'TLSv1.2', ...serverLimits() },
+      {
+        key: this.#options.tls.key,
+        cert: this.#options.tls.cert,
+        minVersion: 'TLSv1.2',
+        // A socket that connects and never finishes the TLS handshake is dropped (default: 120 s).
+        handshakeTimeout: TRANSPORT_LIMITS.tlsHandshakeTimeoutMs,
+        ...serverLimits(),
+      },
       this.#options.app,
     );
     const port = await this.#start(secure, this.#options.port);
@@ -126,7 +133,7 @@ export class AgentServer {
       return refuse(socket, 403, 'Forbidden');
     }
     if (result.tier !== 'console' && consoleSecret !== null) return refuse(socket, 403, 'Forbidden');
-    const release = this.#options.limits.acquire(result.origin);
+    const release = this.#options.limits.acquire(result.origin, result.tier);
     if (release === null) {
       this.#log.info({ origin: result.origin }, 'connection limit reached');
       return refuse(socket, 403, 'Forbidden');
@@ -163,7 +170,13 @@ export class AgentServer {
 }
 
 function serverLimits(): http.ServerOptions {
-  return { maxHeaderSize: TRANSPORT_LIMITS.maxHeaderSize, requestTimeout: TRANSPORT_LIMITS.requestTimeoutMs };
+  return {
+    maxHeaderSize: TRANSPORT_LIMITS.maxHeaderSize,
+    requestTimeout: TRANSPORT_LIMITS.requestTimeoutMs,
+    // Node checks the header and request timeouts only this often (default 30 s): without it a
+    // slowloris socket lives up to 40 s instead of the 10 s of headersTimeout.
+    connectionsCheckingInterval: TRANSPORT_LIMITS.timeoutCheckIntervalMs,
+  };
 }
 
 function splitUrl(url: string): { path: string; query: string } {

@@ -163,28 +163,46 @@ describe('AgentServer', () => {
   });
 
   describe('connection limits', () => {
-    it('refuses the 9th connection of one origin and the 13th in all (config 12) with 403', async () => {
+    it('refuses the 9th connection of one origin, the 13th in all (config 12) and the 7th of unknown origins with 403', async () => {
       const open: WebSocket[] = [];
-      try {
-        for (let i = 0; i < 8; i++) open.push(await agent.open('https://one.example'));
-        await expect(agent.open('https://one.example')).rejects.toMatchObject({ status: 403 });
-        // Another origin still gets in, up to the total.
-        for (let i = 0; i < 4; i++) open.push(await agent.open('https://two.example'));
-        await expect(agent.open('https://three.example')).rejects.toMatchObject({ status: 403 });
-        // Closing one frees its slot.
-        const first = open.shift()!;
-        await new Promise<void>((resolve) => {
-          first.once('close', () => resolve());
-          first.close();
-        });
+      const close = async (n: number): Promise<void> => {
+        for (const ws of open.splice(0, n)) {
+          await new Promise<void>((resolve) => {
+            ws.once('close', () => resolve());
+            ws.close();
+          });
+        }
+      };
+      /** Open once the agent has seen earlier closes (its slot is freed on its own close event). */
+      const openSoon = async (origin: string): Promise<void> => {
         await waitFor(async () => {
           try {
-            open.push(await agent.open('https://one.example'));
+            open.push(await agent.open(origin));
             return true;
           } catch {
             return false;
           }
         });
+      };
+      try {
+        for (let i = 0; i < 8; i++) open.push(await agent.open('https://bank.example'));
+        await expect(agent.open('https://bank.example')).rejects.toMatchObject({ status: 403 });
+        // Other origins get in, up to the total.
+        for (let i = 0; i < 2; i++) open.push(await agent.open('https://one.example'));
+        for (let i = 0; i < 2; i++) open.push(await agent.open('https://ra.example'));
+        await expect(agent.open('https://three.example')).rejects.toMatchObject({ status: 403 });
+        await expect(agent.open('https://ra2.example:8443')).rejects.toMatchObject({ status: 403 });
+        // Closing frees slots. Unknown origins together get half of the total (6 of 12): with 6 slots
+        // free and 2 unknown connections open, 4 more unknown ones get in, the next does not, and
+        // configured origins take the last 2 slots.
+        await close(6);
+        await openSoon('https://one.example');
+        open.push(await agent.open('https://one.example'));
+        for (let i = 0; i < 2; i++) open.push(await agent.open('https://two.example'));
+        await expect(agent.open('https://three.example')).rejects.toMatchObject({ status: 403 });
+        open.push(await agent.open('https://ra.example'));
+        open.push(await agent.open('https://ra2.example:8443'));
+        await expect(agent.open('https://ra2.example:8443')).rejects.toMatchObject({ status: 403 });
       } finally {
         for (const ws of open) ws.terminate();
       }
