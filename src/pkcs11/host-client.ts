@@ -3,6 +3,7 @@ import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { afterWrite, beforeWrite } from '../crash-points.js';
 import { KelidError } from '../errors.js';
 import { silentLogger } from '../log.js';
 import type { Logger } from '../log.js';
@@ -32,6 +33,8 @@ export interface HostClientOptions {
 
 interface Pending {
   method: HostMethod;
+  /** Its number among this process's token writes (0: not a write); for the test crash points. */
+  write: number;
   resolve: (v: unknown) => void;
   reject: (e: KelidError) => void;
   timer: NodeJS.Timeout;
@@ -164,6 +167,7 @@ export class HostClient extends EventEmitter implements ModuleHost {
     if (!p) return;
     this.pending.delete(m.id);
     clearTimeout(p.timer);
+    afterWrite('agent', p.method, p.write);
     if (m.ok) p.resolve(m.result);
     else p.reject(KelidError.fromJSON(m.error));
   }
@@ -224,7 +228,8 @@ export class HostClient extends EventEmitter implements ModuleHost {
         );
         child.kill('SIGKILL');
       }, timeoutMs);
-      this.pending.set(id, { method, resolve: resolve as (v: unknown) => void, reject, timer });
+      const write = beforeWrite('agent', method);
+      this.pending.set(id, { method, write, resolve: resolve as (v: unknown) => void, reject, timer });
       child.send({ id, method, params }, (err) => {
         if (err && this.pending.delete(id)) {
           clearTimeout(timer);
