@@ -12,7 +12,13 @@ import {
   listCertificates,
 } from './certificate-store.js';
 import type { DeleteScope } from './certificate-store.js';
-import { findSigningKey, generateSigningKey, listPrivateKeys, listPublicKeys } from './key-store.js';
+import {
+  completeInterruptedKeys,
+  findSigningKey,
+  generateSigningKey,
+  listPrivateKeys,
+  listPublicKeys,
+} from './key-store.js';
 import type { TemplateQuirks } from '../pkcs11/templates.js';
 import { Pkcs11Signer } from './token-signer.js';
 import { toToken } from './token-info.js';
@@ -38,6 +44,10 @@ export interface GenerateKeyRequest {
 }
 
 /**
+ * Crash consistency (docs/RELIABILITY.md): every write session under the user PIN first completes
+ * what an interrupted key generation left (`completeInterruptedKeys`), and each operation orders its
+ * writes so that a crash between any two leaves a state the next call accepts and finishes.
+ *
  * The provisioning operations behind `tokens.init`, `pin.*`, `keys.*`, `csr.create`,
  * `certificates.import|list` and `objects.delete`. PINs are parameters of one call and go nowhere
  * else; new PINs are checked against the policy before the token is touched.
@@ -126,6 +136,7 @@ export class ProvisioningService {
     checkLabel(label, 'key label');
     return this.tokens.withSession(tokenId, { readWrite: true }, async (s) => {
       await s.login('user', normalizePin(userPin));
+      await completeInterruptedKeys(s);
       const quirks = s.moduleSpec.quirks?.keyTemplate as TemplateQuirks | undefined;
       const g = await generateSigningKey(
         s,
@@ -180,6 +191,7 @@ export class ProvisioningService {
     if (input.label !== undefined) checkLabel(input.label, 'certificate label');
     return this.tokens.withSession(tokenId, { readWrite: true }, async (s) => {
       await s.login('user', normalizePin(userPin));
+      await completeInterruptedKeys(s);
       const r = await importCertificate(s, {
         der,
         chain,
@@ -219,7 +231,14 @@ export class ProvisioningService {
       throw new KelidError('ERR_INVALID_INPUT', 'keyId must be lowercase hex');
     return this.tokens.withSession(tokenId, { readWrite: true }, async (s) => {
       await s.login('user', normalizePin(userPin));
-      return deleteObjects(s, keyId, scope);
+      // A lone half of an interrupted generation listed under this id is removed by the repair.
+      const { removed } = await completeInterruptedKeys(s);
+      try {
+        return await deleteObjects(s, keyId, scope);
+      } catch (e) {
+        if (removed.includes(keyId) && e instanceof KelidError && e.code === 'ERR_KEY_NOT_FOUND') return 1;
+        throw e;
+      }
     });
   }
 
