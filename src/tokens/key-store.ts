@@ -47,12 +47,17 @@ const PRIVATE_ATTRS = [
 // marker and random bytes. A crash in between leaves a pair (or, mid-generation, one half) with the
 // marker: such a pair is listed under the id it is going to get, found under it for signing, and
 // completed (or, when only one half exists, removed) by the next write session under the user PIN
-// (`completeInterruptedKeys`). The private half is renamed first, so "public final, private
+// (`repairInterruptedWrites` in interrupted-writes.ts). The private half is renamed first, so "public final, private
 // provisional" never happens: the public half, which anyone can list, always leads to the private one.
 const PENDING_ID_MARKER = Buffer.from('kelid-pending:', 'ascii');
 
 /** Provisional ids of generations running in this process: not interrupted, not to be touched. */
 const generating = new Set<string>();
+
+/** Whether a key generation is running in this process (its objects may be half-made right now). */
+export function generationInProgress(storedId?: string): boolean {
+  return storedId === undefined ? generating.size > 0 : generating.has(storedId);
+}
 
 function newPendingId(): Buffer {
   return Buffer.concat([PENDING_ID_MARKER, randomBytes(6)]);
@@ -329,48 +334,4 @@ async function generateWithPendingId(
       ? e
       : new KelidError('ERR_INTERNAL', 'key generation could not be completed', { cause: e });
   }
-}
-
-/** What {@link completeInterruptedKeys} did: key ids completed, and key ids whose lone half was removed. */
-export interface InterruptedKeys {
-  completed: string[];
-  removed: string[];
-}
-
-/**
- * Finish what interrupted key generations left on the token (caller holds the user login and a R/W
- * session): a pair still carrying a provisional id gets its final id (private half first); a single
- * half with a provisional id (the crash came during C_GenerateKeyPair, or the other half is gone)
- * was never handed out and is destroyed.
- */
-export async function completeInterruptedKeys(session: TokenSession): Promise<InterruptedKeys> {
-  const out: InterruptedKeys = { completed: [], removed: [] };
-  const publics = (await listPublicKeys(session)).filter(
-    (k) => isPendingKeyId(k.storedId) && !generating.has(k.storedId),
-  );
-  const privates = (await listPrivateKeys(session)).filter((k) => !generating.has(k.keyId));
-  if (publics.length === 0 && !privates.some((k) => isPendingKeyId(k.keyId))) return out;
-  const done = new Set<string>();
-  for (const pub of publics) {
-    const halves = privates.filter((k) => k.keyId === pub.storedId || k.keyId === pub.keyId);
-    if (halves.length === 0) {
-      await session.call('destroyObject', { handle: pub.handle });
-      out.removed.push(pub.keyId);
-      continue;
-    }
-    const id = Buffer.from(pub.keyId, 'hex');
-    for (const k of halves) {
-      done.add(k.handle);
-      if (k.keyId !== pub.keyId)
-        await session.call('setAttributes', { handle: k.handle, template: [{ type: CKA.ID, value: id }] });
-    }
-    await session.call('setAttributes', { handle: pub.handle, template: [{ type: CKA.ID, value: id }] });
-    out.completed.push(pub.keyId);
-  }
-  for (const k of privates) {
-    if (!isPendingKeyId(k.keyId) || done.has(k.handle)) continue;
-    await session.call('destroyObject', { handle: k.handle });
-    out.removed.push(k.keyId);
-  }
-  return out;
 }

@@ -12,13 +12,9 @@ import {
   listCertificates,
 } from './certificate-store.js';
 import type { DeleteScope } from './certificate-store.js';
-import {
-  completeInterruptedKeys,
-  findSigningKey,
-  generateSigningKey,
-  listPrivateKeys,
-  listPublicKeys,
-} from './key-store.js';
+import { repairInterruptedWrites } from './interrupted-writes.js';
+import type { InterruptedWrites } from './interrupted-writes.js';
+import { findSigningKey, generateSigningKey, listPrivateKeys, listPublicKeys } from './key-store.js';
 import type { TemplateQuirks } from '../pkcs11/templates.js';
 import { Pkcs11Signer } from './token-signer.js';
 import { toToken } from './token-info.js';
@@ -44,8 +40,8 @@ export interface GenerateKeyRequest {
 }
 
 /**
- * Crash consistency (docs/RELIABILITY.md): every write session under the user PIN first completes
- * what an interrupted key generation left (`completeInterruptedKeys`), and each operation orders its
+ * Crash consistency (docs/crash-consistency.md): every write session under the user PIN first
+ * finishes what an interrupted write left (`repairInterruptedWrites`), and each operation orders its
  * writes so that a crash between any two leaves a state the next call accepts and finishes.
  *
  * The provisioning operations behind `tokens.init`, `pin.*`, `keys.*`, `csr.create`,
@@ -57,6 +53,22 @@ export class ProvisioningService {
     private readonly tokens: TokenService,
     private readonly policy: PinPolicy,
   ) {}
+
+  /** Write sessions open in this process: the repair runs only when it is the only one. */
+  private writers = 0;
+
+  private async writeSession<T>(tokenId: string, fn: (s: TokenSession) => Promise<T>): Promise<T> {
+    this.writers++;
+    try {
+      return await this.tokens.withSession(tokenId, { readWrite: true }, fn);
+    } finally {
+      this.writers--;
+    }
+  }
+
+  private repair(s: TokenSession): Promise<InterruptedWrites> {
+    return repairInterruptedWrites(s, { alone: this.writers === 1 });
+  }
 
   private rule(role: LoginRole, token: Token): PinRule {
     return effectiveRule(
@@ -93,7 +105,7 @@ export class ProvisioningService {
     );
     const initialized = toToken(loc.module.spec.id, slot);
     await this.tokens.listTokens();
-    await this.tokens.withSession(initialized.tokenId, { readWrite: true }, async (s) => {
+    await this.writeSession(initialized.tokenId, async (s) => {
       await s.login('so', soPin);
       await s.call('initPin', { pin: userPin });
     });
@@ -105,7 +117,7 @@ export class ProvisioningService {
     const token = await this.tokens.getToken(tokenId);
     const normalizedNew = this.checkNewPin(role, token, newPin);
     const normalizedOld = normalizePin(oldPin);
-    await this.tokens.withSession(tokenId, { readWrite: true }, async (s) => {
+    await this.writeSession(tokenId, async (s) => {
       try {
         await s.login(role, normalizedOld);
       } catch (e) {
@@ -120,7 +132,7 @@ export class ProvisioningService {
   async unblockPin(tokenId: string, soPin: string, newUserPin: string): Promise<void> {
     const token = await this.tokens.getToken(tokenId);
     const pin = this.checkNewPin('user', token, newUserPin);
-    await this.tokens.withSession(tokenId, { readWrite: true }, async (s) => {
+    await this.writeSession(tokenId, async (s) => {
       await s.login('so', normalizePin(soPin));
       await s.call('initPin', { pin });
     });
@@ -134,9 +146,9 @@ export class ProvisioningService {
   ): Promise<{ key: Key; csr?: string }> {
     const label = request.label ?? defaultKeyLabel();
     checkLabel(label, 'key label');
-    return this.tokens.withSession(tokenId, { readWrite: true }, async (s) => {
+    return this.writeSession(tokenId, async (s) => {
       await s.login('user', normalizePin(userPin));
-      await completeInterruptedKeys(s);
+      await this.repair(s);
       const quirks = s.moduleSpec.quirks?.keyTemplate as TemplateQuirks | undefined;
       const g = await generateSigningKey(
         s,
@@ -189,9 +201,9 @@ export class ProvisioningService {
     const chain = (input.chain ?? []).map((c) => parseCertificateInput(c));
     describeCertificate(der);
     if (input.label !== undefined) checkLabel(input.label, 'certificate label');
-    return this.tokens.withSession(tokenId, { readWrite: true }, async (s) => {
+    return this.writeSession(tokenId, async (s) => {
       await s.login('user', normalizePin(userPin));
-      await completeInterruptedKeys(s);
+      await this.repair(s);
       const r = await importCertificate(s, {
         der,
         chain,
@@ -229,10 +241,10 @@ export class ProvisioningService {
   async deleteObjects(tokenId: string, userPin: string, keyId: string, scope: DeleteScope): Promise<number> {
     if (!/^[0-9a-f]{2,128}$/.test(keyId))
       throw new KelidError('ERR_INVALID_INPUT', 'keyId must be lowercase hex');
-    return this.tokens.withSession(tokenId, { readWrite: true }, async (s) => {
+    return this.writeSession(tokenId, async (s) => {
       await s.login('user', normalizePin(userPin));
       // A lone half of an interrupted generation listed under this id is removed by the repair.
-      const { removed } = await completeInterruptedKeys(s);
+      const { removed } = await this.repair(s);
       try {
         return await deleteObjects(s, keyId, scope);
       } catch (e) {

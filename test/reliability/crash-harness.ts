@@ -120,8 +120,8 @@ function parsePeer(out: string): PeerObject[] {
             : 'other';
       return {
         kind,
-        id: /\n\s+ID:\s+([0-9a-f]+)/.exec(b)?.[1] ?? '',
-        label: /\n\s+label:\s+(.*)/.exec(b)?.[1]?.trim() ?? '',
+        id: /\n[ \t]+ID:[ \t]*([0-9a-f]+)/.exec(b)?.[1] ?? '',
+        label: /\n[ \t]+label:[ \t]*(.*)/.exec(b)?.[1]?.trim() ?? '',
       };
     });
 }
@@ -366,7 +366,7 @@ export class CrashLab {
       });
 
       // The flow, as an RA page would run it; it fails when the kill comes.
-      const before = await this.inspect(first, ra, plan);
+      const before = await this.inspect(ra, { peer: false });
       const outcome = await this.runFlow(first, ra, plan, before, { first: true }).then(
         () => 'completed',
         (e: unknown) => (e instanceof RpcError ? (e.data?.code ?? String(e.code)) : (e as Error).message),
@@ -409,9 +409,12 @@ export class CrashLab {
         failures.push(`the flow ended with ${outcome}, expected ERR_MODULE_FAILED`);
       }
 
+      // KELID_CRASH_KEEP=1 keeps the token as the crash left it, for a look with pkcs11-tool.
+      if (process.env.KELID_CRASH_KEEP === '1') copyDir(hsm.tokenDir, path.join(hsm.dir, 'after-crash'));
+
       // After the restart: one of the allowed states, the audit log verifies.
       const after = await waitFor('the token after the restart', async () => {
-        const s = await this.inspect(active, client, plan).catch(() => undefined);
+        const s = await this.inspect(client, { peer: true }).catch(() => undefined);
         return s?.token !== undefined || plan.flow === 'tokens.init' ? s : undefined;
       });
       state = this.classify(plan, after, failures);
@@ -424,7 +427,7 @@ export class CrashLab {
           `retry failed: ${e instanceof RpcError ? `${e.data?.code} ${e.message}` : (e as Error).message}`,
         ),
       );
-      const final = await this.inspect(active, client, plan);
+      const final = await this.inspect(client, { peer: true });
       this.finalInvariants(plan, final, failures);
       this.commonInvariants(final, failures, { strict: true });
       await this.checkAudit(active, failures, false);
@@ -435,8 +438,12 @@ export class CrashLab {
       for (const a of agents.reverse()) {
         await a.stop().catch(() => undefined);
       }
-      agents[0]?.cleanup();
-      hsm.cleanup();
+      if (failures.length > 0 && process.env.KELID_CRASH_KEEP === '1') {
+        failures.push(`kept: ${hsm.dir} (after-crash/, softhsm2.conf), ${agents[0]?.dir ?? ''}`);
+      } else {
+        agents[0]?.cleanup();
+        hsm.cleanup();
+      }
     }
     return { plan, hit, state, failures, ms: Date.now() - started };
   }
@@ -502,7 +509,7 @@ export class CrashLab {
   }
 
   /** Kelid's view (tokens.list, keys.list, certificates.list) and the peer's (pkcs11-tool). */
-  private async inspect(_agent: AgentProcess, ra: RpcClient, _plan: RunPlan): Promise<TokenState> {
+  private async inspect(ra: RpcClient, options: { peer: boolean }): Promise<TokenState> {
     const { tokens } = await ra.call<{ tokens: TokenJson[] }>('tokens.list');
     const token = tokens.find((t) => t.initialized);
     const blank = tokens.find((t) => !t.initialized);
@@ -515,7 +522,7 @@ export class CrashLab {
       certs: [],
       peer: [],
     };
-    if (!token) return s;
+    if (!token || !options.peer) return s;
     s.soPin = [SO_PIN, SO_PIN_2].find((p) => this.pinWorks('so', p));
     if (!token.userPinInitialized) return s;
     s.userPin = [USER_PIN, USER_PIN_2].find((p) => this.pinWorks('user', p));

@@ -1,5 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { createHash, createPublicKey } from 'node:crypto';
+import { createRequire } from 'node:module';
+import type * as Pkcs11 from 'pkcs11js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,10 +12,11 @@ import { ProvisioningService } from '../../../src/tokens/provisioning-service.js
 import { TokenService } from '../../../src/tokens/token-service.js';
 import { SoftHsm } from '../../helpers/softhsm.js';
 
-// The states a crash inside keys.generate can leave (docs/RELIABILITY.md), made on the token by
-// pkcs11-tool, as Kelid sees and repairs them: both halves still carrying the provisional CKA_ID
-// ("kelid-pending:" + 6 random bytes), the private half renamed but not the public one, and a single
-// half left by a crash during C_GenerateKeyPair.
+// The states a crash inside a token write can leave (docs/crash-consistency.md), made on the token by
+// pkcs11-tool or raw pkcs11js, as Kelid sees and repairs them: both halves still carrying the
+// provisional CKA_ID ("kelid-pending:" + 6 random bytes), the private half renamed but not the public
+// one, a single half left by a crash during C_GenerateKeyPair, and the empty objects SoftHSM leaves
+// when it dies (or fails) between creating an object and storing its template.
 
 const SO = 'Admin2024';
 const PIN = '739154';
@@ -40,7 +43,38 @@ interface PeerObject {
   label: string;
 }
 
-describe('ProvisioningService after an interrupted key generation', () => {
+/** What SoftHSM leaves after a C_CreateObject it refuses (the same as a kill inside the call): empty objects. */
+function leaveEmptyObjects(conf: string): void {
+  const p = createRequire(import.meta.url)('pkcs11js') as typeof Pkcs11;
+  const previous = process.env.SOFTHSM2_CONF;
+  process.env.SOFTHSM2_CONF = conf;
+  const m = new p.PKCS11();
+  m.load('/usr/lib/softhsm/libsofthsm2.so');
+  m.C_Initialize();
+  try {
+    const slot = m.C_GetSlotList(true)[0];
+    const s = m.C_OpenSession(slot, p.CKF_SERIAL_SESSION | p.CKF_RW_SESSION);
+    m.C_Login(s, p.CKU_USER, PIN);
+    const token = { type: p.CKA_TOKEN, value: true };
+    for (const template of [
+      [{ type: p.CKA_CLASS, value: p.CKO_PUBLIC_KEY }, { type: p.CKA_KEY_TYPE, value: p.CKK_EC }, token],
+      [{ type: p.CKA_CLASS, value: p.CKO_PRIVATE_KEY }, { type: p.CKA_KEY_TYPE, value: p.CKK_EC }, token],
+      [
+        { type: p.CKA_CLASS, value: p.CKO_CERTIFICATE },
+        { type: p.CKA_CERTIFICATE_TYPE, value: p.CKC_X_509 },
+        token,
+      ],
+    ]) {
+      expect(() => m.C_CreateObject(s, template)).toThrow(/CKR_TEMPLATE_INCOMPLETE/);
+    }
+  } finally {
+    m.C_Finalize();
+    if (previous === undefined) delete process.env.SOFTHSM2_CONF;
+    else process.env.SOFTHSM2_CONF = previous;
+  }
+}
+
+describe('ProvisioningService after an interrupted write', () => {
   let hsm: SoftHsm;
   let modules: ModuleManager;
   let service: ProvisioningService;
@@ -57,8 +91,8 @@ describe('ProvisioningService after an interrupted key generation', () => {
       .filter((b) => /^(Private|Public) Key Object/.test(b))
       .map((b) => ({
         kind: b.startsWith('Private') ? 'private' : 'public',
-        id: /\n\s+ID:\s+([0-9a-f]+)/.exec(b)?.[1] ?? '',
-        label: /\n\s+label:\s+(.*)/.exec(b)?.[1]?.trim() ?? '',
+        id: /\n[ \t]+ID:[ \t]*([0-9a-f]+)/.exec(b)?.[1] ?? '',
+        label: /\n[ \t]+label:[ \t]*(.*)/.exec(b)?.[1]?.trim() ?? '',
       }));
   }
 
@@ -153,5 +187,22 @@ describe('ProvisioningService after an interrupted key generation', () => {
       });
     }
     expect(peerObjects().filter((o) => o.label === 'lone')).toEqual([]);
+  });
+
+  it('removes the empty objects a module left when it died creating them, and nothing else', async () => {
+    const { key } = await service.generateKey(tokenId, PIN, {
+      algorithm: { name: 'EC', namedCurve: 'P-256' },
+      label: 'kept',
+    });
+    leaveEmptyObjects(hsm.conf);
+    // pkcs11-tool sees three objects without id or label; Kelid lists only the real key.
+    expect(peerObjects().filter((o) => o.label === '')).toHaveLength(2);
+    expect(tool(['--list-objects', '--type', 'cert'])).toMatch(/Certificate Object/);
+    expect((await service.listKeys(tokenId)).map((k) => k.keyId)).toEqual([key.keyId]);
+    expect((await service.listCertificates(tokenId)).length).toBe(0);
+
+    await service.deleteObjects(tokenId, PIN, key.keyId, 'keypair');
+    expect(peerObjects()).toEqual([]);
+    expect(tool(['--list-objects', '--type', 'cert'])).not.toMatch(/Certificate Object/);
   });
 });
