@@ -24,7 +24,13 @@ export const FLOWS = [
 export type Flow = (typeof FLOWS)[number];
 
 export type KillKind =
-  'host:before' | 'host:after' | 'host:during' | 'agent:before' | 'agent:after' | 'agent:audit-torn';
+  | 'host:before'
+  | 'host:after'
+  | 'host:during'
+  | 'agent:during'
+  | 'agent:before'
+  | 'agent:after'
+  | 'agent:audit-torn';
 
 export interface RunPlan {
   seed: number;
@@ -140,7 +146,8 @@ export function planRun(seed: number, writes: WriteSequences): RunPlan {
   const flow = FLOWS[seed % FLOWS.length];
   const seq = writes[flow];
   const kinds: KillKind[] = ['agent:after', 'host:before', 'agent:audit-torn', 'host:after', 'agent:before'];
-  if (seq.includes('generateKeyPair')) kinds.push('host:during');
+  // Inside C_GenerateKeyPair: the host killed, or the agent (whose host then dies with it).
+  if (seq.includes('generateKeyPair')) kinds.push('host:during', 'agent:during');
   const kind = kinds[(Math.floor(seed / FLOWS.length) + (seed % FLOWS.length)) % kinds.length];
   const algorithm =
     r() < 0.5
@@ -148,9 +155,10 @@ export function planRun(seed: number, writes: WriteSequences): RunPlan {
       : ({ name: 'RSA', modulusLength: 2048 } as const);
   const role = r() < 0.6 ? 'user' : 'so';
   const plan: RunPlan = { seed, flow, kind, algorithm, role };
-  if (kind === 'host:during') {
+  if (kind.endsWith(':during')) {
+    // SoftHSM makes an EC P-256 pair in a few ms and an RSA-2048 one in tens to hundreds of ms.
     plan.write = seq.indexOf('generateKeyPair') + 1;
-    plan.delayMs = Math.floor(r() * (algorithm.name === 'RSA' ? 300 : 20));
+    plan.delayMs = Math.floor(r() * (algorithm.name === 'RSA' ? 300 : 5));
   } else if (kind !== 'agent:audit-torn') {
     plan.write = 1 + Math.floor(r() * seq.length);
   }
