@@ -24,7 +24,10 @@ export type CrashProcess = 'agent' | 'host';
 export type CrashPlan =
   | {
       process: CrashProcess;
-      /** Kill before the Nth write is made (host) or sent (agent), after it returned, or (host only) while a key pair is generated. */
+      /**
+       * Kill before the Nth write is made (host) or sent (agent), after it returned, or `delayMs`
+       * after it started when it is a key generation (`during`).
+       */
       at: 'before' | 'after' | 'during';
       write: number;
       /** For `during`: how long after the call started. */

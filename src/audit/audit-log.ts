@@ -256,7 +256,10 @@ function writeDurably(file: string, bytes: Uint8Array): void {
   }
 }
 
-/** The bytes after the last newline (a torn append) and where they start; null when the file ends with a newline. */
+/**
+ * The bytes after the last newline (a torn append) and where they start; null when the file ends
+ * with a newline.
+ */
 function readTornTail(file: string): { bytes: Buffer; offset: number } | null {
   let fd: number;
   try {

@@ -47,8 +47,9 @@ const PRIVATE_ATTRS = [
 // marker and random bytes. A crash in between leaves a pair (or, mid-generation, one half) with the
 // marker: such a pair is listed under the id it is going to get, found under it for signing, and
 // completed (or, when only one half exists, removed) by the next write session under the user PIN
-// (`repairInterruptedWrites` in interrupted-writes.ts). The private half is renamed first, so "public final, private
-// provisional" never happens: the public half, which anyone can list, always leads to the private one.
+// (`repairInterruptedWrites` in interrupted-writes.ts). The private half is renamed first, so "public
+// final, private provisional" never happens: the public half, which anyone can list, always leads to
+// the private one.
 const PENDING_ID_MARKER = Buffer.from('kelid-pending:', 'ascii');
 
 /** Provisional ids of generations running in this process: not interrupted, not to be touched. */

@@ -14,7 +14,11 @@ const HOST_CLIENT = fileURLToPath(new URL('../../../src/pkcs11/host-client.ts', 
 // A stand-in agent: starts the host, prints its pid, then (optionally) blocks the host in a 60 s call.
 const AGENT = `
 import { HostClient } from ${JSON.stringify(HOST_CLIENT)};
-const host = new HostClient({ moduleId: 'softhsm', path: process.env.MODULE, env: JSON.parse(process.env.HOST_ENV) });
+const host = new HostClient({
+  moduleId: 'softhsm',
+  path: process.env.MODULE,
+  env: JSON.parse(process.env.HOST_ENV),
+});
 await host.start();
 process.stdout.write(host.pid + '\\n');
 if (process.env.HANG === '1') host.call('testHang', { ms: 60000 }, { timeoutMs: 120000 }).catch(() => {});

@@ -22,7 +22,7 @@ const SO = 'Admin2024';
 const PIN = '739154';
 const PENDING = Buffer.from('kelid-pending:', 'ascii').toString('hex');
 
-/** CKA_ID Kelid gives an EC key: SHA-1 of the uncompressed point, computed here from the SPKI with node:crypto. */
+/** CKA_ID Kelid gives an EC key: SHA-1 of the uncompressed point (computed here with node:crypto). */
 function ecKeyId(spkiBase64: string): string {
   const jwk = createPublicKey({ key: Buffer.from(spkiBase64, 'base64'), format: 'der', type: 'spki' }).export(
     {
@@ -43,7 +43,7 @@ interface PeerObject {
   label: string;
 }
 
-/** What SoftHSM leaves after a C_CreateObject it refuses (the same as a kill inside the call): empty objects. */
+/** What SoftHSM leaves after a C_CreateObject it refuses (as after a kill inside the call): empty objects. */
 function leaveEmptyObjects(conf: string): void {
   const p = createRequire(import.meta.url)('pkcs11js') as typeof Pkcs11;
   const previous = process.env.SOFTHSM2_CONF;
