@@ -111,6 +111,9 @@ interface TokenState {
   peer: PeerObject[];
 }
 
+/** An object that has neither id nor label: created by a module that was killed before filling it. */
+const halfCreated = (o: PeerObject): boolean => o.id === '' && o.label === '';
+
 function parsePeer(out: string): PeerObject[] {
   return out
     .split(/\n(?=\S)/)
@@ -571,6 +574,7 @@ export class CrashLab {
         if (!k?.hasCertificate) return fail('the certified key changed');
         if (s.peer.some((o) => o.id.startsWith(PENDING_ID_HEX)))
           return 'interrupted generation (provisional id)';
+        if (s.peer.some(halfCreated)) return 'interrupted generation (half-created object)';
         const others = s.keys.filter((x) => x.keyId !== this.keyId);
         if (others.length === 0) return 'no new key';
         if (others.length > 1) return fail('more than one new key');
@@ -610,11 +614,14 @@ export class CrashLab {
     const when = strict ? 'after the retry' : 'after the crash';
     const bad = (why: string) => failures.push(`${when}: ${why}`);
     if (s.userPin === undefined) return void bad('no user PIN works');
-    const peerCerts = s.peer.filter((o) => o.kind === 'certificate');
+    // An object a module created but was killed before filling: removed by the next write session.
+    if (strict && s.peer.some(halfCreated)) bad('a half-created object (no id, no label) is left');
+    const peer = s.peer.filter((o) => !halfCreated(o));
+    const peerCerts = peer.filter((o) => o.kind === 'certificate');
     if (peerCerts.length !== s.certs.length)
       bad(`pkcs11-tool sees ${peerCerts.length} certificate objects, Kelid ${s.certs.length} readable ones`);
     if (peerCerts.some((c) => c.id === '')) bad('a certificate object without CKA_ID');
-    if (s.peer.some((o) => o.kind === 'other')) bad('an object that is neither key nor certificate');
+    if (peer.some((o) => o.kind === 'other')) bad('an object that is neither key nor certificate');
     const fps = s.certs.map((c) => c.fingerprintSha256);
     if (new Set(fps).size !== fps.length) bad('duplicate certificates');
     const users = s.certs.filter((c) => c.category === 'user');
@@ -624,8 +631,8 @@ export class CrashLab {
     }
     if (users.length > 0 && s.certs.filter((c) => c.category === 'authority').length !== 2)
       bad('a user certificate without its chain');
-    const privs = s.peer.filter((o) => o.kind === 'private');
-    const pubs = s.peer.filter((o) => o.kind === 'public');
+    const privs = peer.filter((o) => o.kind === 'private');
+    const pubs = peer.filter((o) => o.kind === 'public');
     const pending = (o: PeerObject) => o.id.startsWith(PENDING_ID_HEX);
     for (const p of privs) {
       if (pubs.some((q) => q.id === p.id && q.label === p.label)) continue;
@@ -642,7 +649,9 @@ export class CrashLab {
       const found = pubs.some((q) => q.id === k.keyId || (!strict && pending(q) && q.label === k.label));
       if (!found) bad(`Kelid lists key ${k.keyId} that pkcs11-tool does not see`);
     }
-    if (pubs.length !== s.keys.length)
+    // Every finished public key is listed; a provisional one only once its key material is written.
+    const listable = strict ? pubs : pubs.filter((q) => !pending(q));
+    if (listable.length > s.keys.length || s.keys.length > pubs.length)
       bad(`pkcs11-tool sees ${pubs.length} public keys, Kelid lists ${s.keys.length}`);
   }
 
