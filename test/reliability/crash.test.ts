@@ -8,7 +8,9 @@ import type { RunResult } from './crash-harness.js';
 //   KELID_CRASH_RUNS=100 KELID_CRASH_SEED=1 npx vitest run test/reliability/crash.test.ts
 // and a failing run is replayed alone with KELID_CRASH_SEED=<its seed> KELID_CRASH_RUNS=1.
 
-const RUNS = Number(process.env.KELID_CRASH_RUNS ?? 8);
+// The smoke: seeds 1-5 are one run of each flow (kill kinds host:before, agent:audit-torn, host:after,
+// agent:before, host:before), 5-10 s each with the agent restarts.
+const RUNS = Number(process.env.KELID_CRASH_RUNS ?? 5);
 const SEED = Number(process.env.KELID_CRASH_SEED ?? 1);
 // Or an explicit list of seeds to replay: KELID_CRASH_SEEDS=12,37
 const SEEDS = process.env.KELID_CRASH_SEEDS
