@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { tearAuditLine } from '../crash-points.js';
 import { KelidError } from '../errors.js';
 import type { ErrorCode } from '../errors.js';
 
@@ -12,6 +13,12 @@ import type { ErrorCode } from '../errors.js';
 // line, a broken or unterminated line, and the removal of leading lines. What it cannot detect on its
 // own: an edit to the very last line, or the removal of whole lines at the end (nothing follows them).
 // A running agent keeps the hash of the last line it wrote, so its next line exposes such an edit.
+//
+// A torn last line (an append cut short by a crash or power loss: bytes after the last newline) is
+// repaired when the log is opened, never dropped silently: its bytes are moved to
+// `audit.jsonl.torn-<seq>`, the file is cut back to the last newline, and line <seq> records the
+// repair (`method: "audit.repair"`, `tornSha256` = SHA-256 of the moved bytes), so the chain shows
+// it and `verifyAuditLog` checks the side file against it. Any other damage is left for the operator.
 
 /** The name of the audit log inside the state directory. */
 export const AUDIT_LOG_FILE = 'audit.jsonl';
@@ -33,12 +40,29 @@ export interface AuditEntry {
   result: 'ok' | 'error';
   /** Present exactly when `result` is `error`. */
   errorCode?: ErrorCode;
+  /** `audit.repair` lines: SHA-256 (hex) of the torn bytes moved to `audit.jsonl.torn-<seq>`. */
+  tornSha256?: string;
   prev: string;
 }
 
 export type AuditRecord = Omit<AuditEntry, 'seq' | 'time' | 'prev'>;
 
-export type AuditVerifyResult = { ok: true; lines: number } | { ok: false; line: number; reason: string };
+/** A torn last line repaired when the log was opened: the line recording it and the side file. */
+export interface AuditRepair {
+  line: number;
+  tornFile: string;
+}
+
+export type AuditVerifyResult =
+  { ok: true; lines: number; repairs?: AuditRepair[] } | { ok: false; line: number; reason: string };
+
+/** The method of the line that records a torn-line repair. */
+export const AUDIT_REPAIR_METHOD = 'audit.repair';
+
+/** Where the torn bytes repaired by line `seq` are kept. */
+export function tornFileOf(file: string, seq: number): string {
+  return `${file}.torn-${seq}`;
+}
 
 export interface AuditLogOptions {
   now?: () => Date;
@@ -65,6 +89,7 @@ const FIELD_CHECKS: ReadonlyArray<
   ['digestsSha256', 'optional', (v) => typeof v === 'string' && HEX64.test(v)],
   ['result', 'required', (v) => v === 'ok' || v === 'error'],
   ['errorCode', 'optional', (v) => typeof v === 'string' && /^ERR_[A-Z0-9_]{1,60}$/.test(v)],
+  ['tornSha256', 'optional', (v) => typeof v === 'string' && HEX64.test(v)],
   ['prev', 'required', (v) => typeof v === 'string' && HEX64.test(v)],
 ];
 const GENERATED = new Set<string>(['seq', 'time', 'prev']);
@@ -107,9 +132,10 @@ export function hashDigests(digests: readonly Uint8Array[]): string {
 /**
  * Appends entries to `<stateDir>/audit.jsonl`. Each append is one write on a file opened for append
  * (mode 0600), followed by fsync. On construction the sequence and chain are resumed from the last
- * line of an existing file (read backwards, not the whole file); a file whose last line is damaged
- * (unterminated, not JSON, not an entry) is refused with ERR_INTERNAL: chaining onto damage would hide
- * it, so the operator runs `kelid audit verify` and moves the file aside.
+ * line of an existing file (read backwards, not the whole file). A torn last line (no newline) is
+ * repaired as described at the top of this file. A file whose last complete line is damaged (not
+ * JSON, not an entry) is refused with ERR_INTERNAL: that is not what a crash leaves, chaining onto it
+ * would hide it, so the operator runs `kelid audit verify` and moves the file aside.
  */
 export class AuditLog {
   readonly file: string;
@@ -121,15 +147,39 @@ export class AuditLog {
     this.file = file;
     this.#now = options.now ?? (() => new Date());
     fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-    const last = readLastLine(file);
-    if (last === null) return;
-    const entry = last.complete ? parseLine(last.bytes) : 'unterminated';
-    if (typeof entry === 'string') {
-      const message = `audit log ${file} ends with a damaged line; run "kelid audit verify"`;
-      throw new KelidError('ERR_INTERNAL', message, { data: { auditLog: file } });
+    const torn = readTornTail(file);
+    const last = readLastLine(file, torn?.offset);
+    if (last !== null) {
+      const entry = last.complete ? parseLine(last.bytes) : 'unterminated';
+      if (typeof entry === 'string') {
+        const message = `audit log ${file} ends with a damaged line; run "kelid audit verify"`;
+        throw new KelidError('ERR_INTERNAL', message, { data: { auditLog: file } });
+      }
+      this.#seq = entry.seq;
+      this.#prev = sha256Hex(last.bytes);
     }
-    this.#seq = entry.seq;
-    this.#prev = sha256Hex(last.bytes);
+    const tornFile = tornFileOf(file, this.#seq + 1);
+    if (torn !== null) {
+      // Keep the torn bytes first, then cut them off: a crash in between repeats the repair.
+      writeDurably(tornFile, torn.bytes);
+      const fd = fs.openSync(file, 'r+');
+      try {
+        fs.ftruncateSync(fd, torn.offset);
+        fs.fsyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+    }
+    // A side file without its line: the repair was cut short after the truncation; record it now.
+    if (fs.existsSync(tornFile)) {
+      this.append({
+        origin: 'kelid',
+        method: AUDIT_REPAIR_METHOD,
+        tokenSerial: null,
+        result: 'ok',
+        tornSha256: sha256Hex(fs.readFileSync(tornFile)),
+      });
+    }
   }
 
   append(record: AuditRecord): AuditEntry {
@@ -148,12 +198,14 @@ export class AuditLog {
       ...(record.digestsSha256 === undefined ? {} : { digestsSha256: record.digestsSha256 }),
       result: record.result,
       ...(record.errorCode === undefined ? {} : { errorCode: record.errorCode }),
+      ...(record.tornSha256 === undefined ? {} : { tornSha256: record.tornSha256 }),
       prev: this.#prev,
     };
     const line = JSON.stringify(entry);
     try {
       const fd = fs.openSync(this.file, 'a', 0o600);
       try {
+        tearAuditLine(fd, entry.method, `${line}\n`);
         fs.appendFileSync(fd, `${line}\n`);
         fs.fsyncSync(fd);
       } finally {
@@ -187,8 +239,28 @@ function parseLine(bytes: Uint8Array): AuditEntry | string {
   return problem ?? (value as AuditEntry);
 }
 
-/** The last line's bytes (without its newline) and whether it had one; null for a missing or empty file. */
-function readLastLine(file: string): { bytes: Buffer; complete: boolean } | null {
+/** Write a file and flush it and its directory entry to disk. */
+function writeDurably(file: string, bytes: Uint8Array): void {
+  const fd = fs.openSync(file, 'w', 0o600);
+  try {
+    fs.writeSync(fd, bytes);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  const dir = fs.openSync(path.dirname(file), 'r');
+  try {
+    fs.fsyncSync(dir);
+  } finally {
+    fs.closeSync(dir);
+  }
+}
+
+/**
+ * The bytes after the last newline (a torn append) and where they start; null when the file ends
+ * with a newline.
+ */
+function readTornTail(file: string): { bytes: Buffer; offset: number } | null {
   let fd: number;
   try {
     fd = fs.openSync(file, 'r');
@@ -198,6 +270,46 @@ function readLastLine(file: string): { bytes: Buffer; complete: boolean } | null
   }
   try {
     const size = fs.fstatSync(fd).size;
+    let end = size;
+    const parts: Buffer[] = [];
+    while (end > 0) {
+      if (size - end > MAX_LINE_BYTES) {
+        // Longer than any entry: not an append cut short but damage for the operator.
+        const message = `audit log ${file} ends with a damaged line; run "kelid audit verify"`;
+        throw new KelidError('ERR_INTERNAL', message, { data: { auditLog: file } });
+      }
+      const start = Math.max(0, end - 4096);
+      const chunk = Buffer.alloc(end - start);
+      fs.readSync(fd, chunk, 0, chunk.length, start);
+      const nl = chunk.lastIndexOf(0x0a);
+      if (nl !== -1) {
+        parts.unshift(chunk.subarray(nl + 1));
+        end = start + nl + 1;
+        break;
+      }
+      parts.unshift(chunk);
+      end = start;
+    }
+    return end === size ? null : { bytes: Buffer.concat(parts), offset: end };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * The last line's bytes (without its newline) and whether it had one, in the file's first `size`
+ * bytes (default: all of it); null for a missing or empty file.
+ */
+function readLastLine(file: string, limit?: number): { bytes: Buffer; complete: boolean } | null {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'r');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw e;
+  }
+  try {
+    const size = limit ?? fs.fstatSync(fd).size;
     if (size === 0) return null;
     const lastByte = Buffer.alloc(1);
     fs.readSync(fd, lastByte, 0, 1, size - 1);
@@ -229,6 +341,7 @@ function readLastLine(file: string): { bytes: Buffer; complete: boolean } | null
 export function verifyAuditLog(file: string): AuditVerifyResult {
   let expectedPrev = ZERO_HASH;
   let lineNo = 0;
+  const repairs: AuditRepair[] = [];
 
   // The reason line `lineNo` breaks the chain, or null.
   const check = (bytes: Buffer): string | null => {
@@ -242,6 +355,18 @@ export function verifyAuditLog(file: string): AuditVerifyResult {
         : `prev does not match the SHA-256 of line ${lineNo - 1}: line ${lineNo - 1} was modified, or lines were inserted, removed or reordered between lines ${lineNo - 1} and ${lineNo}`;
     }
     if (entry.seq !== lineNo) return `seq is ${entry.seq}, expected ${lineNo}`;
+    if (entry.method === AUDIT_REPAIR_METHOD && entry.tornSha256 !== undefined) {
+      const tornFile = tornFileOf(file, lineNo);
+      let kept: Buffer;
+      try {
+        kept = fs.readFileSync(tornFile);
+      } catch {
+        return `the torn bytes this line recorded are missing (${path.basename(tornFile)})`;
+      }
+      if (sha256Hex(kept) !== entry.tornSha256)
+        return `the torn bytes this line recorded were changed (${path.basename(tornFile)})`;
+      repairs.push({ line: lineNo, tornFile });
+    }
     expectedPrev = sha256Hex(bytes);
     return null;
   };
@@ -269,7 +394,7 @@ export function verifyAuditLog(file: string): AuditVerifyResult {
       const reason = check(Buffer.concat(pending)) ?? 'last line has no newline: the file was cut short';
       return { ok: false, line: lineNo, reason };
     }
-    return { ok: true, lines: lineNo };
+    return repairs.length === 0 ? { ok: true, lines: lineNo } : { ok: true, lines: lineNo, repairs };
   } finally {
     fs.closeSync(fd);
   }

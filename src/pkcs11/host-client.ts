@@ -1,8 +1,9 @@
-import { fork } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
+import { fork, spawn, spawnSync } from 'node:child_process';
+import type { ChildProcess, SpawnOptions } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { afterWrite, beforeWrite } from '../crash-points.js';
 import { KelidError } from '../errors.js';
 import { silentLogger } from '../log.js';
 import type { Logger } from '../log.js';
@@ -32,6 +33,8 @@ export interface HostClientOptions {
 
 interface Pending {
   method: HostMethod;
+  /** Its number among this process's token writes (0: not a write); for the test crash points. */
+  write: number;
   resolve: (v: unknown) => void;
   reject: (e: KelidError) => void;
   timer: NodeJS.Timeout;
@@ -42,6 +45,22 @@ const here = fileURLToPath(import.meta.url);
 const runningFromSource = here.endsWith('.ts');
 const HOST_ENTRY = join(dirname(here), runningFromSource ? 'module-host.ts' : 'module-host.js');
 const HOST_EXEC_ARGV = runningFromSource ? ['--import', 'tsx'] : [];
+
+// A host whose agent died exits when its IPC channel closes, but not while it is stuck in a
+// synchronous PKCS#11 call (its event loop never sees the close) — and then it would live on holding
+// the token. On Linux the host is started through util-linux `setpriv --pdeathsig KILL`, so the kernel
+// kills it with its agent (PR_SET_PDEATHSIG, kept across the exec of node). Probed once.
+let parentDeathWrapper: string[] | null | undefined;
+function deathSignalWrapper(): string[] | null {
+  if (parentDeathWrapper === undefined) {
+    parentDeathWrapper = null;
+    if (process.platform === 'linux') {
+      const probe = spawnSync('setpriv', ['--pdeathsig', 'KILL', 'true'], { stdio: 'ignore', timeout: 5000 });
+      if (probe.status === 0) parentDeathWrapper = ['setpriv', '--pdeathsig', 'KILL', '--'];
+    }
+  }
+  return parentDeathWrapper;
+}
 
 /**
  * The agent's side of one module host process: spawns it, sends typed requests, enforces deadlines,
@@ -125,12 +144,19 @@ export class HostClient extends EventEmitter implements ModuleHost {
     this.setState('starting');
     this._generation++;
     this.startedAt = Date.now();
-    const child = fork(HOST_ENTRY, [this.path], {
+    const options: SpawnOptions = {
       env: { ...process.env, ...this.env },
-      execArgv: HOST_EXEC_ARGV,
       serialization: 'advanced',
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
-    });
+    };
+    const wrapper = deathSignalWrapper();
+    const child = wrapper
+      ? spawn(
+          wrapper[0],
+          [...wrapper.slice(1), process.execPath, ...HOST_EXEC_ARGV, HOST_ENTRY, this.path],
+          options,
+        )
+      : fork(HOST_ENTRY, [this.path], { ...options, execArgv: HOST_EXEC_ARGV });
     this.child = child;
     child.stderr?.setEncoding('utf8');
     child.stderr?.on('data', (chunk: string) => {
@@ -164,6 +190,7 @@ export class HostClient extends EventEmitter implements ModuleHost {
     if (!p) return;
     this.pending.delete(m.id);
     clearTimeout(p.timer);
+    afterWrite('agent', p.method, p.write);
     if (m.ok) p.resolve(m.result);
     else p.reject(KelidError.fromJSON(m.error));
   }
@@ -224,7 +251,8 @@ export class HostClient extends EventEmitter implements ModuleHost {
         );
         child.kill('SIGKILL');
       }, timeoutMs);
-      this.pending.set(id, { method, resolve: resolve as (v: unknown) => void, reject, timer });
+      const write = beforeWrite('agent', method);
+      this.pending.set(id, { method, write, resolve: resolve as (v: unknown) => void, reject, timer });
       child.send({ id, method, params }, (err) => {
         if (err && this.pending.delete(id)) {
           clearTimeout(timer);

@@ -5,6 +5,7 @@
 import { createRequire } from 'node:module';
 import type * as Pkcs11 from 'pkcs11js';
 import type { IParams, Mechanism, Template } from 'pkcs11js';
+import { afterWrite, beforeWrite } from '../crash-points.js';
 import { KelidError } from '../errors.js';
 import { hasCkr, mapPkcs11Error } from './ckr.js';
 import type {
@@ -564,7 +565,13 @@ function main(): void {
         if (typeof fn !== 'function') {
           throw new KelidError('ERR_INTERNAL', `unknown host method ${String(raw.method)}`);
         }
-        const result = await fn.call(host, raw.params);
+        const write = beforeWrite('host', raw.method);
+        let result: unknown;
+        try {
+          result = await fn.call(host, raw.params);
+        } finally {
+          afterWrite('host', raw.method, write);
+        }
         send({ id: raw.id, ok: true, result });
       } catch (e) {
         send({ id: raw.id, ok: false, error: mapPkcs11Error(e, `${raw.method}`).toJSON() });

@@ -137,29 +137,9 @@ export async function importCertificate(
   const existing = await listCertificateObjects(session);
   const created: string[] = [];
   try {
-    let leafObj = existing.find((c) => bytesEqual(c.der, input.der));
-    if (!leafObj) {
-      const { handle } = await session.call('createObject', {
-        template: certificateTemplate({
-          der: input.der,
-          id: Buffer.from(keyId, 'hex'),
-          label,
-          subject: leaf.subjectDer,
-          issuer: leaf.issuerDer,
-          serialNumber: leaf.serialDer,
-          category: 'user',
-        }),
-      });
-      created.push(handle);
-      leafObj = { handle, id: keyId, label, der: input.der, categoryValue: 1, description: leaf };
-    }
-    for (const k of [pub, priv]) {
-      if (k)
-        await session.call('setAttributes', {
-          handle: k.handle,
-          template: [{ type: CKA.SUBJECT, value: leaf.subjectDer }],
-        });
-    }
+    // The user certificate is written last: once it is on the token, so are its chain and the keys'
+    // CKA_SUBJECT. A crash before that leaves the key pending (and maybe some of the chain, which the
+    // retry does not write twice); the retry finds what is there and completes it.
     for (const ca of chain) {
       if (bytesEqual(ca.der, input.der)) continue;
       if (existing.some((c) => bytesEqual(c.der, ca.der))) continue;
@@ -176,6 +156,29 @@ export async function importCertificate(
       });
       created.push(handle);
       existing.push({ handle, id: '', label: '', der: ca.der, categoryValue: 2, description: ca.d });
+    }
+    for (const k of [pub, priv]) {
+      if (k)
+        await session.call('setAttributes', {
+          handle: k.handle,
+          template: [{ type: CKA.SUBJECT, value: leaf.subjectDer }],
+        });
+    }
+    let leafObj = existing.find((c) => bytesEqual(c.der, input.der));
+    if (!leafObj) {
+      const { handle } = await session.call('createObject', {
+        template: certificateTemplate({
+          der: input.der,
+          id: Buffer.from(keyId, 'hex'),
+          label,
+          subject: leaf.subjectDer,
+          issuer: leaf.issuerDer,
+          serialNumber: leaf.serialDer,
+          category: 'user',
+        }),
+      });
+      created.push(handle);
+      leafObj = { handle, id: keyId, label, der: input.der, categoryValue: 1, description: leaf };
     }
     return { certificate: toWireCertificate(session.token.tokenId, leafObj, true), created: created.length };
   } catch (e) {

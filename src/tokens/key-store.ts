@@ -42,10 +42,40 @@ const PRIVATE_ATTRS = [
   CKA.EXTRACTABLE,
 ];
 
+// A key pair gets its final CKA_ID (SHA-1 of the public key) only after C_GenerateKeyPair returned,
+// by two C_SetAttributeValue calls; until then both halves carry a provisional id made of this
+// marker and random bytes. A crash in between leaves a pair (or, mid-generation, one half) with the
+// marker: such a pair is listed under the id it is going to get, found under it for signing, and
+// completed (or, when only one half exists, removed) by the next write session under the user PIN
+// (`repairInterruptedWrites` in interrupted-writes.ts). The private half is renamed first, so "public
+// final, private provisional" never happens: the public half, which anyone can list, always leads to
+// the private one.
+const PENDING_ID_MARKER = Buffer.from('kelid-pending:', 'ascii');
+
+/** Provisional ids of generations running in this process: not interrupted, not to be touched. */
+const generating = new Set<string>();
+
+/** Whether a key generation is running in this process (its objects may be half-made right now). */
+export function generationInProgress(storedId?: string): boolean {
+  return storedId === undefined ? generating.size > 0 : generating.has(storedId);
+}
+
+function newPendingId(): Buffer {
+  return Buffer.concat([PENDING_ID_MARKER, randomBytes(6)]);
+}
+
+/** Whether a stored CKA_ID (hex) is a provisional id of an unfinished key generation. */
+export function isPendingKeyId(storedId: string): boolean {
+  return storedId.startsWith(PENDING_ID_MARKER.toString('hex'));
+}
+
 /** A public key object as read from the token, with its SPKI rebuilt from the attributes. */
 export interface PublicKeyObject {
   handle: string;
+  /** The key's id: its CKA_ID, or for a pair whose generation was interrupted, the id it will get. */
   keyId: string;
+  /** CKA_ID as stored (hex). */
+  storedId: string;
   label: string;
   spki: Uint8Array;
   keyType: 'RSA' | 'EC';
@@ -83,7 +113,7 @@ export function spkiFromAttributes(
 
 function keyIdOf(o: FoundObject, spki: Uint8Array): string {
   const id = o.values[CKA.ID];
-  return id && id.length > 0 ? toHex(id) : keyIdFromSpki(spki);
+  return id && id.length > 0 && !isPendingKeyId(toHex(id)) ? toHex(id) : keyIdFromSpki(spki);
 }
 
 /** Narrow a search to one CKA_ID when the keyId is a real one (hex). */
@@ -102,6 +132,7 @@ export async function listPublicKeys(session: TokenSession, keyId?: string): Pro
     out.push({
       handle: o.handle,
       keyId: keyIdOf(o, k.spki),
+      storedId: toHex(o.values[CKA.ID] ?? new Uint8Array()),
       label: decodeUtf8(o.values[CKA.LABEL]),
       spki: k.spki,
       keyType: k.keyType,
@@ -159,8 +190,14 @@ export async function findSigningKey(
   keyId: string,
   fallbackSpki?: Uint8Array,
 ): Promise<TokenKeyRef> {
-  const privates = (await listPrivateKeys(session, keyId)).filter((k) => k.keyId === keyId);
-  const publics = (await listPublicKeys(session, keyId)).filter((k) => k.keyId === keyId);
+  let privates = (await listPrivateKeys(session, keyId)).filter((k) => k.keyId === keyId);
+  let publics = (await listPublicKeys(session, keyId)).filter((k) => k.keyId === keyId);
+  if (privates.length === 0) {
+    // A pair whose generation was interrupted carries its provisional id until it is completed.
+    publics = (await listPublicKeys(session)).filter((k) => k.keyId === keyId && isPendingKeyId(k.storedId));
+    const ids = new Set(publics.map((k) => k.storedId));
+    privates = (await listPrivateKeys(session)).filter((k) => ids.has(k.keyId));
+  }
   const priv = privates[0];
   if (!priv)
     throw new KelidError('ERR_KEY_NOT_FOUND', 'no private key with this keyId on the token', {
@@ -227,10 +264,24 @@ export async function generateSigningKey(
   quirks?: Parameters<typeof signingKeyPairTemplates>[1]['quirks'],
 ): Promise<GeneratedKey> {
   checkKeygenSupport(await session.mechanisms(), options.algorithm);
-  const tempId = randomBytes(20);
+  const pendingId = newPendingId();
+  generating.add(pendingId.toString('hex'));
+  try {
+    return await generateWithPendingId(session, options, pendingId, quirks);
+  } finally {
+    generating.delete(pendingId.toString('hex'));
+  }
+}
+
+async function generateWithPendingId(
+  session: TokenSession,
+  options: GenerateKeyOptions,
+  pendingId: Buffer,
+  quirks?: Parameters<typeof signingKeyPairTemplates>[1]['quirks'],
+): Promise<GeneratedKey> {
   const t = signingKeyPairTemplates(options.algorithm, {
     label: options.label,
-    id: tempId,
+    id: pendingId,
     alwaysAuthenticate: options.alwaysAuthenticate,
     ...(quirks ? { quirks } : {}),
   });
@@ -249,8 +300,9 @@ export async function generateSigningKey(
     if (!k) throw new KelidError('ERR_INTERNAL', 'the token returned an unreadable public key');
     const keyId = keyIdFromSpki(k.spki);
     const id = Buffer.from(keyId, 'hex');
-    await session.call('setAttributes', { handle: pair.publicKey, template: [{ type: CKA.ID, value: id }] });
+    // Private half first: see PENDING_ID_MARKER.
     await session.call('setAttributes', { handle: pair.privateKey, template: [{ type: CKA.ID, value: id }] });
+    await session.call('setAttributes', { handle: pair.publicKey, template: [{ type: CKA.ID, value: id }] });
     const priv = await session.call('getAttributes', {
       handle: pair.privateKey,
       attributes: [CKA.LOCAL, CKA.ALWAYS_SENSITIVE, CKA.NEVER_EXTRACTABLE, CKA.SENSITIVE, CKA.EXTRACTABLE],

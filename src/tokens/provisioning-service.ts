@@ -13,6 +13,8 @@ import {
   listCertificates,
 } from './certificate-store.js';
 import type { DeleteScope } from './certificate-store.js';
+import { repairInterruptedWrites } from './interrupted-writes.js';
+import type { InterruptedWrites } from './interrupted-writes.js';
 import { findSigningKey, generateSigningKey, listPrivateKeys, listPublicKeys } from './key-store.js';
 import type { TemplateQuirks } from '../pkcs11/templates.js';
 import { Pkcs11Signer } from './token-signer.js';
@@ -39,6 +41,10 @@ export interface GenerateKeyRequest {
 }
 
 /**
+ * Crash consistency (docs/crash-consistency.md): every write session under the user PIN first
+ * finishes what an interrupted write left (`repairInterruptedWrites`), and each operation orders its
+ * writes so that a crash between any two leaves a state the next call accepts and finishes.
+ *
  * The provisioning operations behind `tokens.init`, `pin.*`, `keys.*`, `csr.create`,
  * `certificates.import|list` and `objects.delete`. PINs are parameters of one call and go nowhere
  * else; new PINs are checked against the policy before the token is touched.
@@ -48,6 +54,22 @@ export class ProvisioningService {
     private readonly tokens: TokenService,
     private readonly policy: PinPolicy,
   ) {}
+
+  /** Write sessions open in this process: the repair runs only when it is the only one. */
+  private writers = 0;
+
+  private async writeSession<T>(tokenId: string, fn: (s: TokenSession) => Promise<T>): Promise<T> {
+    this.writers++;
+    try {
+      return await this.tokens.withSession(tokenId, { readWrite: true }, fn);
+    } finally {
+      this.writers--;
+    }
+  }
+
+  private repair(s: TokenSession): Promise<InterruptedWrites> {
+    return repairInterruptedWrites(s, { alone: this.writers === 1 });
+  }
 
   private rule(role: LoginRole, token: Token): PinRule {
     return effectiveRule(
@@ -84,7 +106,7 @@ export class ProvisioningService {
     );
     const initialized = toToken(loc.module.spec.id, slot);
     await this.tokens.listTokens();
-    await this.tokens.withSession(initialized.tokenId, { readWrite: true }, async (s) => {
+    await this.writeSession(initialized.tokenId, async (s) => {
       await s.login('so', soPin);
       await s.call('initPin', { pin: userPin });
     });
@@ -96,7 +118,7 @@ export class ProvisioningService {
     const token = await this.tokens.getToken(tokenId);
     const normalizedNew = this.checkNewPin(role, token, newPin);
     const normalizedOld = normalizePin(oldPin);
-    await this.tokens.withSession(tokenId, { readWrite: true }, async (s) => {
+    await this.writeSession(tokenId, async (s) => {
       try {
         await s.login(role, normalizedOld);
       } catch (e) {
@@ -111,7 +133,7 @@ export class ProvisioningService {
   async unblockPin(tokenId: string, soPin: string, newUserPin: string): Promise<void> {
     const token = await this.tokens.getToken(tokenId);
     const pin = this.checkNewPin('user', token, newUserPin);
-    await this.tokens.withSession(tokenId, { readWrite: true }, async (s) => {
+    await this.writeSession(tokenId, async (s) => {
       await s.login('so', normalizePin(soPin));
       await s.call('initPin', { pin });
     });
@@ -125,8 +147,9 @@ export class ProvisioningService {
   ): Promise<{ key: Key; csr?: string }> {
     const label = request.label ?? defaultKeyLabel();
     checkLabel(label, 'key label');
-    return this.tokens.withSession(tokenId, { readWrite: true }, async (s) => {
+    return this.writeSession(tokenId, async (s) => {
       await s.login('user', normalizeUserPin(userPin));
+      await this.repair(s);
       const quirks = s.moduleSpec.quirks?.keyTemplate as TemplateQuirks | undefined;
       const g = await generateSigningKey(
         s,
@@ -179,8 +202,9 @@ export class ProvisioningService {
     const chain = (input.chain ?? []).map((c) => parseCertificateInput(c));
     describeCertificate(der);
     if (input.label !== undefined) checkLabel(input.label, 'certificate label');
-    return this.tokens.withSession(tokenId, { readWrite: true }, async (s) => {
+    return this.writeSession(tokenId, async (s) => {
       await s.login('user', normalizeUserPin(userPin));
+      await this.repair(s);
       const r = await importCertificate(s, {
         der,
         chain,
@@ -218,9 +242,16 @@ export class ProvisioningService {
   async deleteObjects(tokenId: string, userPin: UserPin, keyId: string, scope: DeleteScope): Promise<number> {
     if (!/^[0-9a-f]{2,128}$/.test(keyId))
       throw new KelidError('ERR_INVALID_INPUT', 'keyId must be lowercase hex');
-    return this.tokens.withSession(tokenId, { readWrite: true }, async (s) => {
+    return this.writeSession(tokenId, async (s) => {
       await s.login('user', normalizeUserPin(userPin));
-      return deleteObjects(s, keyId, scope);
+      // A lone half of an interrupted generation listed under this id is removed by the repair.
+      const { removed } = await this.repair(s);
+      try {
+        return await deleteObjects(s, keyId, scope);
+      } catch (e) {
+        if (removed.includes(keyId) && e instanceof KelidError && e.code === 'ERR_KEY_NOT_FOUND') return 1;
+        throw e;
+      }
     });
   }
 

@@ -171,6 +171,8 @@ export interface StartOptions {
   /** Debug logging (default true); the bench turns it off, as in normal use. */
   verbose?: boolean;
   prefix?: string;
+  /** Restart in the directory (state dir and config) of an earlier agent, e.g. one that was killed. */
+  dir?: string;
 }
 
 export class AgentProcess {
@@ -184,8 +186,10 @@ export class AgentProcess {
   readonly exited: Promise<number | null>;
 
   private constructor(options: StartOptions) {
-    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), options.prefix ?? 'kelid-agent-'));
+    this.dir = options.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), options.prefix ?? 'kelid-agent-'));
     this.stateDir = path.join(this.dir, 'state');
+    // A killed agent leaves its agent.json behind: wait for the new one, not the stale one.
+    fs.rmSync(path.join(this.stateDir, 'agent.json'), { force: true });
     this.configFile = path.join(this.dir, 'config.json');
     const config: Record<string, unknown> = {
       port: 0,

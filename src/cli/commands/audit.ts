@@ -30,6 +30,10 @@ export function auditCommand(): Command {
         process.stdout.write(`${JSON.stringify({ file, ...result })}\n`);
       } else if (result.ok) {
         process.stdout.write(`audit log OK (${result.lines} entries)\n`);
+        for (const r of result.repairs ?? [])
+          process.stdout.write(
+            `line ${r.line} records a torn last line repaired at start; its bytes are in ${r.tornFile}\n`,
+          );
       } else if (result.line === 0) {
         process.stdout.write(`audit log missing: ${file}\n`);
       } else {

@@ -45,6 +45,17 @@ describe('auditCommand', () => {
       expect(r).toMatchObject({ status: 0, stdout: 'audit log OK (3 entries)\n' });
     });
 
+    it('reports a torn last line repaired at start next to the OK', () => {
+      const file = writeLog(2);
+      fs.appendFileSync(file, '{"seq":3,"time":"20');
+      new AuditLog(file);
+      const r = kelidAudit(['verify', '--state-dir', dir]);
+      expect(r).toMatchObject({
+        status: 0,
+        stdout: `audit log OK (3 entries)\nline 3 records a torn last line repaired at start; its bytes are in ${file}.torn-3\n`,
+      });
+    });
+
     it('prints the first broken line and exits 1', () => {
       const file = writeLog(3);
       const ls = fs.readFileSync(file, 'utf8').split('\n');

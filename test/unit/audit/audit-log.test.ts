@@ -193,7 +193,6 @@ describe('AuditLog', () => {
     });
 
     it.each([
-      ['an unterminated last line', (l: string) => l.slice(0, 40)],
       ['a last line that is not JSON', (l: string) => `${l.slice(0, 40)}\n`],
       ['a last line with an unknown field', (l: string) => `${l.slice(0, -1)},"pin":"1"}\n`],
     ])('refuses a file ending with %s (ERR_INTERNAL)', (_name, damage) => {
@@ -210,6 +209,86 @@ describe('AuditLog', () => {
         error = e;
       }
       expect(isKelidError(error, 'ERR_INTERNAL')).toBe(true);
+    });
+
+    it('refuses damage behind a torn last line (only one torn append is a crash)', () => {
+      const file = path.join(dir, 'audit.jsonl');
+      new AuditLog(file).append(record(1));
+      fs.appendFileSync(file, '{"seq":2,"ti\n{"seq":3,"tim');
+      expect(() => new AuditLog(file)).toThrow(expect.objectContaining({ code: 'ERR_INTERNAL' }));
+      expect(fs.readdirSync(dir)).toEqual(['audit.jsonl']);
+    });
+  });
+
+  describe('torn last line', () => {
+    function tornLog(): { file: string; torn: string; good: string } {
+      const file = path.join(dir, 'audit.jsonl');
+      const log = new AuditLog(file);
+      log.append(record(1));
+      log.append(record(2));
+      const good = fs.readFileSync(file, 'utf8');
+      const third = JSON.stringify({ ...record(3), seq: 3 });
+      const torn = third.slice(0, 50);
+      fs.appendFileSync(file, torn);
+      return { file, torn, good };
+    }
+
+    it('moves the torn bytes to a side file, cuts the log back and records the repair in the chain', () => {
+      const { file, torn, good } = tornLog();
+      expect(verifyAuditLog(file)).toMatchObject({ ok: false, line: 3 });
+      const log = new AuditLog(file);
+      const tornFile = `${file}.torn-3`;
+      expect(fs.readFileSync(tornFile, 'utf8')).toBe(torn);
+      expect(fs.statSync(tornFile).mode & 0o777).toBe(0o600);
+      const ls = lines(file);
+      expect(fs.readFileSync(file, 'utf8').startsWith(good)).toBe(true);
+      expect(JSON.parse(ls[2])).toMatchObject({
+        seq: 3,
+        origin: 'kelid',
+        method: 'audit.repair',
+        tokenSerial: null,
+        result: 'ok',
+        tornSha256: createHash('sha256').update(torn).digest('hex'),
+      });
+      expect(log.append(record(4)).seq).toBe(4);
+      expect(verifyAuditLog(file)).toEqual({ ok: true, lines: 4, repairs: [{ line: 3, tornFile }] });
+    });
+
+    it('repairs a log that is nothing but a torn first line', () => {
+      const file = path.join(dir, 'audit.jsonl');
+      fs.writeFileSync(file, '{"seq":1,"time":"2026');
+      new AuditLog(file);
+      expect(JSON.parse(lines(file)[0])).toMatchObject({
+        seq: 1,
+        method: 'audit.repair',
+        prev: '0'.repeat(64),
+      });
+      expect(verifyAuditLog(file)).toMatchObject({ ok: true, lines: 1 });
+    });
+
+    it('completes a repair cut short after the side file was written or after the cut', () => {
+      const { file, torn, good } = tornLog();
+      // Crash after the side file was written: the log still ends with the torn bytes.
+      fs.writeFileSync(`${file}.torn-3`, torn);
+      new AuditLog(file);
+      expect(lines(file).map((l) => JSON.parse(l).method)).toEqual(['sign.cms', 'sign.cms', 'audit.repair']);
+      // Crash after the cut: side file present, repair line missing.
+      fs.writeFileSync(file, good);
+      new AuditLog(file);
+      expect(lines(file).map((l) => JSON.parse(l).method)).toEqual(['sign.cms', 'sign.cms', 'audit.repair']);
+      expect(verifyAuditLog(file)).toMatchObject({ ok: true, lines: 3 });
+    });
+
+    it.each([
+      ['removed', (f: string) => fs.rmSync(f)],
+      ['changed', (f: string) => fs.appendFileSync(f, 'x')],
+    ])('fails verification when the kept torn bytes are %s', (what, damage) => {
+      const { file } = tornLog();
+      new AuditLog(file);
+      damage(`${file}.torn-3`);
+      const result = verifyAuditLog(file);
+      expect(result).toMatchObject({ ok: false, line: 3 });
+      expect(!result.ok && result.reason).toContain(what === 'removed' ? 'missing' : 'changed');
     });
   });
 });
