@@ -397,7 +397,12 @@ describe('Agent listing tokens while one module hangs in C_Login', () => {
     );
     const { tokens } = await ra.call<{ tokens: TokenJson[] }>('tokens.list');
     expect(settled).toBe(false);
-    expect(tokens.map((t) => t.label).filter(Boolean).sort()).toEqual(['faulty-tok', 'plain-tok']);
+    expect(
+      tokens
+        .map((t) => t.label)
+        .filter(Boolean)
+        .sort(),
+    ).toEqual(['faulty-tok', 'plain-tok']);
 
     faulty.clear();
     const { signature } = await signing;
