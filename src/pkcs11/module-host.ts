@@ -452,7 +452,7 @@ class ModuleHostProcess {
         const sig = fast
           ? this.p11.C_Sign(s.handle, Buffer.from(item), out)
           : await this.p11.C_SignAsync(s.handle, Buffer.from(item), out);
-        signatures.push(Uint8Array.from(sig));
+        signatures.push(new Uint8Array(sig)); // its own exact buffer (sig is a view into `out`)
         const now = performance.now();
         fast = now - t0 < FAST_SIGNATURE_MS;
         if (now - start >= p.budgetMs) break;

@@ -102,7 +102,11 @@ export class Pkcs11Signer implements DigestSigner {
         `a ${digestAlgorithm} digest is ${DIGEST_LENGTH[digestAlgorithm]} bytes`,
       );
     }
-    return scheme === 'RSASSA-PKCS1-v1_5' ? encodeDigestInfo(digest, digestAlgorithm) : digest;
+    // A copy of exactly the digest: a Buffer may be a view into Node's 8 KiB pool, and the IPC to the
+    // module host would send the whole pool with every digest.
+    return scheme === 'RSASSA-PKCS1-v1_5'
+      ? encodeDigestInfo(digest, digestAlgorithm)
+      : new Uint8Array(digest);
   }
 
   private output(signature: Uint8Array): Uint8Array {
