@@ -21,6 +21,11 @@ function growthPer100k(samples: number[], p: Profile): number {
   return slope(xs, kept) * 100_000;
 }
 
+function spread(samples: number[], p: Profile): number {
+  const kept = samples.slice(p.memoryWarmupBatches);
+  return Math.max(...kept) - Math.min(...kept);
+}
+
 export async function memory(f: Fixture, p: Profile): Promise<Row[]> {
   const { key, certificateId } = f.keys['EC P-256'];
   const batches = p.memoryWarmupBatches + Math.ceil(p.memorySignatures / p.memoryBatch);
@@ -104,7 +109,17 @@ export async function memory(f: Fixture, p: Profile): Promise<Row[]> {
     }),
     row({
       section: SECTION,
-      measure: 'the same, agent process only',
+      measure: 'spread of the samples behind that slope (max − min; the collector saws up and down)',
+      unit: 'MiB',
+      baselineLabel: 'raw pkcs11js, same samples',
+      baseline: spread(raw.samples, p),
+      kelid: spread(both, p),
+      better: 'lower',
+      relative: Number.NaN,
+    }),
+    row({
+      section: SECTION,
+      measure: 'growth per 100,000, agent process only',
       unit: 'MiB',
       baselineLabel: 'raw pkcs11js, same slope',
       baseline: rawGrowth,

@@ -33,8 +33,8 @@ export const PROFILES: Record<Profile['name'], Profile> = {
     provisioningRounds: 5,
     startups: 5,
     memorySignatures: 100_000,
-    memoryBatch: 10_000,
-    memoryWarmupBatches: 5,
+    memoryBatch: 2000,
+    memoryWarmupBatches: 75,
     largeFileBytes: 1024 * 1024 * 1024,
   },
   smoke: {
