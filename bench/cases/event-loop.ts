@@ -9,6 +9,7 @@ import { pkcs11js } from '../lib/raw-token.js';
 import { row } from '../lib/report.js';
 import type { Row } from '../lib/report.js';
 import { nowMs, percentile } from '../lib/stats.js';
+import type * as TemplatesModule from '../../src/pkcs11/templates.js';
 
 const SECTION = 'Event-loop freedom: tokens.list while a key pair is generated on another token (ms)';
 
@@ -30,8 +31,7 @@ async function sampleWhile<T>(work: Promise<T>, sample: () => Promise<void> | vo
 }
 
 export async function eventLoop(f: Fixture, p: Profile): Promise<Row[]> {
-  const { signingKeyPairTemplates } =
-    await dist<typeof import('../../src/pkcs11/templates.js')>('pkcs11/templates.js');
+  const { signingKeyPairTemplates } = await dist<typeof TemplatesModule>('pkcs11/templates.js');
   const algorithm = { name: 'RSA', modulusLength: p.keygenBits } as const;
 
   // Raw: list tokens in-process, idle and while C_GenerateKeyPairAsync runs on the `gen` token.

@@ -12,6 +12,11 @@ import type { RawModule } from '../lib/raw-token.js';
 import { row } from '../lib/report.js';
 import type { Row } from '../lib/report.js';
 import { median, nowMs } from '../lib/stats.js';
+import type * as TemplatesModule from '../../src/pkcs11/templates.js';
+import type * as CertificateModule from '../../src/pki/certificate.js';
+import type * as CsrModule from '../../src/pki/csr.js';
+import type * as DerModule from '../../src/pki/der.js';
+import type * as KeyIdModule from '../../src/pki/key-id.js';
 
 const SECTION = 'Provisioning: init + PINs, RSA-2048 key + CSR, certificate + chain import (ms)';
 const SUBJECT = 'CN=علی رضایی,serialNumber=0012345678,O=Kelid bench,C=IR';
@@ -66,12 +71,11 @@ async function apiRound(f: Fixture, agent: AgentProcess, ra: RpcClient, name: st
 }
 
 async function rawRound(f: Fixture, raw: RawModule, name: string): Promise<Steps> {
-  const templates = await dist<typeof import('../../src/pkcs11/templates.js')>('pkcs11/templates.js');
-  const { createCsr } = await dist<typeof import('../../src/pki/csr.js')>('pki/csr.js');
-  const { encodeDigestInfo } = await dist<typeof import('../../src/pki/der.js')>('pki/der.js');
-  const { keyIdFromRsaModulus } = await dist<typeof import('../../src/pki/key-id.js')>('pki/key-id.js');
-  const { describeCertificate } =
-    await dist<typeof import('../../src/pki/certificate.js')>('pki/certificate.js');
+  const templates = await dist<typeof TemplatesModule>('pkcs11/templates.js');
+  const { createCsr } = await dist<typeof CsrModule>('pki/csr.js');
+  const { encodeDigestInfo } = await dist<typeof DerModule>('pki/der.js');
+  const { keyIdFromRsaModulus } = await dist<typeof KeyIdModule>('pki/key-id.js');
+  const { describeCertificate } = await dist<typeof CertificateModule>('pki/certificate.js');
   const p11 = raw.p11;
   const slot = raw.slotOf('prov-raw');
 

@@ -15,11 +15,14 @@ import { pkcs11js } from '../lib/raw-token.js';
 import { row } from '../lib/report.js';
 import type { Row } from '../lib/report.js';
 import { median, nowMs, opsPerSec, percentile, timed } from '../lib/stats.js';
+import type * as DerModule from '../../src/pki/der.js';
+import type * as KeyStoreModule from '../../src/tokens/key-store.js';
+import type * as TokenSignerModule from '../../src/tokens/token-signer.js';
 
 const SECTION_T = 'Signature throughput (signatures per second)';
 const SECTION_L = 'Latency of one signature (ms)';
 
-type Der = typeof import('../../src/pki/der.js');
+type Der = typeof DerModule;
 
 /** What a raw C_Sign gets for a digest: the digest (ECDSA) or its DigestInfo (RSA PKCS#1 v1.5). */
 async function rawInputs(
@@ -58,10 +61,8 @@ export async function hostLevel(f: Fixture, p: Profile): Promise<{ rows: Row[]; 
   const session = f.raw.openSession(slot);
   f.raw.p11.C_Login(session, pkcs11js.CKU_USER, USER_PIN);
   const kelid = await f.kelidInProcess();
-  const { findSigningKey } =
-    await dist<typeof import('../../src/tokens/key-store.js')>('tokens/key-store.js');
-  const { Pkcs11Signer } =
-    await dist<typeof import('../../src/tokens/token-signer.js')>('tokens/token-signer.js');
+  const { findSigningKey } = await dist<typeof KeyStoreModule>('tokens/key-store.js');
+  const { Pkcs11Signer } = await dist<typeof TokenSignerModule>('tokens/token-signer.js');
   const tokenId = await kelid.tokenId('sign');
   try {
     for (const alg of Object.keys(ALGORITHMS) as AlgorithmName[]) {

@@ -14,6 +14,10 @@ import type { ProvisioningService as ProvisioningServiceType } from '../../src/t
 import type { TokenService as TokenServiceType } from '../../src/tokens/token-service.js';
 import type { Key } from '../../src/protocol/types.js';
 import { RawModule } from './raw-token.js';
+import type * as PinPolicyModule from '../../src/consent/pin-policy.js';
+import type * as ModuleManagerModule from '../../src/pkcs11/module-manager.js';
+import type * as ProvisioningServiceModule from '../../src/tokens/provisioning-service.js';
+import type * as TokenServiceModule from '../../src/tokens/token-service.js';
 
 export const USER_PIN = '1234';
 export const SO_PIN = '87654321';
@@ -61,15 +65,12 @@ export class Fixture {
     provisioning: ProvisioningServiceType;
     tokenId(label: string): Promise<string>;
   }> {
-    const { ModuleManager } =
-      await dist<typeof import('../../src/pkcs11/module-manager.js')>('pkcs11/module-manager.js');
-    const { TokenService } =
-      await dist<typeof import('../../src/tokens/token-service.js')>('tokens/token-service.js');
-    const { ProvisioningService } = await dist<typeof import('../../src/tokens/provisioning-service.js')>(
+    const { ModuleManager } = await dist<typeof ModuleManagerModule>('pkcs11/module-manager.js');
+    const { TokenService } = await dist<typeof TokenServiceModule>('tokens/token-service.js');
+    const { ProvisioningService } = await dist<typeof ProvisioningServiceModule>(
       'tokens/provisioning-service.js',
     );
-    const { DEFAULT_PIN_POLICY } =
-      await dist<typeof import('../../src/consent/pin-policy.js')>('consent/pin-policy.js');
+    const { DEFAULT_PIN_POLICY } = await dist<typeof PinPolicyModule>('consent/pin-policy.js');
     const modules = new ModuleManager([{ id: 'softhsm', path: this.hsm.module, env: this.hsm.env }]);
     await modules.start();
     const tokens = new TokenService(modules);
