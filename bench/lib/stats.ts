@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { childPids, rssKb, slope } from '../../test/helpers/process-stats.js';
 
 // Small statistics helpers for the bench: medians of rounds, percentiles of per-call latencies.
 
@@ -35,37 +35,9 @@ export function opsPerSec(count: number, ms: number): number {
   return Math.round((count / ms) * 1000);
 }
 
-/** Resident set size of a process in MiB, from /proc (Linux). */
+/** Resident set size of a process in MiB. */
 export function rssMiB(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  if (!m) throw new Error(`no VmRSS for pid ${pid}`);
-  return Number(m[1]) / 1024;
+  return rssKb(pid) / 1024;
 }
 
-/** Child process ids of `pid` (Linux /proc). */
-export function childPids(pid: number): number[] {
-  try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
-      .trim()
-      .split(/\s+/)
-      .filter(Boolean)
-      .map(Number);
-  } catch {
-    return [];
-  }
-}
-
-/** Least-squares slope of y over x. */
-export function slope(xs: readonly number[], ys: readonly number[]): number {
-  const n = xs.length;
-  if (n < 2) return Number.NaN;
-  const mx = xs.reduce((a, b) => a + b, 0) / n;
-  const my = ys.reduce((a, b) => a + b, 0) / n;
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < n; i++) {
-    num += (xs[i] - mx) * (ys[i] - my);
-    den += (xs[i] - mx) ** 2;
-  }
-  return num / den;
-}
+export { childPids, slope };

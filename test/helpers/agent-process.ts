@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import * as tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
+import { rssKb } from './process-stats.js';
 
 export const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const BIN = path.join(REPO, 'bin', 'kelid.js');
@@ -251,10 +252,7 @@ export class AgentProcess {
 
   /** Resident set size of the agent process (kB), from /proc. */
   rssKb(): number {
-    const status = fs.readFileSync(`/proc/${this.pid}/status`, 'utf8');
-    const m = /VmRSS:\s+(\d+) kB/.exec(status);
-    if (!m) throw new Error('no VmRSS');
-    return Number(m[1]);
+    return rssKb(this.pid);
   }
 
   /** Open a WebSocket as a page of `origin` (Host defaults to 127.0.0.1:PORT). */

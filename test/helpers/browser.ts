@@ -162,22 +162,8 @@ export class ConsentWindows {
   }
 }
 
-/** Poll `read` until `ok` holds (Playwright's auto-waiting matchers are not available under vitest). */
-export async function until<T>(
-  read: () => Promise<T>,
-  ok: (value: T) => boolean,
-  what: string,
-  timeoutMs = 20_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await read();
-    if (ok(value)) return value;
-    if (Date.now() > deadline)
-      throw new Error(`timed out waiting for ${what} (last: ${JSON.stringify(value)})`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+// Playwright's auto-waiting matchers are not available under vitest: poll instead.
+export { until } from './wait.js';
 
 /** `[data-testid="id"]` plus attribute conditions, e.g. testId('ra-message', { 'data-kind': 'ok' }). */
 export function testId(id: string, attributes: Record<string, string> = {}): string {

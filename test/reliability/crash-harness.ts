@@ -13,6 +13,8 @@ import { AgentProcess, RpcError } from '../helpers/agent-process.js';
 import type { RpcClient } from '../helpers/agent-process.js';
 import { SoftHsm } from '../helpers/softhsm.js';
 import { TestPki } from '../helpers/test-ca.js';
+import { childPids } from '../helpers/process-stats.js';
+import { until } from '../helpers/wait.js';
 
 export const FLOWS = [
   'tokens.init',
@@ -172,18 +174,13 @@ function copyDir(from: string, to: string): void {
   fs.cpSync(from, to, { recursive: true });
 }
 
+/** Poll until `fn` gives a value (not undefined). */
 async function waitFor<T>(
   what: string,
   fn: () => T | undefined | Promise<T | undefined>,
   ms = 30_000,
 ): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  return (await until(fn, (v) => v !== undefined, what, ms)) as T;
 }
 
 function alive(pid: number): boolean {
@@ -194,22 +191,6 @@ function alive(pid: number): boolean {
   } catch {
     return false;
   }
-}
-
-/** Pids of the direct children of `pid` (the module hosts of an agent). */
-function childPids(pid: number): number[] {
-  const out: number[] = [];
-  for (const e of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${e}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(fields[1]) === pid) out.push(Number(e));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return out;
 }
 
 /**

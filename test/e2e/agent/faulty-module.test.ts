@@ -4,7 +4,9 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { AgentProcess, rpcError } from '../../helpers/agent-process.js';
 import type { RpcClient } from '../../helpers/agent-process.js';
 import { FaultyModule, seedSigner } from '../../helpers/faulty-module.js';
+import { childPids } from '../../helpers/process-stats.js';
 import { SoftHsm } from '../../helpers/softhsm.js';
+import { until } from '../../helpers/wait.js';
 
 // The agent over a real C module that misbehaves (test/fixtures/faulty-pkcs11, forwarding to SoftHSM)
 // next to plain SoftHSM: crashes and hangs cost one call and a module host restart, never the agent
@@ -28,31 +30,16 @@ interface TokenJson {
   userPin: { countLow: boolean; finalTry: boolean; locked: boolean; toBeChanged: boolean };
 }
 
-/** The pid of the module host loading `modulePath` under the agent (from /proc). */
+/** The pid of the module host loading `modulePath` under the agent. */
 function hostPid(agentPid: number, modulePath: string): number | undefined {
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
+  return childPids(agentPid).find((pid) => {
     try {
-      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid !== agentPid) continue;
-      const argv = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
-      if (argv.some((a) => a.endsWith('module-host.js')) && argv.includes(modulePath)) return Number(entry);
+      const argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      return argv.some((a) => a.endsWith('module-host.js')) && argv.includes(modulePath);
     } catch {
-      // the process went away while we looked
+      return false; // the process went away while we looked
     }
-  }
-  return undefined;
-}
-
-async function until<T>(read: () => T | Promise<T>, ok: (v: T) => boolean, what: string): Promise<T> {
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    const v = await read();
-    if (ok(v)) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  });
 }
 
 describe('Agent with a faulty PKCS#11 module next to plain SoftHSM', () => {

@@ -6,6 +6,7 @@ import { AgentProcess, RpcError } from '../../helpers/agent-process.js';
 import type { RpcClient } from '../../helpers/agent-process.js';
 import { SoftHsm } from '../../helpers/softhsm.js';
 import { TestPki } from '../../helpers/test-ca.js';
+import { childPids, rssKb, slope } from '../../helpers/process-stats.js';
 
 // Mixed load against the real agent for KELID_SOAK_SECONDS (default 25: the smoke run of the normal
 // suite; `scripts/soak.sh 10` runs 10 minutes). Concurrently:
@@ -53,42 +54,16 @@ interface CertificateJson {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** Resident set size (kB) of a process and its direct children (the module hosts). */
+/** Resident set size (kB) of a process and of its direct children (the module hosts). */
 function treeRssKb(pid: number): { agent: number; hosts: number } {
   const rss = (p: number): number => {
     try {
-      const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${p}/status`, 'utf8'));
-      return m ? Number(m[1]) : 0;
+      return rssKb(p);
     } catch {
       return 0;
     }
   };
-  let hosts = 0;
-  for (const task of fs.readdirSync(`/proc/${pid}/task`)) {
-    let children = '';
-    try {
-      children = fs.readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8');
-    } catch {
-      continue;
-    }
-    for (const c of children.split(/\s+/).filter(Boolean)) hosts += rss(Number(c));
-  }
-  return { agent: rss(pid), hosts };
-}
-
-/** Least-squares slope of y over x. */
-function slope(points: Array<{ x: number; y: number }>): number {
-  const n = points.length;
-  if (n < 2) return 0;
-  const mx = points.reduce((s, p) => s + p.x, 0) / n;
-  const my = points.reduce((s, p) => s + p.y, 0) / n;
-  let num = 0;
-  let den = 0;
-  for (const p of points) {
-    num += (p.x - mx) * (p.y - my);
-    den += (p.x - mx) ** 2;
-  }
-  return den === 0 ? 0 : num / den;
+  return { agent: rss(pid), hosts: childPids(pid).reduce((sum, c) => sum + rss(c), 0) };
 }
 
 describe('Agent soak: mixed load with hot-plug', () => {
@@ -331,8 +306,15 @@ describe('Agent soak: mixed load with hot-plug', () => {
 
       const pendingConsents = await agent.pendingConsents();
       const half = rss.filter((r) => r.s >= SECONDS / 2);
-      const slopeAgent = slope(half.map((r) => ({ x: r.s / 60, y: r.agentKb / 1024 })));
-      const slopeTotal = slope(half.map((r) => ({ x: r.s / 60, y: (r.agentKb + r.hostsKb) / 1024 })));
+      const minutes = half.map((r) => r.s / 60);
+      const slopeAgent = slope(
+        minutes,
+        half.map((r) => r.agentKb / 1024),
+      );
+      const slopeTotal = slope(
+        minutes,
+        half.map((r) => (r.agentKb + r.hostsKb) / 1024),
+      );
       const summary = {
         seconds: SECONDS,
         counts,
