@@ -42,9 +42,54 @@ function hostPid(agentPid: number, modulePath: string): number | undefined {
   });
 }
 
+/**
+ * The agent with two modules: the faulty shim over one SoftHSM directory and plain SoftHSM over
+ * another, each token seeded with a signing key and certificate, and an RA connection.
+ */
+async function startFaultyStack(prefix: string, loginTimeoutSeconds: number) {
+  const faultyHsm = new SoftHsm(`${prefix}a-`);
+  const plainHsm = new SoftHsm(`${prefix}b-`);
+  faultyHsm.initToken('faulty-tok', SO_PIN, PIN);
+  plainHsm.initToken('plain-tok', SO_PIN, PIN);
+  seedSigner(faultyHsm, 'faulty-tok', PIN);
+  seedSigner(plainHsm, 'plain-tok', PIN);
+  const faulty = new FaultyModule(faultyHsm);
+  const agent = await AgentProcess.start({
+    prefix,
+    config: {
+      modules: [
+        { id: 'faulty', path: faulty.path, env: faulty.env },
+        { id: 'plain', path: plainHsm.module, env: plainHsm.env },
+      ],
+      raOrigins: [RA],
+      revocation: { enforceOnSign: 'off' },
+      pkcs11: { loginTimeoutSeconds },
+    },
+  });
+  const ra = await agent.connect(RA);
+  const { certificates } = await ra.call<{ certificates: Array<CertificateJson & { label: string }> }>(
+    'certificates.list',
+    { filter: { hasPrivateKey: true } },
+  );
+  return {
+    faulty,
+    agent,
+    ra,
+    onFaulty: certificates.find((c) => c.label === 'faulty-tok')!,
+    onPlain: certificates.find((c) => c.label === 'plain-tok')!,
+    async close(): Promise<void> {
+      await ra.close();
+      await agent.stop();
+      agent.cleanup();
+      faulty.cleanup();
+      faultyHsm.cleanup();
+      plainHsm.cleanup();
+    },
+  };
+}
+
 describe('Agent with a faulty PKCS#11 module next to plain SoftHSM', () => {
-  const faultyHsm = new SoftHsm('kelid-faulty-a-');
-  const plainHsm = new SoftHsm('kelid-faulty-b-');
+  let stack: Awaited<ReturnType<typeof startFaultyStack>>;
   let faulty: FaultyModule;
   let agent: AgentProcess;
   let ra: RpcClient;
@@ -52,31 +97,9 @@ describe('Agent with a faulty PKCS#11 module next to plain SoftHSM', () => {
   let onPlain: CertificateJson;
 
   beforeAll(async () => {
-    faultyHsm.initToken('faulty-tok', SO_PIN, PIN);
-    plainHsm.initToken('plain-tok', SO_PIN, PIN);
-    seedSigner(faultyHsm, 'faulty-tok', PIN);
-    seedSigner(plainHsm, 'plain-tok', PIN);
-    faulty = new FaultyModule(faultyHsm);
-    agent = await AgentProcess.start({
-      prefix: 'kelid-e2e-faulty-',
-      config: {
-        modules: [
-          { id: 'faulty', path: faulty.path, env: faulty.env },
-          { id: 'plain', path: plainHsm.module, env: plainHsm.env },
-        ],
-        raOrigins: [RA],
-        revocation: { enforceOnSign: 'off' },
-        // A hung C_Login costs 2 s here instead of the default 120 s.
-        pkcs11: { loginTimeoutSeconds: 2 },
-      },
-    });
-    ra = await agent.connect(RA);
-    const { certificates } = await ra.call<{ certificates: Array<CertificateJson & { label: string }> }>(
-      'certificates.list',
-      { filter: { hasPrivateKey: true } },
-    );
-    onFaulty = certificates.find((c) => c.label === 'faulty-tok')!;
-    onPlain = certificates.find((c) => c.label === 'plain-tok')!;
+    // A hung C_Login costs 2 s here instead of the default 120 s.
+    stack = await startFaultyStack('kelid-e2e-faulty-', 2);
+    ({ faulty, agent, ra, onFaulty, onPlain } = stack);
     expect(onFaulty).toBeDefined();
     expect(onPlain).toBeDefined();
   });
@@ -87,12 +110,7 @@ describe('Agent with a faulty PKCS#11 module next to plain SoftHSM', () => {
   });
 
   afterAll(async () => {
-    await ra?.close();
-    await agent?.stop();
-    agent?.cleanup();
-    faulty?.cleanup();
-    faultyHsm.cleanup();
-    plainHsm.cleanup();
+    await stack?.close();
   });
 
   /** Start sign.raw over fresh data; `consent` resolves with the request id once it is pending. */
@@ -318,47 +336,19 @@ describe('Agent with a faulty PKCS#11 module next to plain SoftHSM', () => {
 });
 
 describe('Agent listing tokens while one module hangs in C_Login', () => {
-  const faultyHsm = new SoftHsm('kelid-faulty-list-a-');
-  const plainHsm = new SoftHsm('kelid-faulty-list-b-');
-  let faulty: FaultyModule;
-  let agent: AgentProcess;
-  let ra: RpcClient;
+  let stack: Awaited<ReturnType<typeof startFaultyStack>>;
 
   beforeAll(async () => {
-    faultyHsm.initToken('faulty-tok', SO_PIN, PIN);
-    plainHsm.initToken('plain-tok', SO_PIN, PIN);
-    seedSigner(faultyHsm, 'faulty-tok', PIN);
-    faulty = new FaultyModule(faultyHsm);
-    agent = await AgentProcess.start({
-      prefix: 'kelid-e2e-faulty-list-',
-      config: {
-        modules: [
-          { id: 'faulty', path: faulty.path, env: faulty.env },
-          { id: 'plain', path: plainHsm.module, env: plainHsm.env },
-        ],
-        raOrigins: [RA],
-        revocation: { enforceOnSign: 'off' },
-        // Long enough that the hang below ends by being released, not by the host being killed.
-        pkcs11: { loginTimeoutSeconds: 60 },
-      },
-    });
-    ra = await agent.connect(RA);
+    // Long enough that the hang below ends by being released, not by the host being killed.
+    stack = await startFaultyStack('kelid-e2e-faulty-list-', 60);
   });
 
   afterAll(async () => {
-    await ra?.close();
-    await agent?.stop();
-    agent?.cleanup();
-    faulty?.cleanup();
-    faultyHsm.cleanup();
-    plainHsm.cleanup();
+    await stack?.close();
   });
 
   it('answers tokens.list with every token while the login hangs, and the login completes when released', async () => {
-    const { certificates } = await ra.call<{ certificates: CertificateJson[] }>('certificates.list', {
-      filter: { hasPrivateKey: true },
-    });
-    const cert = certificates[0]!;
+    const { faulty, agent, ra, onFaulty: cert } = stack;
     const before = hostPid(agent.pid, faulty.path);
     faulty.set('hang C_Login');
     const data = randomBytes(64);
