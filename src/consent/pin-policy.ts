@@ -71,6 +71,11 @@ export function effectiveRule(rule: PinRule, tokenMin: number, tokenMax: number)
  * PIN typed into the trusted UI (old and new) goes through this before {@link checkPin} and the token.
  * Nothing else is changed (no Unicode normalization): a PIN's bytes are the user's.
  */
+/** {@link normalizePin} for a login PIN that may be `null` (typed on a PIN pad reader, never seen). */
+export function normalizePinEntry(pin: string | null): string | null {
+  return pin === null ? null : normalizePin(pin);
+}
+
 export function normalizePin(pin: string): string {
   return pin.replace(/[\u06f0-\u06f9\u0660-\u0669]/g, (d) => {
     const code = d.charCodeAt(0);

@@ -5,6 +5,7 @@
 import type { EventEmitter } from 'node:events';
 import type { CsrRequest } from '../pki/csr.js';
 import type { ModuleStatus } from '../pkcs11/module-manager.js';
+import type { PinEntry } from '../tokens/token-service.js';
 import type {
   AuthToken,
   Certificate,
@@ -24,11 +25,8 @@ export interface CertificateFilter {
   hasPrivateKey?: boolean;
 }
 
-/**
- * A user PIN for one operation, or `null` when the token has a PIN pad (protected authentication
- * path): the reader collects the PIN and it never reaches Kelid.
- */
-export type UserPin = string | null;
+/** The user PIN for one consented login, or `null` on a PIN pad token (defined by the token layer). */
+export type UserPin = PinEntry;
 
 /** What the consent UI should warn about before a signature (from the revocation policy). */
 export type SigningWarning = 'status-unknown' | 'status-unavailable';

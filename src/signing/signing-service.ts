@@ -20,7 +20,7 @@ import { listCertificateObjects, listCertificates } from '../tokens/certificate-
 import { findSigningKey } from '../tokens/key-store.js';
 import { Pkcs11Signer } from '../tokens/token-signer.js';
 import type { TokenService, TokenSession } from '../tokens/token-service.js';
-import { normalizePin } from '../consent/pin-policy.js';
+import { normalizePinEntry } from '../consent/pin-policy.js';
 import { assertDigestLength, resolveScheme } from './algorithms.js';
 import { createAuthToken } from './auth-token.js';
 import { signCms } from './cms.js';
@@ -207,7 +207,7 @@ export class SigningService implements SigningApi {
     fn: (signer: Pkcs11Signer, loc: Located, session: TokenSession) => Promise<T>,
   ): Promise<T> {
     const loc = await this.locate(certificateId);
-    const pin = userPin === null ? null : normalizePin(userPin);
+    const pin = normalizePinEntry(userPin);
     return this.tokens.withSession(loc.token.tokenId, { readWrite: false }, async (s) => {
       await s.login('user', pin);
       const key = await findSigningKey(s, loc.certificate.keyId, describeCertificate(loc.der).spki);

@@ -1,5 +1,5 @@
 import { KelidError } from '../errors.js';
-import { checkPin, effectiveRule, normalizePin } from '../consent/pin-policy.js';
+import { checkPin, effectiveRule, normalizePin, normalizePinEntry } from '../consent/pin-policy.js';
 import type { PinPolicy, PinRule } from '../consent/pin-policy.js';
 import { createCsr } from '../pki/csr.js';
 import type { CsrRequest } from '../pki/csr.js';
@@ -148,7 +148,7 @@ export class ProvisioningService {
     const label = request.label ?? defaultKeyLabel();
     checkLabel(label, 'key label');
     return this.writeSession(tokenId, async (s) => {
-      await s.login('user', normalizeUserPin(userPin));
+      await s.login('user', normalizePinEntry(userPin));
       await this.repair(s);
       const quirks = s.moduleSpec.quirks?.keyTemplate as TemplateQuirks | undefined;
       const g = await generateSigningKey(
@@ -167,7 +167,7 @@ export class ProvisioningService {
         alwaysAuthenticate: request.alwaysAuthenticate ?? false,
       };
       if (!request.csr) return { key };
-      const csr = await this.csrInSession(s, g.keyId, request.csr, normalizeUserPin(userPin));
+      const csr = await this.csrInSession(s, g.keyId, request.csr, normalizePinEntry(userPin));
       return { key, csr };
     });
   }
@@ -175,8 +175,8 @@ export class ProvisioningService {
   /** A PKCS#10 request signed on the token by the key `keyId`. */
   async createCsr(tokenId: string, userPin: UserPin, keyId: string, request: CsrRequest): Promise<string> {
     return this.tokens.withSession(tokenId, { readWrite: false }, async (s) => {
-      await s.login('user', normalizeUserPin(userPin));
-      return this.csrInSession(s, keyId, request, normalizeUserPin(userPin));
+      await s.login('user', normalizePinEntry(userPin));
+      return this.csrInSession(s, keyId, request, normalizePinEntry(userPin));
     });
   }
 
@@ -203,7 +203,7 @@ export class ProvisioningService {
     describeCertificate(der);
     if (input.label !== undefined) checkLabel(input.label, 'certificate label');
     return this.writeSession(tokenId, async (s) => {
-      await s.login('user', normalizeUserPin(userPin));
+      await s.login('user', normalizePinEntry(userPin));
       await this.repair(s);
       const r = await importCertificate(s, {
         der,
@@ -243,7 +243,7 @@ export class ProvisioningService {
     if (!/^[0-9a-f]{2,128}$/.test(keyId))
       throw new KelidError('ERR_INVALID_INPUT', 'keyId must be lowercase hex');
     return this.writeSession(tokenId, async (s) => {
-      await s.login('user', normalizeUserPin(userPin));
+      await s.login('user', normalizePinEntry(userPin));
       // A lone half of an interrupted generation listed under this id is removed by the repair.
       const { removed } = await this.repair(s);
       try {
@@ -275,11 +275,6 @@ export class ProvisioningService {
     });
     return { key: r.key, csr: r.csr! };
   }
-}
-
-/** Persian/Arabic digits → ASCII; a PIN pad login (`null`) has no PIN to normalize. */
-function normalizeUserPin(pin: UserPin): string | null {
-  return pin === null ? null : normalizePin(pin);
 }
 
 function defaultKeyLabel(): string {

@@ -63,11 +63,6 @@ export class LoginLocks {
       if (this.#tails.get(key) === tail) this.#tails.delete(key);
     };
   }
-
-  /** Keys currently held or waited for (for tests). */
-  get size(): number {
-    return this.#tails.size;
-  }
 }
 
 /**
