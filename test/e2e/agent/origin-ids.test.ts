@@ -132,9 +132,9 @@ describe('Per-origin ids', () => {
     ids.ra.certificate = certificate.certificateId;
     fingerprint = certificate.fingerprintSha256;
     expect((await certificateOf(ra)).certificateId).toBe(ids.ra.certificate);
-    expect(
-      await ra.call('certificates.status', { certificateId: ids.ra.certificate }),
-    ).toMatchObject({ status: 'good' });
+    expect(await ra.call('certificates.status', { certificateId: ids.ra.certificate })).toMatchObject({
+      status: 'good',
+    });
   });
 
   it('gives two sites different ids for the same token and certificate, none of them the RA page’s or the internal one', async () => {
