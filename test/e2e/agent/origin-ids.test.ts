@@ -42,6 +42,8 @@ describe('Per-origin ids', () => {
   let serial: string;
   let fingerprint: string;
   const clients: RpcClient[] = [];
+  const consoles: RpcClient[] = [];
+  const origins = new Map<RpcClient, string>();
   const ids = {
     ra: { token: '', certificate: '' },
     bank: { token: '', certificate: '' },
@@ -59,6 +61,7 @@ describe('Per-origin ids', () => {
   async function connect(origin: string): Promise<RpcClient> {
     const c = await agent.connect(origin);
     clients.push(c);
+    origins.set(c, origin);
     return c;
   }
 
@@ -89,7 +92,7 @@ describe('Per-origin ids', () => {
   });
 
   afterAll(async () => {
-    for (const c of clients) await c.close();
+    for (const c of [...clients, ...consoles]) await c.close();
     await agent?.stop();
     agent?.cleanup();
     hsm.cleanup();
@@ -132,6 +135,10 @@ describe('Per-origin ids', () => {
     ids.ra.certificate = certificate.certificateId;
     fingerprint = certificate.fingerprintSha256;
     expect((await certificateOf(ra)).certificateId).toBe(ids.ra.certificate);
+    const { keys } = await ra.call<{ keys: Array<{ keyId: string; tokenId: string }> }>('keys.list', {
+      tokenId: ids.ra.token,
+    });
+    expect(keys.map((k) => [k.keyId, k.tokenId])).toEqual([[key.keyId, ids.ra.token]]);
     expect(await ra.call('certificates.status', { certificateId: ids.ra.certificate })).toMatchObject({
       status: 'good',
     });
@@ -153,7 +160,7 @@ describe('Per-origin ids', () => {
     ids.internal.token = (JSON.parse(cli.stdout) as TokenJson[]).find((t) => t.label === LABEL)!.tokenId;
     const secret = new URL((await agent.cli(['ui', '--print'])).stdout.trim()).hash.slice(1);
     const console = await agent.connect(`https://127.0.0.1:${agent.port}`, { query: `console=${secret}` });
-    clients.push(console);
+    consoles.push(console);
     expect((await tokenOf(console)).tokenId).toBe(ids.internal.token);
     ids.internal.certificate = (await certificateOf(console)).certificateId;
 
@@ -271,5 +278,27 @@ describe('Per-origin ids', () => {
       for (const other of added.filter((_, j) => j !== i)) expect(list).not.toContain(other.tokenId);
     });
     expect(new Set(removed.flat()).size).toBe(removed.flat().length);
+  });
+
+  it('never sent an internal id to a site or RA page, nor the token serial to a site', () => {
+    // What the agent sent, less the answers to calls that themselves carried the id (error data echoes
+    // the id the page gave, as the page gave it).
+    const received = (c: RpcClient, secret: string): string[] => {
+      const messages = c.frames.map((f) => ({ text: f, msg: JSON.parse(f) as Record<string, unknown> }));
+      const echoing = new Set(
+        messages
+          .filter((m) => 'method' in m.msg && 'id' in m.msg && m.text.includes(secret))
+          .map((m) => m.msg.id),
+      );
+      return messages
+        .filter((m) => !('method' in m.msg && 'id' in m.msg) && !echoing.has(m.msg.id))
+        .map((m) => m.text);
+    };
+    for (const c of clients) {
+      for (const internal of [ids.internal.token, ids.internal.certificate])
+        expect(received(c, internal).join('\n')).not.toContain(internal);
+    }
+    for (const [c, origin] of origins)
+      if (origin === BANK || origin === SHOP) expect(received(c, serial).join('\n')).not.toContain(serial);
   });
 });
