@@ -300,7 +300,8 @@ function inspect(value: unknown): string | null {
 }
 
 function errorResponse(id: JsonRpcId | null, error: WireError, codec: IdCodec = INTERNAL_IDS): string {
-  // Error data may name the id the page sent (ERR_TOKEN_NOT_FOUND): in the page's own form.
+  // Error data may name the id the page sent (ERR_TOKEN_NOT_FOUND): in the page's own form. Errors
+  // answered before a method runs carry no id (the default codec).
   return JSON.stringify({ jsonrpc: '2.0', id, error }, idReplacer(codec.toWire));
 }
 
@@ -317,7 +318,9 @@ function hideTokenIdentity(connection: ConnectionContext, value: unknown): unkno
   if (connection.tier !== 'site' && connection.tier !== 'unknown') return value;
   const strip = (v: unknown): unknown => {
     if (Array.isArray(v)) return v.map(strip);
-    if (!isRecord(v)) return v;
+    // Plain objects only: anything else (bytes, a class with toJSON) is left to JSON.stringify.
+    if (!isRecord(v) || ![Object.prototype, null].includes(Object.getPrototypeOf(v) as object | null))
+      return v;
     // A Token is the one wire object with a moduleId (PROTOCOL.md section 4).
     if ('moduleId' in v && 'tokenId' in v) return { ...v, serialNumber: '', slotDescription: '' };
     const out: Record<string, unknown> = {};
