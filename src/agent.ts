@@ -20,6 +20,7 @@ import type { Logger } from './log.js';
 import type { ConnectionContext, PendingCall, ProtocolEnv } from './protocol/context.js';
 import { Dispatcher, JSON_RPC, rateLimitedResponse } from './protocol/dispatcher.js';
 import { METHODS } from './protocol/methods/index.js';
+import { OriginIds, loadOriginIdsSecret } from './protocol/origin-ids.js';
 import type { AgentServices, StatusApi } from './protocol/services.js';
 import type { Tier, Token } from './protocol/types.js';
 import { createAgentServices } from './services.js';
@@ -229,6 +230,7 @@ export class Agent {
     const dispatcher = new Dispatcher({
       env,
       methods: METHODS,
+      ids: new OriginIds(loadOriginIdsSecret(this.stateDir).secret),
       audit: (record) => this.#appendAudit(record),
       logger: this.#log,
       maxInFlight: TRANSPORT_LIMITS.maxInFlightPerConnection,
@@ -267,7 +269,8 @@ export class Agent {
     this.#port = ports.port;
 
     this.#onTokensChanged = (change) => {
-      for (const c of this.#connections) if (c.tier !== 'unknown') c.notify('tokens.changed', change);
+      for (const c of this.#connections)
+        if (c.tier !== 'unknown') dispatcher.notify(c, 'tokens.changed', change);
     };
     services.tokenEvents.on('changed', this.#onTokensChanged);
 

@@ -75,7 +75,8 @@ export async function eventLoop(f: Fixture, p: Profile): Promise<Row[]> {
   const idle: number[] = [];
   const busy: number[] = [];
   try {
-    const { tokens } = await site.call<{ tokens: Array<{ tokenId: string; label: string }> }>(
+    // The RA page's own tokenId (ids are per origin).
+    const { tokens } = await ra.call<{ tokens: Array<{ tokenId: string; label: string }> }>(
       'tokens.list',
       {},
     );

@@ -4,7 +4,7 @@
 // grows to its working size first, then saws up and down around it).
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { SITE_ORIGINS, USER_PIN, randomMessages } from '../lib/fixture.js';
+import { SITE_ORIGINS, USER_PIN, certificateIdOf, randomMessages } from '../lib/fixture.js';
 import type { Fixture } from '../lib/fixture.js';
 import type { Profile } from '../lib/profile.js';
 import { row } from '../lib/report.js';
@@ -27,7 +27,7 @@ function spread(samples: number[], p: Profile): number {
 }
 
 export async function memory(f: Fixture, p: Profile): Promise<Row[]> {
-  const { key, certificateId } = f.keys['EC P-256'];
+  const { key } = f.keys['EC P-256'];
   const batches = p.memoryWarmupBatches + Math.ceil(p.memorySignatures / p.memoryBatch);
   const raw = JSON.parse(
     execFileSync(
@@ -55,6 +55,7 @@ export async function memory(f: Fixture, p: Profile): Promise<Row[]> {
   const agentOnly: number[] = [];
   try {
     await client.call('tokens.list', {});
+    const certificateId = await certificateIdOf(client, key.keyId);
     await new Promise((r) => setTimeout(r, 1000));
     idle = total();
     for (let b = 0; b < batches; b++) {

@@ -5,6 +5,7 @@ import {
   ALGORITHMS,
   SITE_ORIGINS,
   USER_PIN,
+  certificateIdOf,
   countBadSignatures,
   dist,
   randomMessages,
@@ -193,7 +194,7 @@ interface SignRawResult {
 /** `count` single sign.raw requests spread over `clients`, each consented; per-request latencies. */
 async function singleRequests(
   clients: RpcClient[],
-  certificateId: string,
+  certificateIds: string[],
   digests: Buffer[],
 ): Promise<{ ms: number; latencies: number[]; signatures: Buffer[] }> {
   const latencies: number[] = [];
@@ -201,12 +202,12 @@ async function singleRequests(
   let next = 0;
   const t0 = nowMs();
   await Promise.all(
-    clients.map(async (client) => {
+    clients.map(async (client, c) => {
       while (next < digests.length) {
         const i = next++;
         const s = nowMs();
         const r = await client.call<SignRawResult>('sign.raw', {
-          certificateId,
+          certificateId: certificateIds[c],
           digest: digests[i].toString('base64'),
           digestAlgorithm: 'SHA-256',
           summary: `bench document ${i + 1}`,
@@ -230,7 +231,8 @@ export async function apiLevel(f: Fixture, agent: AgentProcess, p: Profile, raw:
   }
   try {
     for (const alg of Object.keys(ALGORITHMS) as AlgorithmName[]) {
-      const { key, certificateId } = f.keys[alg];
+      const { key } = f.keys[alg];
+      const certificateIds = await Promise.all(clients.map((c) => certificateIdOf(c, key.keyId)));
       const bestRaw = Math.max(raw.sync[alg], raw.async[alg]);
 
       // sign.batch: one request, one consent, n signatures.
@@ -242,7 +244,7 @@ export async function apiLevel(f: Fixture, agent: AgentProcess, p: Profile, raw:
         batchTimes.push(
           await timed(async () => {
             const res = await clients[0].call<{ results: Array<{ signature: string }> }>('sign.batch', {
-              certificateId,
+              certificateId: certificateIds[0],
               format: 'raw',
               digestAlgorithm: 'SHA-256',
               items: msgs.digests.map((d, i) => ({ digest: d.toString('base64'), summary: `item ${i + 1}` })),
@@ -273,7 +275,7 @@ export async function apiLevel(f: Fixture, agent: AgentProcess, p: Profile, raw:
       for (const concurrency of [1, 8]) {
         const runs: Array<Awaited<ReturnType<typeof singleRequests>>> = [];
         for (let r = 0; r < p.rounds; r++) {
-          runs.push(await singleRequests(clients.slice(0, concurrency), certificateId, singles.digests));
+          runs.push(await singleRequests(clients.slice(0, concurrency), certificateIds, singles.digests));
         }
         for (const run of runs) {
           if (countBadSignatures(key.publicKey, singles.data, run.signatures) > 0)

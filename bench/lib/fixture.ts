@@ -174,6 +174,16 @@ export class Fixture {
 }
 
 /** `n` random messages and their SHA-256 digests (the messages let node:crypto check signatures). */
+/** The client's own certificateId (ids are per origin) of the certificate of the key `keyId`. */
+export async function certificateIdOf(client: RpcClient, keyId: string): Promise<string> {
+  const { certificates } = await client.call<{
+    certificates: Array<{ certificateId: string; keyId: string }>;
+  }>('certificates.list', {});
+  const found = certificates.find((c) => c.keyId === keyId);
+  if (!found) throw new Error(`no certificate of key ${keyId} listed`);
+  return found.certificateId;
+}
+
 export function randomMessages(n: number): { data: Buffer[]; digests: Buffer[] } {
   const data = Array.from({ length: n }, () => randomBytes(48));
   return { data, digests: data.map((d) => createHash('sha256').update(d).digest()) };

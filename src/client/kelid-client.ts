@@ -209,7 +209,10 @@ export class KelidClient {
     return this.call<{ tier: Tier }>('agent.requestAccess', reason === undefined ? {} : { reason }, options);
   }
 
-  /** `tokens.list`: the tokens present now. */
+  /**
+   * `tokens.list`: the tokens present now. Their `tokenId`s (and `certificateId`s) are this origin's
+   * own: keep them as long as needed, but they mean nothing to another origin.
+   */
   async listTokens(options?: CallOptions): Promise<Token[]> {
     const r = await this.call<{ tokens: Token[] }>('tokens.list', {}, this.quick(options));
     return r.tokens;

@@ -13,6 +13,8 @@ import type {
   ProtocolEnv,
 } from './context.js';
 import type { MethodDefinition } from './method.js';
+import { INTERNAL_IDS, idReplacer, mapIdMembers } from './origin-ids.js';
+import type { IdCodec, OriginIds } from './origin-ids.js';
 import { InvalidParams, validateParams } from './schema.js';
 
 // JSON-RPC 2.0 over one WebSocket text frame per message (PROTOCOL.md sections 1, 3 and 6):
@@ -21,6 +23,9 @@ import { InvalidParams, validateParams } from './schema.js';
 //   -32000 every other failure, with data {code, retriable, ...}. ERR_INTERNAL carries no detail.
 // Each request must carry an id: a call without one (a JSON-RPC notification) is refused with -32600,
 // since every method has a result or error the page needs to see.
+// Ids are per origin (origin-ids.ts), mapped here and nowhere else: `tokenId` and `certificateId`
+// members of params on the way in, of results, error data and notifications on the way out. Methods,
+// services, the consent UI and the audit log see only internal ids.
 
 export const JSON_RPC = {
   PARSE_ERROR: -32700,
@@ -47,6 +52,8 @@ export interface DispatcherOptions {
   methods: readonly MethodDefinition[];
   /** Append one audit line (PROTOCOL.md section 9). */
   audit: (record: AuditRecord) => void;
+  /** Per-origin ids (PROTOCOL.md section 4). */
+  ids: OriginIds;
   logger?: Logger;
   maxInFlight?: number;
 }
@@ -57,9 +64,11 @@ export class Dispatcher {
   readonly #audit: (record: AuditRecord) => void;
   readonly #log: Logger;
   readonly #maxInFlight: number;
+  readonly #ids: OriginIds;
 
   constructor(options: DispatcherOptions) {
     this.#env = options.env;
+    this.#ids = options.ids;
     this.#methods = new Map(options.methods.map((m) => [m.name, m]));
     this.#audit = options.audit;
     this.#log = options.logger ?? silentLogger;
@@ -68,6 +77,22 @@ export class Dispatcher {
 
   get methodNames(): string[] {
     return [...this.#methods.keys()];
+  }
+
+  /** Send a notification to a connection, with ids in the connection's own form. */
+  notify(connection: ConnectionContext, method: string, params: unknown): void {
+    const codec = this.#codecFor(connection);
+    let wire = JSON.parse(JSON.stringify(params, idReplacer(codec.toWire))) as unknown;
+    wire = hideTokenIdentity(connection, wire);
+    // `removed` lists the tokenIds of tokens that went away (PROTOCOL.md section 7).
+    if (method === 'tokens.changed' && isRecord(wire) && Array.isArray(wire.removed))
+      wire = { ...wire, removed: wire.removed.map((id) => (typeof id === 'string' ? codec.toWire(id) : id)) };
+    connection.notify(method, wire);
+  }
+
+  /** Console connections are the agent's own page: internal ids, like the CLI. Everyone else: per origin. */
+  #codecFor(connection: ConnectionContext): IdCodec {
+    return connection.tier === 'console' ? INTERNAL_IDS : this.#ids.forOrigin(connection.origin);
   }
 
   /** Answer one text frame; resolves to the response text (every request gets exactly one). */
@@ -111,12 +136,14 @@ export class Dispatcher {
         wireError(new KelidError('ERR_FORBIDDEN', `the ${tier} tier may not call ${definition.name}`)),
       );
     }
-    const params = request.params === undefined ? {} : request.params;
+    const codec = this.#codecFor(connection);
+    const wireParams = request.params === undefined ? {} : request.params;
     try {
-      validateParams(definition.validate, params);
+      validateParams(definition.validate, wireParams);
     } catch (e) {
       return errorResponse(id, { code: JSON_RPC.INVALID_PARAMS, message: (e as Error).message });
     }
+    const params = mapIdMembers(wireParams, codec.fromWire);
     const key = callKey(id);
     if (connection.calls.has(key)) {
       return errorResponse(id, {
@@ -138,8 +165,22 @@ export class Dispatcher {
     connection.calls.set(key, pending);
     const audit: AuditDetails = { tokenSerial: null };
     let prompted = false;
+    // Methods reach the page through this view: its notifications go out with the page's ids.
+    const view: ConnectionContext = {
+      id: connection.id,
+      origin: connection.origin,
+      get tier() {
+        return connection.tier;
+      },
+      set tier(tier) {
+        connection.tier = tier;
+      },
+      calls: connection.calls,
+      closed: connection.closed,
+      notify: (m, p) => this.notify(connection, m, p),
+    };
     const ctx: CallContext = {
-      connection,
+      connection: view,
       id,
       method: definition.name,
       signal: controller.signal,
@@ -159,11 +200,12 @@ export class Dispatcher {
     try {
       const result = await definition.run(ctx, params);
       if (audited()) this.#writeAudit(connection.origin, definition.name, audit, null);
-      return JSON.stringify({ jsonrpc: '2.0', id, result: result ?? {} });
+      const wire = hideTokenIdentity(connection, result ?? {});
+      return JSON.stringify({ jsonrpc: '2.0', id, result: wire }, idReplacer(codec.toWire));
     } catch (e) {
       const error = wireError(e, this.#log, { conn: connection.id, method: definition.name });
       if (audited()) this.#writeAudit(connection.origin, definition.name, audit, auditCode(e));
-      return errorResponse(id, error);
+      return errorResponse(id, error, codec);
     } finally {
       connection.calls.delete(key);
       connection.closed.removeEventListener('abort', onClose);
@@ -257,8 +299,35 @@ function inspect(value: unknown): string | null {
   return null;
 }
 
-function errorResponse(id: JsonRpcId | null, error: WireError): string {
-  return JSON.stringify({ jsonrpc: '2.0', id, error });
+function errorResponse(id: JsonRpcId | null, error: WireError, codec: IdCodec = INTERNAL_IDS): string {
+  // Error data may name the id the page sent (ERR_TOKEN_NOT_FOUND): in the page's own form. Errors
+  // answered before a method runs carry no id (the default codec).
+  return JSON.stringify({ jsonrpc: '2.0', id, error }, idReplacer(codec.toWire));
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
+ * Token objects as the site tier sees them: without `serialNumber` and `slotDescription` (SoftHSM's
+ * and many readers' slot descriptions carry a serial). Both are the same for every site and would
+ * undo per-origin tokenIds; a signing page needs neither. RA and console pages keep them.
+ */
+function hideTokenIdentity(connection: ConnectionContext, value: unknown): unknown {
+  if (connection.tier !== 'site' && connection.tier !== 'unknown') return value;
+  const strip = (v: unknown): unknown => {
+    if (Array.isArray(v)) return v.map(strip);
+    // Plain objects only: anything else (bytes, a class with toJSON) is left to JSON.stringify.
+    if (!isRecord(v) || ![Object.prototype, null].includes(Object.getPrototypeOf(v) as object | null))
+      return v;
+    // A Token is the one wire object with a moduleId (PROTOCOL.md section 4).
+    if ('moduleId' in v && 'tokenId' in v) return { ...v, serialNumber: '', slotDescription: '' };
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) out[k] = strip(x);
+    return out;
+  };
+  return strip(value);
 }
 
 function auditCode(e: unknown): ErrorCode {

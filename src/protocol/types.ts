@@ -38,12 +38,15 @@ export interface PinState {
 }
 
 export interface Token {
+  /** Opaque and per origin: valid only for the origin that received it (PROTOCOL.md section 4). */
   tokenId: string;
   moduleId: string;
   label: string;
   manufacturer: string;
   model: string;
+  /** `""` for the `site` tier (it would name the token the same way for every site). */
   serialNumber: string;
+  /** `""` for the `site` tier. */
   slotDescription: string;
   initialized: boolean;
   userPinInitialized: boolean;
@@ -72,6 +75,7 @@ export interface Key {
 export type CertificateCategory = 'user' | 'authority' | 'other';
 
 export interface Certificate {
+  /** Opaque and per origin: valid only for the origin that received it (PROTOCOL.md section 4). */
   certificateId: string;
   tokenId: string;
   keyId: string;

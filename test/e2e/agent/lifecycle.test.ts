@@ -106,7 +106,15 @@ describe('Agent lifecycle', () => {
       ra.waitForNotification('tokens.changed', isPlugged),
       site.waitForNotification('tokens.changed', isPlugged),
     ]);
-    expect(toRa.params).toEqual(toSite.params);
+    // Same token, named per origin (PROTOCOL.md section 4); the site does not get its serial.
+    const [raToken, siteToken] = [toRa, toSite].map((n) =>
+      (n.params.added as Array<{ label: string; tokenId: string; serialNumber: string }>).find(
+        (t) => t.label === 'plugged',
+      )!,
+    );
+    expect(siteToken).toMatchObject({ label: raToken.label, serialNumber: '' });
+    expect(raToken.serialNumber).not.toBe('');
+    expect(siteToken.tokenId).not.toBe(raToken.tokenId);
     expect(toRa.params.removed).toEqual(expect.any(Array));
     // Anything sent to `unknown` before this reply would have arrived first.
     await unknown.call('agent.info');

@@ -50,6 +50,8 @@ describe('Agent RA and signing flows', () => {
   let token: TokenJson;
   let keyId: string;
   let certificate: CertificateJson;
+  /** The shop's own id of `certificate` (ids are per origin). */
+  let shopCertificateId: string;
   const cliOutputs: string[] = [];
   const otherFrames: string[] = [];
 
@@ -246,10 +248,13 @@ describe('Agent RA and signing flows', () => {
     const { certificates } = await shop.call<{ certificates: CertificateJson[] }>('certificates.list', {
       filter: { keyUsage: ['nonRepudiation'], hasPrivateKey: true, validAt: new Date().toISOString() },
     });
-    expect(certificates.map((c) => c.certificateId)).toEqual([certificate.certificateId]);
-    expect(
-      await shop.call('certificates.status', { certificateId: certificate.certificateId }),
-    ).toMatchObject({ status: 'good' });
+    expect(certificates.map((c) => c.fingerprintSha256)).toEqual([certificate.fingerprintSha256]);
+    // Ids are per origin (PROTOCOL.md section 4): the shop names the certificate its own way.
+    shopCertificateId = certificates[0].certificateId;
+    expect(shopCertificateId).not.toBe(certificate.certificateId);
+    expect(await shop.call('certificates.status', { certificateId: shopCertificateId })).toMatchObject({
+      status: 'good',
+    });
     const forbidden = await rpcError(
       shop.call('certificates.status', { certificate: certificate.certificate }),
     );
@@ -261,7 +266,7 @@ describe('Agent RA and signing flows', () => {
     );
     const signId = shop.nextId;
     const sign = shop.call<{ cms: string }>('sign.cms', {
-      certificateId: certificate.certificateId,
+      certificateId: shopCertificateId,
       content: document.toString('base64'),
       digestAlgorithm: 'SHA-256',
       summary: 'قرارداد شماره ۱۲',
@@ -310,7 +315,7 @@ describe('Agent RA and signing flows', () => {
     const digest = createHash('sha256').update(data).digest('base64');
     let id = shop.nextId;
     const bad = shop.call('sign.raw', {
-      certificateId: certificate.certificateId,
+      certificateId: shopCertificateId,
       digest,
       digestAlgorithm: 'SHA-256',
       summary: 'raw',
@@ -322,7 +327,7 @@ describe('Agent RA and signing flows', () => {
 
     id = shop.nextId;
     const good = shop.call<{ signature: string; signatureAlgorithm: string }>('sign.raw', {
-      certificateId: certificate.certificateId,
+      certificateId: shopCertificateId,
       digest,
       digestAlgorithm: 'SHA-256',
       summary: 'raw',
@@ -336,10 +341,14 @@ describe('Agent RA and signing flows', () => {
 
   it('sign.batch: one consent and one PIN for several digests, each signature verified by node:crypto', async () => {
     const bank = await agent.connect(BANK);
+    const listed = await bank.call<{ certificates: CertificateJson[] }>('certificates.list');
+    const bankCertificateId = listed.certificates.find(
+      (c) => c.fingerprintSha256 === certificate.fingerprintSha256,
+    )!.certificateId;
     const payloads = ['first', 'second', 'third'].map((t) => Buffer.from(`${t} document`, 'utf8'));
     const id = bank.nextId;
     const call = bank.call<{ results: Array<{ signature: string }> }>('sign.batch', {
-      certificateId: certificate.certificateId,
+      certificateId: bankCertificateId,
       format: 'raw',
       digestAlgorithm: 'SHA-256',
       items: payloads.map((p, i) => ({
@@ -398,7 +407,7 @@ describe('Agent RA and signing flows', () => {
   it('refuses digests whose length does not match digestAlgorithm (-32602), before any prompt', async () => {
     const e = await rpcError(
       shop.call('sign.raw', {
-        certificateId: certificate.certificateId,
+        certificateId: shopCertificateId,
         digest: Buffer.alloc(32).toString('base64'),
         digestAlgorithm: 'SHA-384',
         summary: 'x',

@@ -72,10 +72,10 @@ describe('Agent soak: mixed load with hot-plug', () => {
   let pki: TestPki;
   let agent: AgentProcess;
   let signTokenId = '';
-  let plugTokenId = '';
   /** Tokens of the signing module: they must never come or go. */
-  let steadyTokenIds: string[] = [];
   let certificate: CertificateJson;
+  /** The same objects as the site's pages name them (ids are per origin, PROTOCOL.md section 4). */
+  const siteIds = { signToken: '', plugToken: '', certificate: '', steadyTokens: [] as string[] };
   const clients: RpcClient[] = [];
 
   beforeAll(async () => {
@@ -100,8 +100,6 @@ describe('Agent soak: mixed load with hot-plug', () => {
     const ra = await agent.connect(RA);
     const { tokens } = await ra.call<{ tokens: TokenJson[] }>('tokens.list');
     signTokenId = tokens.find((t) => t.label === 'soak-sign')!.tokenId;
-    plugTokenId = tokens.find((t) => t.label === 'soak-plug')!.tokenId;
-    steadyTokenIds = tokens.filter((t) => t.moduleId === 'sign').map((t) => t.tokenId);
     let id = ra.nextId;
     const generated = ra.call<{ csr: string }>('keys.generate', {
       tokenId: signTokenId,
@@ -124,6 +122,16 @@ describe('Agent soak: mixed load with hot-plug', () => {
     expect((await agent.consent(await ra.consentFor(id), { userPin: USER_PIN })).status).toBe(0);
     certificate = (await imported).certificate;
     await ra.close();
+    const site = await agent.connect(SITE);
+    const siteTokens = (await site.call<{ tokens: TokenJson[] }>('tokens.list')).tokens;
+    siteIds.signToken = siteTokens.find((t) => t.label === 'soak-sign')!.tokenId;
+    siteIds.plugToken = siteTokens.find((t) => t.label === 'soak-plug')!.tokenId;
+    siteIds.steadyTokens = siteTokens.filter((t) => t.moduleId === 'sign').map((t) => t.tokenId);
+    const { certificates } = await site.call<{ certificates: CertificateJson[] }>('certificates.list', {
+      tokenId: siteIds.signToken,
+    });
+    siteIds.certificate = certificates.find((c) => c.certificate === certificate.certificate)!.certificateId;
+    await site.close();
   }, 120_000);
 
   afterAll(async () => {
@@ -210,11 +218,11 @@ describe('Agent soak: mixed load with hot-plug', () => {
           // Listing every token touches the hot-plug one too.
           await call(lister, 'certificates.list', {}, UNPLUGGED);
           const own = await call<{ certificates: CertificateJson[] }>(lister, 'certificates.list', {
-            tokenId: signTokenId,
+            tokenId: siteIds.signToken,
           });
-          if (own && !own.certificates.some((c) => c.certificateId === certificate.certificateId))
+          if (own && !own.certificates.some((c) => c.certificateId === siteIds.certificate))
             fail('certificates.list', new Error('the signing certificate is missing'));
-          await call(lister, 'certificates.list', { tokenId: plugTokenId }, UNPLUGGED);
+          await call(lister, 'certificates.list', { tokenId: siteIds.plugToken }, UNPLUGGED);
           await sleep(100);
         }
       })();
@@ -222,7 +230,7 @@ describe('Agent soak: mixed load with hot-plug', () => {
       const statusLoop = (async () => {
         while (running()) {
           const r = await call<{ status: string }>(checker, 'certificates.status', {
-            certificateId: certificate.certificateId,
+            certificateId: siteIds.certificate,
           });
           if (r && r.status !== 'good') fail('certificates.status', new Error(`status ${r.status}`));
           await sleep(500);
@@ -293,15 +301,16 @@ describe('Agent soak: mixed load with hot-plug', () => {
           .filter((n) => n.method === 'tokens.changed')
           .map((n) => n.params as { added: TokenJson[]; removed: string[] });
       const addedCount = (): number =>
-        changes().filter((c) => c.added.some((t) => t.tokenId === plugTokenId)).length;
+        changes().filter((c) => c.added.some((t) => t.tokenId === siteIds.plugToken)).length;
       const settle = Date.now() + 15_000;
       while (addedCount() < replugs && Date.now() < settle) await sleep(200);
-      const removedNotifications = changes().filter((c) => c.removed.includes(plugTokenId)).length;
+      const removedNotifications = changes().filter((c) => c.removed.includes(siteIds.plugToken)).length;
       const addedNotifications = addedCount();
       // Only the hot-plug module's slots come and go (SoftHSM also renumbers its free slot then).
       const others = changes().filter(
         (c) =>
-          c.added.some((t) => t.moduleId !== 'plug') || c.removed.some((t) => steadyTokenIds.includes(t)),
+          c.added.some((t) => t.moduleId !== 'plug') ||
+          c.removed.some((t) => siteIds.steadyTokens.includes(t)),
       );
 
       const pendingConsents = await agent.pendingConsents();
