@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { classifyAddress, isAllowedAddress } from '../../../src/status/address-policy.js';
+import type { LookupAddress } from 'node:dns';
+import {
+  DestinationRefused,
+  assertLiteralAllowed,
+  classifyAddress,
+  guardedLookup,
+  isAllowedAddress,
+} from '../../../src/status/address-policy.js';
 import type { AddressClass } from '../../../src/status/address-policy.js';
 
 // Every range a page could aim the agent at through a certificate's URLs, in the textual forms DNS
@@ -81,5 +88,49 @@ describe('isAllowedAddress', () => {
     expect(isAllowedAddress('127.0.0.1', { allowPrivateNetworks: true })).toBe(true);
     expect(isAllowedAddress('0.0.0.0', { allowPrivateNetworks: true })).toBe(false);
     expect(isAllowedAddress('ff02::1', { allowPrivateNetworks: true })).toBe(false);
+  });
+});
+
+describe('guardedLookup', () => {
+  const resolve = (
+    host: string,
+    allowPrivateNetworks: boolean,
+    all: boolean,
+  ): Promise<{ err: Error | null; address: string | LookupAddress[] }> =>
+    new Promise((done) =>
+      guardedLookup({ allowPrivateNetworks })(host, { all }, (err, address) => done({ err, address })),
+    );
+
+  it('refuses a name that resolves to loopback, in both the single and the all-addresses form', async () => {
+    for (const all of [false, true]) {
+      const r = await resolve('localhost', false, all);
+      expect(r.err).toBeInstanceOf(DestinationRefused);
+    }
+  });
+
+  it('hands the socket the resolved addresses when the policy allows them', async () => {
+    const single = await resolve('localhost', true, false);
+    expect(single.err).toBeNull();
+    expect(classifyAddress(single.address as string)).toBe('private');
+    const all = await resolve('localhost', true, true);
+    expect((all.address as LookupAddress[]).length).toBeGreaterThan(0);
+  });
+
+  it('passes resolver errors through unchanged', async () => {
+    const r = await resolve('does-not-exist.invalid', false, false);
+    expect(r.err).not.toBeNull();
+    expect(r.err).not.toBeInstanceOf(DestinationRefused);
+  });
+});
+
+describe('assertLiteralAllowed', () => {
+  it('checks IP literals (which never reach lookup) and leaves names to the lookup', () => {
+    const closed = { allowPrivateNetworks: false };
+    expect(() => assertLiteralAllowed('127.0.0.1', closed)).toThrow(DestinationRefused);
+    expect(() => assertLiteralAllowed('[::ffff:7f00:1]', closed)).toThrow(DestinationRefused);
+    expect(() => assertLiteralAllowed('[fe80::1]', closed)).toThrow(DestinationRefused);
+    expect(() => assertLiteralAllowed('8.8.8.8', closed)).not.toThrow();
+    expect(() => assertLiteralAllowed('localhost', closed)).not.toThrow();
+    expect(() => assertLiteralAllowed('127.0.0.1', { allowPrivateNetworks: true })).not.toThrow();
   });
 });
