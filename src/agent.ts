@@ -425,18 +425,22 @@ export async function createDefaultServices(
   const checker = new StatusService({
     stateDir: options.stateDir,
     timeoutMs: config.revocation.timeoutSeconds * 1000,
+    allowPrivateNetworks: config.revocation.allowPrivateNetworks,
+    // Pages get "status unavailable" only; which URL failed how stays in the log.
+    coarseErrors: true,
     logger: options.logger,
   });
   // The status API needs the signing service (certificates on tokens), which createAgentServices builds.
   const ref: { running?: RunningServices } = {};
   const api: StatusApi = {
-    checkCertificateId: async (certificateId) => {
+    checkCertificateId: async (certificateId, hooks) => {
       if (!ref.running) throw new KelidError('ERR_INTERNAL', 'services are not started');
       const { der, issuers } = await ref.running.signingService.certificateWithIssuers(certificateId);
+      hooks?.onCertificate?.(der);
       return checker.check(der, { issuers });
     },
     checkCertificate: (certificate, issuer) =>
-      checker.check(certificate, issuer ? { issuers: [issuer] } : {}),
+      checker.check(certificate, { issuers: issuer ? [issuer] : [], callerSupplied: true }),
   };
   const running = await createAgentServices(config, {
     stateDir: options.stateDir,

@@ -32,7 +32,12 @@ export interface KelidConfig {
     promptsPerMinute: { site: number; ra: number };
   };
   pinPolicy: { user: PinRuleConfig; so: PinRuleConfig };
-  revocation: { enforceOnSign: 'block-revoked' | 'require-good' | 'off'; timeoutSeconds: number };
+  revocation: {
+    enforceOnSign: 'block-revoked' | 'require-good' | 'off';
+    timeoutSeconds: number;
+    /** Extension: caller-supplied certificates may make the agent fetch from non-public addresses. */
+    allowPrivateNetworks: boolean;
+  };
   tsaUrl: string | null;
   /** Extension: connection limits of PROTOCOL.md section 2, and the request rate of one connection. */
   limits: {
@@ -67,7 +72,7 @@ export const DEFAULT_CONFIG: Readonly<KelidConfig> = {
     user: { minLength: 4, maxLength: 16, charset: 'digits' },
     so: { minLength: 4, maxLength: 24, charset: 'alnum' },
   },
-  revocation: { enforceOnSign: 'block-revoked', timeoutSeconds: 5 },
+  revocation: { enforceOnSign: 'block-revoked', timeoutSeconds: 5, allowPrivateNetworks: false },
   tsaUrl: null,
   limits: { connectionsPerOrigin: 8, connections: 64, requestsPerSecond: 100, requestBurst: 200 },
   pkcs11: { callTimeoutSeconds: 30, loginTimeoutSeconds: 120 },
@@ -146,6 +151,7 @@ export const CONFIG_SCHEMA = {
       properties: {
         enforceOnSign: { enum: ['block-revoked', 'require-good', 'off'] },
         timeoutSeconds: { type: 'number', exclusiveMinimum: 0, maximum: 120 },
+        allowPrivateNetworks: { type: 'boolean' },
       },
     },
     tsaUrl: { type: ['string', 'null'] },

@@ -109,8 +109,14 @@ export interface ProvisioningApi {
 }
 
 export interface StatusApi {
-  /** Status of a certificate on a token (by id) or given by the caller (DER), with optional issuer DER. */
-  checkCertificateId(certificateId: string): Promise<Status>;
+  /**
+   * Status of a certificate on a token (by id) or given by the caller (DER), with optional issuer DER.
+   * `hooks.onCertificate` gets the token certificate's DER once it is found (for the audit line).
+   */
+  checkCertificateId(
+    certificateId: string,
+    hooks?: { onCertificate?(der: Uint8Array): void },
+  ): Promise<Status>;
   checkCertificate(certificate: Uint8Array, issuer?: Uint8Array): Promise<Status>;
 }
 

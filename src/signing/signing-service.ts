@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import { KelidError, isKelidError } from '../errors.js';
 import { describeCertificate } from '../pki/certificate.js';
 import { bytesEqual } from '../pki/der.js';
@@ -25,6 +26,14 @@ import { assertDigestLength, resolveScheme } from './algorithms.js';
 import { createAuthToken } from './auth-token.js';
 import { signCms } from './cms.js';
 import { requestTimestamp } from './timestamp.js';
+
+function signedBy(certificate: Uint8Array, issuer: Uint8Array): boolean {
+  try {
+    return new X509Certificate(certificate).verify(new X509Certificate(issuer).publicKey);
+  } catch {
+    return false;
+  }
+}
 
 /** Revocation check before signing (wired to the status service and `revocation.enforceOnSign`). */
 export type RevocationCheck = (
@@ -180,21 +189,29 @@ export class SigningService implements SigningApi {
     return result;
   }
 
-  /** The certificate's issuers found among the token's certificates, nearest first. */
+  /**
+   * The certificate's issuers found among the token's certificates, nearest first. An issuer must have
+   * the right name and a key that verifies the certificate's signature: a page with the `ra` tier can
+   * store any certificate on a token, including a fake CA with the real one's name.
+   */
   private async chainOf(s: TokenSession, leaf: Uint8Array): Promise<Uint8Array[]> {
     const all = await listCertificateObjects(s);
     const chain: Uint8Array[] = [];
+    let currentDer = leaf;
     let current = describeCertificate(leaf);
     for (let depth = 0; depth < 8; depth++) {
       if (bytesEqual(current.issuerDer, current.subjectDer)) break;
+      const child = currentDer;
       const issuer = all.find(
         (c) =>
           bytesEqual(c.description.subjectDer, current.issuerDer) &&
           !chain.some((x) => bytesEqual(x, c.der)) &&
-          !bytesEqual(c.der, leaf),
+          !bytesEqual(c.der, leaf) &&
+          signedBy(child, c.der),
       );
       if (!issuer) break;
       chain.push(issuer.der);
+      currentDer = issuer.der;
       current = issuer.description;
     }
     return chain;

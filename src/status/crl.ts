@@ -23,6 +23,7 @@ import {
 } from '../pki/der.js';
 import type { Tlv } from '../pki/der.js';
 import { fetchBytes } from './http-fetch.js';
+import type { FetchBytesOptions } from './http-fetch.js';
 import { CRL_REASON_NAMES } from './ocsp.js';
 import { verifySignature } from './signature.js';
 import { StatusSourceError } from './source-error.js';
@@ -290,16 +291,9 @@ function revokedEntries(der: Uint8Array, list: Tlv): Map<string, { revokedAt: Da
 /** Fetch a CRL over http(s), bounded in size and time. */
 export async function fetchCrl(
   url: string,
-  options: { maxBytes: number; timeoutMs?: number; signal?: AbortSignal; fetch?: typeof fetch },
+  options: Omit<FetchBytesOptions, 'method' | 'body' | 'headers'>,
 ): Promise<Uint8Array> {
-  return fetchBytes(url, {
-    method: 'GET',
-    maxBytes: options.maxBytes,
-    headers: { accept: 'application/pkix-crl' },
-    ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
-    ...(options.signal ? { signal: options.signal } : {}),
-    ...(options.fetch ? { fetch: options.fetch } : {}),
-  });
+  return fetchBytes(url, { ...options, method: 'GET', headers: { accept: 'application/pkix-crl' } });
 }
 
 /** The status of `certificate` according to a verified CRL, at `now` (with the clock skew allowed). */

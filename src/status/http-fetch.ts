@@ -1,7 +1,28 @@
 // The one way the status layer talks to the network: http(s) only, a deadline that covers the whole
-// exchange (headers and body), and a byte limit enforced while reading, so a hostile or broken
-// responder can neither hold a signing request nor fill memory.
+// exchange (headers and body), a byte limit enforced while reading, so a hostile or broken responder
+// can neither hold a signing request nor fill memory; and a destination policy (address-policy.ts)
+// checked on the addresses the socket connects to, for every redirect hop.
+import * as http from 'node:http';
+import * as https from 'node:https';
+import { DestinationRefused, assertLiteralAllowed, guardedLookup } from './address-policy.js';
+import type { DestinationPolicy } from './address-policy.js';
 import { StatusSourceError } from './source-error.js';
+
+/** Redirects followed at most (per request). */
+export const MAX_REDIRECTS = 5;
+
+export interface FetchPolicy extends DestinationPolicy {
+  /**
+   * Follow redirects to another host (token certificates: a CA may move its CRL to a CDN). When false,
+   * only redirects to the same host name are followed: a page cannot bounce the agent from an allowed
+   * host to one it chose, and the scheme or port of that same host add nothing it could not already
+   * put in the URL itself.
+   */
+  crossHostRedirects: boolean;
+}
+
+/** What a request may reach when the caller sets no policy: anything (the agent's own, trusted URLs). */
+export const OPEN_POLICY: Readonly<FetchPolicy> = { allowPrivateNetworks: true, crossHostRedirects: true };
 
 export interface FetchBytesOptions {
   method?: 'GET' | 'POST';
@@ -13,8 +34,13 @@ export interface FetchBytesOptions {
   timeoutMs?: number;
   /** An outer deadline (the whole status check), combined with `timeoutMs`. */
   signal?: AbortSignal;
-  fetch?: typeof fetch;
+  /** Destinations and redirects allowed; default OPEN_POLICY. */
+  policy?: FetchPolicy;
+  /** Called once per HTTP request actually sent (redirect hops included): statistics. */
+  onRequest?: () => void;
 }
+
+const REDIRECTS: ReadonlySet<number> = new Set([301, 302, 303, 307, 308]);
 
 /** GET or POST `url` and return the body; throws StatusSourceError with a reason on any failure. */
 export async function fetchBytes(url: string, options: FetchBytesOptions): Promise<Uint8Array> {
@@ -24,37 +50,51 @@ export async function fetchBytes(url: string, options: FetchBytesOptions): Promi
   } catch (cause) {
     throw new StatusSourceError('unsupported-url', 'not a URL', { cause });
   }
-  if (target.protocol !== 'http:' && target.protocol !== 'https:') {
-    throw new StatusSourceError('unsupported-url', `unsupported URL scheme ${target.protocol}`);
-  }
+  assertHttp(target);
   const signals: AbortSignal[] = [];
   if (options.timeoutMs !== undefined)
     signals.push(AbortSignal.timeout(Math.max(1, Math.floor(options.timeoutMs))));
   if (options.signal) signals.push(options.signal);
   const signal =
     signals.length === 0 ? undefined : signals.length === 1 ? signals[0] : AbortSignal.any(signals);
-  const doFetch = options.fetch ?? globalThis.fetch;
+  const policy = options.policy ?? OPEN_POLICY;
+  const host = target.hostname.toLowerCase();
+  let method = options.method ?? 'GET';
+  let body = options.body;
   try {
-    if (signal?.aborted) throw signal.reason;
-    const response = await doFetch(target, {
-      method: options.method ?? 'GET',
-      ...(options.body ? { body: options.body } : {}),
-      headers: options.headers ?? {},
-      redirect: 'follow',
-      ...(signal ? { signal } : {}),
-    });
-    if (!response.ok) {
-      await response.body?.cancel().catch(() => undefined);
-      throw new StatusSourceError('http-status', `HTTP ${response.status}`);
+    for (let hop = 0; ; hop++) {
+      if (signal?.aborted) throw signal.reason;
+      const response = await send(target, method, body, options, policy, signal);
+      const status = response.statusCode ?? 0;
+      if (REDIRECTS.has(status)) {
+        response.destroy();
+        const next = redirectTarget(target, response.headers.location, host, policy, hop);
+        // Browsers and fetch turn a redirected POST into a GET, except for 307/308.
+        if (status !== 307 && status !== 308 && method === 'POST') {
+          method = 'GET';
+          body = undefined;
+        }
+        target = next;
+        continue;
+      }
+      if (status < 200 || status > 299) {
+        response.destroy();
+        throw new StatusSourceError('http-status', `HTTP ${status}`);
+      }
+      const declared = Number(response.headers['content-length'] ?? 'NaN');
+      if (Number.isFinite(declared) && declared > options.maxBytes) {
+        response.destroy();
+        throw new StatusSourceError('too-large', `response larger than ${options.maxBytes} bytes`);
+      }
+      return await readLimited(response, options.maxBytes);
     }
-    const declared = Number(response.headers.get('content-length') ?? 'NaN');
-    if (Number.isFinite(declared) && declared > options.maxBytes) {
-      await response.body?.cancel().catch(() => undefined);
-      throw new StatusSourceError('too-large', `response larger than ${options.maxBytes} bytes`);
-    }
-    return await readLimited(response, options.maxBytes);
   } catch (e) {
     if (e instanceof StatusSourceError) throw e;
+    if (e instanceof DestinationRefused) {
+      throw new StatusSourceError('forbidden-destination', 'the destination address is not allowed', {
+        cause: e,
+      });
+    }
     if (signal?.aborted) {
       const reason: unknown = signal.reason;
       const timedOut = reason instanceof Error && reason.name === 'TimeoutError';
@@ -66,26 +106,76 @@ export async function fetchBytes(url: string, options: FetchBytesOptions): Promi
   }
 }
 
-async function readLimited(response: Response, maxBytes: number): Promise<Uint8Array> {
-  if (!response.body) return new Uint8Array(0);
-  const reader = response.body.getReader();
-  const chunks: Uint8Array[] = [];
+function assertHttp(target: URL): void {
+  if (target.protocol !== 'http:' && target.protocol !== 'https:') {
+    throw new StatusSourceError('unsupported-url', `unsupported URL scheme ${target.protocol}`);
+  }
+  if (target.username !== '' || target.password !== '') {
+    throw new StatusSourceError('unsupported-url', 'URLs with credentials are not used');
+  }
+}
+
+/** The URL a redirect leads to, if `policy` lets the request follow it. */
+export function redirectTarget(
+  from: URL,
+  location: string | undefined,
+  originalHost: string,
+  policy: FetchPolicy,
+  hop: number,
+): URL {
+  if (hop >= MAX_REDIRECTS) throw new StatusSourceError('redirect-refused', 'too many redirects');
+  if (!location) throw new StatusSourceError('redirect-refused', 'a redirect without Location');
+  let next: URL;
+  try {
+    next = new URL(location, from);
+  } catch (cause) {
+    throw new StatusSourceError('redirect-refused', 'a redirect to something that is not a URL', { cause });
+  }
+  assertHttp(next);
+  if (!policy.crossHostRedirects && next.hostname.toLowerCase() !== originalHost) {
+    throw new StatusSourceError('redirect-refused', 'a redirect to another host');
+  }
+  return next;
+}
+
+function send(
+  target: URL,
+  method: 'GET' | 'POST',
+  body: Uint8Array | undefined,
+  options: FetchBytesOptions,
+  policy: FetchPolicy,
+  signal: AbortSignal | undefined,
+): Promise<http.IncomingMessage> {
+  // IP literals never go through `lookup`: check them here. Host names are checked by the lookup,
+  // on the addresses the socket then connects to.
+  assertLiteralAllowed(target.hostname, policy);
+  const request = target.protocol === 'https:' ? https.request : http.request;
+  return new Promise((resolve, reject) => {
+    const req = request(target, {
+      method,
+      headers: { ...(options.headers ?? {}), ...(body ? { 'content-length': String(body.length) } : {}) },
+      lookup: guardedLookup(policy),
+      // No pooled sockets: a connection kept alive for one policy must not serve a request of another.
+      agent: false,
+      ...(signal ? { signal } : {}),
+    });
+    req.once('response', resolve);
+    req.once('error', reject);
+    options.onRequest?.();
+    req.end(body);
+  });
+}
+
+async function readLimited(response: http.IncomingMessage, maxBytes: number): Promise<Uint8Array> {
+  const chunks: Buffer[] = [];
   let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
+  for await (const chunk of response as AsyncIterable<Buffer>) {
+    total += chunk.byteLength;
     if (total > maxBytes) {
-      await reader.cancel().catch(() => undefined);
+      response.destroy();
       throw new StatusSourceError('too-large', `response larger than ${maxBytes} bytes`);
     }
-    chunks.push(value);
+    chunks.push(chunk);
   }
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const c of chunks) {
-    out.set(c, offset);
-    offset += c.byteLength;
-  }
-  return out;
+  return new Uint8Array(Buffer.concat(chunks, total));
 }

@@ -29,6 +29,7 @@ import {
   stripLeadingZeros,
 } from '../pki/der.js';
 import { fetchBytes } from './http-fetch.js';
+import type { FetchBytesOptions } from './http-fetch.js';
 import { verifySignature } from './signature.js';
 import { StatusSourceError } from './source-error.js';
 
@@ -137,13 +138,9 @@ export function ocspGetUrl(url: string, requestDer: Uint8Array): string | undefi
   return url.endsWith('/') ? `${url}${encoded}` : `${url}/${encoded}`;
 }
 
-export interface OcspQueryOptions {
+export interface OcspQueryOptions extends Omit<FetchBytesOptions, 'method' | 'body' | 'headers'> {
   /** `auto`: GET for small requests, POST otherwise. */
   method?: 'auto' | 'post';
-  maxBytes: number;
-  timeoutMs?: number;
-  signal?: AbortSignal;
-  fetch?: typeof fetch;
 }
 
 /** Send a DER OCSPRequest to a responder and return the DER response body. */
@@ -152,13 +149,8 @@ export async function queryOcsp(
   requestDer: Uint8Array,
   options: OcspQueryOptions,
 ): Promise<Uint8Array> {
-  const common = {
-    maxBytes: options.maxBytes,
-    ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
-    ...(options.signal ? { signal: options.signal } : {}),
-    ...(options.fetch ? { fetch: options.fetch } : {}),
-  };
-  const getUrl = options.method === 'post' ? undefined : ocspGetUrl(url, requestDer);
+  const { method, ...common } = options;
+  const getUrl = method === 'post' ? undefined : ocspGetUrl(url, requestDer);
   if (getUrl) {
     return fetchBytes(getUrl, { ...common, method: 'GET', headers: { accept: 'application/ocsp-response' } });
   }

@@ -4,6 +4,8 @@
 
 export type StatusFailureReason =
   | 'unsupported-url'
+  | 'forbidden-destination'
+  | 'redirect-refused'
   | 'network'
   | 'timeout'
   | 'http-status'

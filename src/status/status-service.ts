@@ -1,6 +1,13 @@
 // Certificate status: the cache first, then OCSP at each AIA responder, then the CRL at each
 // distribution point, all within one deadline. Every answer used is signed by the certificate's issuer
-// (or its delegated OCSP responder); when no source gives one, ERR_STATUS_UNAVAILABLE lists why.
+// (or its delegated OCSP responder), and an issuer is used only once its key verifies the certificate's
+// signature; when no source gives an answer, ERR_STATUS_UNAVAILABLE lists why (or, for pages, says
+// only that: the reasons stay in the local log).
+//
+// Answers are cached by the SHA-256 of the whole certificate. The certificate's signature is part of
+// those bytes and only the issuer's key verifies it, so an entry can only be written by a check that
+// verified that very certificate against the key that signed it: a look-alike (same issuer name, AKI
+// and serial, signed by a fake CA) hashes differently and can never answer for the real one.
 import { createHash } from 'node:crypto';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { Certificate } from '@peculiar/asn1-x509';
@@ -9,12 +16,13 @@ import { silentLogger } from '../log.js';
 import type { Logger } from '../log.js';
 import { describeCertificate } from '../pki/certificate.js';
 import type { CertificateDescription } from '../pki/certificate.js';
-import { bytesEqual, toHex } from '../pki/der.js';
+import { bytesEqual } from '../pki/der.js';
 import type { Status } from '../protocol/types.js';
 import { parseCertificateBundle } from './certificate-bundle.js';
 import { crlStatus, fetchCrl, verifyCrl } from './crl.js';
 import type { VerifiedCrl } from './crl.js';
-import { fetchBytes } from './http-fetch.js';
+import { OPEN_POLICY, fetchBytes } from './http-fetch.js';
+import type { FetchPolicy } from './http-fetch.js';
 import { buildOcspRequest, queryOcsp, verifyOcspResponse } from './ocsp.js';
 import { verifySignature } from './signature.js';
 import { StatusSourceError } from './source-error.js';
@@ -34,7 +42,16 @@ export interface StatusServiceOptions {
   timeoutMs?: number;
   /** Allowed clock difference with responders for thisUpdate/nextUpdate. Default 5 min. */
   clockSkewMs?: number;
-  fetch?: typeof fetch;
+  /**
+   * Let checks of caller-supplied certificates (`callerSupplied`) reach loopback, private and
+   * link-local addresses (config `revocation.allowPrivateNetworks`). Default false.
+   */
+  allowPrivateNetworks?: boolean;
+  /**
+   * ERR_STATUS_UNAVAILABLE without per-source details (URLs, reasons), which go to the log instead:
+   * what the agent sends to pages. Default false (the CLI and tests see the details).
+   */
+  coarseErrors?: boolean;
   now?: () => Date;
   logger?: Logger;
   /** How long an answer without nextUpdate is kept. Default 5 min. */
@@ -54,6 +71,12 @@ export interface StatusServiceOptions {
 export interface StatusCheckOptions {
   /** Candidate issuer certificates (DER): the token's authority certificates or the caller's. */
   issuers?: readonly Uint8Array[];
+  /**
+   * The certificate (and its issuers) come from a page, not from a token: its URLs reach public
+   * addresses only (unless `allowPrivateNetworks`), redirects stay on the same host, and a failure is
+   * reported without details.
+   */
+  callerSupplied?: boolean;
 }
 
 /** The role the signing policy and the protocol methods depend on. */
@@ -96,7 +119,6 @@ export class StatusService implements StatusChecker {
   private readonly inFlight = new Map<string, Promise<Status>>();
   private readonly logger: Logger;
   private readonly now: () => Date;
-  private readonly fetchImpl: typeof fetch;
   private readonly timeoutMs: number;
   private readonly clockSkewMs: number;
   private readonly defaultTtlMs: number;
@@ -109,11 +131,6 @@ export class StatusService implements StatusChecker {
     this.clockSkewMs = options.clockSkewMs ?? 5 * MINUTE;
     this.defaultTtlMs = options.defaultTtlMs ?? 5 * MINUTE;
     this.maxCacheTtlMs = options.maxCacheTtlMs ?? 24 * 60 * MINUTE;
-    const base = options.fetch ?? globalThis.fetch;
-    this.fetchImpl = (input, init) => {
-      this.stats.networkRequests++;
-      return base(input, init);
-    };
     this.cache = new StatusCache({
       ...(options.stateDir !== undefined ? { stateDir: options.stateDir } : {}),
       logger: this.logger,
@@ -140,12 +157,21 @@ export class StatusService implements StatusChecker {
       this.stats.cacheHits++;
       return cached;
     }
-    const pending = this.inFlight.get(key);
+    // Only an identical check may share a running one: a page's check (other issuers, a narrower
+    // network) failing must not become the answer to the token's own check of the same certificate.
+    const issuers = options.issuers ?? [];
+    const callerSupplied = options.callerSupplied ?? false;
+    const runKey = checkKey(certificate, issuers, callerSupplied);
+    const pending = this.inFlight.get(runKey);
     if (pending) return pending;
-    const run = this.checkUncached(certificate, description, parsed, options.issuers ?? [], key).finally(() =>
-      this.inFlight.delete(key),
+    const policy: FetchPolicy = callerSupplied
+      ? { allowPrivateNetworks: this.options.allowPrivateNetworks ?? false, crossHostRedirects: false }
+      : OPEN_POLICY;
+    const coarse = callerSupplied || (this.options.coarseErrors ?? false);
+    const run = this.checkUncached(certificate, description, parsed, issuers, key, policy, coarse).finally(
+      () => this.inFlight.delete(runKey),
     );
-    this.inFlight.set(key, run);
+    this.inFlight.set(runKey, run);
     return run;
   }
 
@@ -155,12 +181,15 @@ export class StatusService implements StatusChecker {
     parsed: Certificate,
     issuers: readonly Uint8Array[],
     key: string,
+    policy: FetchPolicy,
+    coarse: boolean,
   ): Promise<Status> {
     const deadline = Date.now() + this.timeoutMs;
     const signal = AbortSignal.timeout(Math.max(1, Math.floor(this.timeoutMs)));
+    const net: Net = { signal, policy, onRequest: () => void this.stats.networkRequests++ };
     const attempts: StatusAttempt[] = [];
-    const issuer = await this.findIssuer(der, description, parsed, issuers, signal, attempts);
-    if (!issuer) throw this.unavailable(attempts);
+    const issuer = await this.findIssuer(der, description, parsed, issuers, net, attempts);
+    if (!issuer) throw this.unavailable(description, attempts, coarse);
 
     const ocspUrls = description.ocspUrls;
     const crlUrls = description.crlUrls;
@@ -176,7 +205,7 @@ export class StatusService implements StatusChecker {
       const remaining = deadline - Date.now();
       const budget = crlUrls.length > 0 ? remaining / 2 : remaining;
       try {
-        const answer = await this.askOcsp(url, description, issuer, signal, budget);
+        const answer = await this.askOcsp(url, description, issuer, net, budget);
         return this.finish(key, 'ocsp', answer);
       } catch (e) {
         attempts.push(this.attempt('ocsp', url, e));
@@ -184,29 +213,28 @@ export class StatusService implements StatusChecker {
     }
     for (const url of crlUrls) {
       try {
-        const answer = await this.askCrl(url, description, issuer, signal, deadline - Date.now());
+        const answer = await this.askCrl(url, description, issuer, net, deadline - Date.now());
         return this.finish(key, 'crl', answer);
       } catch (e) {
         attempts.push(this.attempt('crl', url, e));
       }
     }
-    throw this.unavailable(attempts);
+    throw this.unavailable(description, attempts, coarse);
   }
 
   private async askOcsp(
     url: string,
     certificate: CertificateDescription,
     issuer: CertificateDescription,
-    signal: AbortSignal,
+    net: Net,
     timeoutMs: number,
   ): Promise<Answer> {
     const request = buildOcspRequest(certificate, issuer);
     const response = await queryOcsp(url, request.der, {
+      ...net,
       method: this.options.ocspRequestMethod ?? 'auto',
       maxBytes: this.options.maxOcspBytes ?? 1024 * 1024,
       timeoutMs,
-      signal,
-      fetch: this.fetchImpl,
     });
     return verifyOcspResponse(response, {
       certificate,
@@ -223,19 +251,20 @@ export class StatusService implements StatusChecker {
     url: string,
     certificate: CertificateDescription,
     issuer: CertificateDescription,
-    signal: AbortSignal,
+    net: Net,
     timeoutMs: number,
   ): Promise<Answer> {
+    // Keyed by the verified issuer's key too: a CRL is reused only for certificates of the key that
+    // signed it.
     const key = `${url} ${sha256Hex(issuer.spki)}`;
     const now = this.now();
     let entry = this.crls.get(key);
     if (!entry || entry.expiresAt <= now.getTime()) {
       this.crls.delete(key);
       const bytes = await fetchCrl(url, {
+        ...net,
         maxBytes: this.options.maxCrlBytes ?? 10 * 1024 * 1024,
         timeoutMs,
-        signal,
-        fetch: this.fetchImpl,
       });
       const crl = verifyCrl(bytes, issuer);
       entry = { crl, expiresAt: this.expiry(crl.nextUpdate, now).getTime() };
@@ -251,7 +280,7 @@ export class StatusService implements StatusChecker {
     description: CertificateDescription,
     parsed: Certificate,
     candidates: readonly Uint8Array[],
-    signal: AbortSignal,
+    net: Net,
     attempts: StatusAttempt[],
   ): Promise<CertificateDescription | undefined> {
     const pick = (list: readonly Uint8Array[]): CertificateDescription | undefined => {
@@ -270,10 +299,9 @@ export class StatusService implements StatusChecker {
         let certs = this.issuerDownloads.get(url);
         if (!certs) {
           const bytes = await fetchBytes(url, {
+            ...net,
             maxBytes: this.options.maxIssuerBytes ?? 1024 * 1024,
             timeoutMs: this.timeoutMs,
-            signal,
-            fetch: this.fetchImpl,
           });
           certs = parseCertificateBundle(bytes);
           this.issuerDownloads.set(url, certs);
@@ -332,7 +360,17 @@ export class StatusService implements StatusChecker {
     return { source, url, reason: fallbackReason(source), message: 'unreadable answer' };
   }
 
-  private unavailable(attempts: StatusAttempt[]): KelidError {
+  private unavailable(
+    certificate: CertificateDescription,
+    attempts: StatusAttempt[],
+    coarse: boolean,
+  ): KelidError {
+    this.logger.warn(
+      { certificateSha256: certificate.fingerprintSha256, attempts },
+      'certificate status unavailable',
+    );
+    // Per-URL reasons would let a page map the network (which hosts answer, refuse or hang).
+    if (coarse) return new KelidError('ERR_STATUS_UNAVAILABLE', 'certificate status unavailable');
     const summary = attempts.map((a) => `${a.source}: ${a.reason}`).join(', ');
     return new KelidError('ERR_STATUS_UNAVAILABLE', `certificate status unavailable (${summary})`, {
       data: { attempts },
@@ -340,13 +378,29 @@ export class StatusService implements StatusChecker {
   }
 }
 
+/** The network side of one check: its deadline, what it may reach, and the request counter. */
+interface Net {
+  signal: AbortSignal;
+  policy: FetchPolicy;
+  onRequest: () => void;
+}
+
 function sha256Hex(data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
-// Issuer name (and key identifier, when present) plus serial: what names one certificate of one CA.
+// The whole certificate's hash, not its issuer name, AKI and serial: those a fake CA can copy (see the
+// top of this file).
 function cacheKey(d: CertificateDescription): string {
-  return `${sha256Hex(d.issuerDer)}:${d.authorityKeyIdentifier ?? ''}:${toHex(d.serialDer)}`;
+  return `certificate-sha256:${d.fingerprintSha256}`;
+}
+
+function checkKey(certificate: Uint8Array, issuers: readonly Uint8Array[], callerSupplied: boolean): string {
+  const hash = createHash('sha256').update(callerSupplied ? 'caller' : 'token');
+  for (const der of [certificate, ...issuers]) {
+    hash.update(String(der.length)).update(':').update(der);
+  }
+  return hash.digest('hex');
 }
 
 /** `candidate` described, if its subject is the certificate's issuer and its key signed the certificate. */

@@ -79,6 +79,8 @@ export interface LeafOptions {
   /** More `name = value` extension lines, verbatim. */
   extraExtensions?: string[];
   days?: number;
+  /** Serial number (hex) instead of the CA's next one: a look-alike of another CA's certificate. */
+  serial?: string;
   /** Explicit validity (e.g. an already expired certificate); recorded issuance only. */
   startDate?: Date;
   endDate?: Date;
@@ -363,7 +365,13 @@ export class TestPki {
 
   /** Root and intermediate CAs plus the delegated responder certificate; the HTTP server is started. */
   static async create(
-    options: { key?: TestKeyType; rootSubject?: string; intermediateSubject?: string } = {},
+    options: {
+      key?: TestKeyType;
+      rootSubject?: string;
+      intermediateSubject?: string;
+      /** The root's subjectKeyIdentifier (hex) instead of its key hash: a fake CA copying a real one's. */
+      rootSubjectKeyIdentifier?: string;
+    } = {},
   ) {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kelid-test-pki-'));
     const www = path.join(dir, 'www');
@@ -374,6 +382,7 @@ export class TestPki {
       await pki.init(
         options.rootSubject ?? '/C=IR/O=Kelid Test/CN=Kelid Test Root',
         options.intermediateSubject,
+        options.rootSubjectKeyIdentifier,
       );
     } catch (e) {
       await pki.cleanup();
@@ -731,6 +740,7 @@ export class TestPki {
       'ext',
       ...extraArgs,
     ];
+    if (options.serial) fs.writeFileSync(path.join(this.dir, ca, 'serial'), `${options.serial}\n`);
     if (options.startDate) args.push('-startdate', opensslTime(options.startDate));
     if (options.endDate) args.push('-enddate', opensslTime(options.endDate));
     else if (options.days !== undefined) args.push('-days', String(options.days));
@@ -747,7 +757,11 @@ export class TestPki {
     return { name, certPath, pem, der: new Uint8Array(Buffer.from(body, 'base64')), serial };
   }
 
-  private async init(rootSubject: string, intermediateSubject?: string): Promise<void> {
+  private async init(
+    rootSubject: string,
+    intermediateSubject?: string,
+    rootSubjectKeyIdentifier?: string,
+  ): Promise<void> {
     const d = this.dir;
     for (const ca of ['root', 'intermediate'] as const) {
       fs.mkdirSync(path.join(d, ca, 'newcerts'), { recursive: true });
@@ -801,7 +815,7 @@ title = optional
 [ v3_root ]
 basicConstraints = critical,CA:true
 keyUsage = critical,keyCertSign,cRLSign
-subjectKeyIdentifier = hash
+subjectKeyIdentifier = ${rootSubjectKeyIdentifier ?? 'hash'}
 [ v3_intermediate ]
 basicConstraints = critical,CA:true,pathlen:0
 keyUsage = critical,keyCertSign,cRLSign

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { KelidError } from '../../errors.js';
 import { parseCertificateInput } from '../../pki/certificate.js';
 import { defineMethod } from '../method.js';
@@ -9,7 +10,8 @@ type Params = { certificateId: string } | { certificate: string; issuer?: string
  * `certificates.status`: OCSP first, CRL second, for a certificate on a token (`certificateId`) or one
  * the caller gives (`certificate`, `issuer?`). The second form makes the agent contact the URLs in a
  * certificate the page chose, so it is kept to the `ra` tier and the console: a site may ask only about
- * certificates on the tokens (ERR_FORBIDDEN otherwise).
+ * certificates on the tokens (ERR_FORBIDDEN otherwise). Such a certificate's URLs reach public addresses
+ * only (config `revocation.allowPrivateNetworks`), and failures come back without details.
  */
 export const certificatesStatus = defineMethod<Params>({
   name: 'certificates.status',
@@ -21,7 +23,13 @@ export const certificatesStatus = defineMethod<Params>({
     ],
   },
   async run(ctx, params) {
-    if ('certificateId' in params) return ctx.env.services.status.checkCertificateId(params.certificateId);
+    // The audit line names the certificate actually checked, whichever way it was given.
+    const audit = (der: Uint8Array): void => {
+      ctx.audit.certificateSha256 = createHash('sha256').update(der).digest('hex');
+    };
+    if ('certificateId' in params) {
+      return ctx.env.services.status.checkCertificateId(params.certificateId, { onCertificate: audit });
+    }
     if (ctx.connection.tier === 'site') {
       throw new KelidError(
         'ERR_FORBIDDEN',
@@ -37,6 +45,7 @@ export const certificatesStatus = defineMethod<Params>({
     };
     const certificate = parse(params.certificate, 'certificate');
     const issuer = params.issuer === undefined ? undefined : parse(params.issuer, 'issuer');
+    audit(certificate);
     return ctx.env.services.status.checkCertificate(certificate, issuer);
   },
 });

@@ -71,7 +71,9 @@ describe('Agent RA and signing flows', () => {
         modules: [{ id: 'softhsm', path: hsm.module, env: hsm.env }],
         raOrigins: [RA],
         sites: [BANK],
-        revocation: { enforceOnSign: 'block-revoked', timeoutSeconds: 5 },
+        // The test CA's responders are on 127.0.0.1: page-supplied certificates may reach them only
+        // with this switch (status-ssrf.test.ts shows the default refusing).
+        revocation: { enforceOnSign: 'block-revoked', timeoutSeconds: 5, allowPrivateNetworks: true },
       },
     });
     ra = await agent.connect(RA);

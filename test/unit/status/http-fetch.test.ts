@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fetchBytes } from '../../../src/status/http-fetch.js';
+import { MAX_REDIRECTS, fetchBytes, redirectTarget } from '../../../src/status/http-fetch.js';
+import type { FetchPolicy } from '../../../src/status/http-fetch.js';
 import { StatusSourceError } from '../../../src/status/source-error.js';
 import type { StatusFailureReason } from '../../../src/status/source-error.js';
 import { freePort, startHangingServer, startHttpServer } from '../../helpers/test-ca.js';
@@ -107,17 +108,105 @@ describe('fetchBytes', () => {
 
   it('refuses URLs that are not http or https without touching the network', async () => {
     let calls = 0;
-    const counting: typeof fetch = (...args) => {
-      calls++;
-      return fetch(...args);
-    };
+    const onRequest = (): void => void calls++;
     for (const url of [
       'ldap://ldap.example.ir/cn=CA?certificateRevocationList',
       'file:///etc/passwd',
       'not a url',
     ]) {
-      expect(await reasonOf(fetchBytes(url, { maxBytes: 100, fetch: counting }))).toBe('unsupported-url');
+      expect(await reasonOf(fetchBytes(url, { maxBytes: 100, onRequest }))).toBe('unsupported-url');
     }
     expect(calls).toBe(0);
+  });
+});
+
+// What a page-supplied certificate's URLs may reach (PROTOCOL.md certificates.status): the local
+// server must not even see a request. 127.0.0.1 and `localhost` are different host names of one
+// server, which lets the cross-host redirect rule be tested without a public server.
+describe('fetchBytes destination policy', () => {
+  const PUBLIC_ONLY: FetchPolicy = { allowPrivateNetworks: false, crossHostRedirects: false };
+  const SAME_HOST_ONLY: FetchPolicy = { allowPrivateNetworks: true, crossHostRedirects: false };
+  let target: TestHttpServer;
+  let bouncer: TestHttpServer;
+
+  beforeAll(async () => {
+    target = await startHttpServer((_req, res) => void res.writeHead(200).end('secret'));
+    bouncer = await startHttpServer((req, res) => {
+      const url = new URL(req.url!, 'http://x');
+      const to = url.searchParams.get('to');
+      if (to) return void res.writeHead(302, { location: to }).end();
+      if (url.pathname === '/loop') return void res.writeHead(307, { location: '/loop' }).end();
+      if (url.pathname === '/hop') return void res.writeHead(301, { location: '/final' }).end();
+      res.writeHead(200).end(`at ${url.pathname}`);
+    });
+  });
+
+  afterAll(async () => {
+    await target?.close();
+    await bouncer?.close();
+  });
+
+  it('refuses loopback by address, by name and in IPv6 forms, before any request reaches the server', async () => {
+    const port = target.port;
+    for (const url of [
+      `http://127.0.0.1:${port}/`,
+      `http://localhost:${port}/`,
+      `http://[::ffff:127.0.0.1]:${port}/`,
+      `http://[::ffff:7f00:1]:${port}/`,
+      `http://2130706433:${port}/`,
+      `http://0x7f.1:${port}/`,
+      `http://127.1:${port}/`,
+      `http://[::1]:${port}/`,
+      `http://0.0.0.0:${port}/`,
+      `http://169.254.169.254:${port}/`,
+    ]) {
+      expect(await reasonOf(fetchBytes(url, { maxBytes: 100, timeoutMs: 2000, policy: PUBLIC_ONLY }))).toBe(
+        'forbidden-destination',
+      );
+    }
+    expect(target.requests).toEqual([]);
+  });
+
+  it('follows a redirect on the same host, and refuses one to another host without contacting it', async () => {
+    const same = await fetchBytes(bouncer.url('/hop'), { maxBytes: 100, policy: SAME_HOST_ONLY });
+    expect(Buffer.from(same).toString()).toBe('at /final');
+    const elsewhere = `http://localhost:${target.port}/`;
+    const bounced = `${bouncer.url('/')}?to=${encodeURIComponent(elsewhere)}`;
+    expect(await reasonOf(fetchBytes(bounced, { maxBytes: 100, policy: SAME_HOST_ONLY }))).toBe(
+      'redirect-refused',
+    );
+    expect(target.requests).toEqual([]);
+    // Token certificates keep following redirects to other hosts.
+    expect(Buffer.from(await fetchBytes(bounced, { maxBytes: 100 })).toString()).toBe('secret');
+  });
+
+  it('stops after a bounded number of redirects', async () => {
+    const before = bouncer.requests.length;
+    expect(await reasonOf(fetchBytes(bouncer.url('/loop'), { maxBytes: 100, policy: SAME_HOST_ONLY }))).toBe(
+      'redirect-refused',
+    );
+    expect(bouncer.requests.length - before).toBe(MAX_REDIRECTS + 1);
+  });
+
+  it('redirectTarget: same host name only, whatever the port or scheme; never a non-http scheme', () => {
+    const from = new URL('http://crl.example.ir/ca.crl');
+    const host = 'crl.example.ir';
+    expect(redirectTarget(from, 'https://CRL.example.ir:8443/x', host, PUBLIC_ONLY, 0).href).toBe(
+      'https://crl.example.ir:8443/x',
+    );
+    expect(redirectTarget(from, '/other.crl', host, PUBLIC_ONLY, 0).href).toBe(
+      'http://crl.example.ir/other.crl',
+    );
+    for (const location of [
+      'http://169.254.169.254/latest/meta-data/',
+      'http://crl.example.ir.evil.example/',
+      '//internal/',
+    ]) {
+      expect(() => redirectTarget(from, location, host, PUBLIC_ONLY, 0)).toThrow(StatusSourceError);
+    }
+    expect(() =>
+      redirectTarget(from, 'file:///etc/passwd', host, { ...PUBLIC_ONLY, crossHostRedirects: true }, 0),
+    ).toThrow(/unsupported URL scheme/);
+    expect(() => redirectTarget(from, '/x', host, PUBLIC_ONLY, MAX_REDIRECTS)).toThrow(/too many/);
   });
 });
