@@ -10,6 +10,7 @@ import type {
   Secrets,
 } from '../consent/consent-broker.js';
 import type { CsrRequest } from '../pki/csr.js';
+import { validateCsrRequest } from '../pki/csr.js';
 import { encodeName, formatName } from '../pki/dn.js';
 import type { CallContext } from './context.js';
 import type { SigningWarning, UserPin } from './services.js';
@@ -31,11 +32,12 @@ export function certificateView(
 
 // Characters that would make page-supplied text read differently from what it is, or run into the
 // text around it: C0/C1 controls (tab and newline too: a name is one line), bidi embeddings,
-// overrides and isolates. Summaries are refused when they hold any (schema.ts); a certificate
-// request keeps its name as the RA asked, so the consent shows them as visible escapes instead.
+// overrides and isolates. Summaries holding any are refused (schema.ts), and so are names in a
+// certificate request (pki/dn.ts, pki/csr.ts, checked before the prompt); should one still get
+// through, the consent shows it as a visible escape rather than obeying it.
 const UNSAFE_DISPLAY = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/gu;
-const MAX_SUBJECT_DISPLAY = 1024;
-const MAX_NAME_DISPLAY = 256;
+const MAX_SUBJECT_DISPLAY = 2048;
+const MAX_NAME_DISPLAY = 600;
 
 /** Page-supplied text made safe to show: unsafe characters as `<U+XXXX>`, cut at `max` with `…`. */
 export function displayText(text: string, max: number): string {
@@ -50,9 +52,10 @@ export function displayText(text: string, max: number): string {
 /**
  * The subject and alternative names of a certificate request, as the consent shows them: one RFC 4514
  * text for both forms of the subject (string or attribute array). Throws ERR_INVALID_INPUT for a
- * subject the request could not be made with, before anyone is asked.
+ * request that could not be made (bad names, bidi controls), before anyone is asked.
  */
-export function csrView(request: Pick<CsrRequest, 'subject' | 'subjectAltNames'>): ConsentCsrView {
+export function csrView(request: CsrRequest): ConsentCsrView {
+  validateCsrRequest(request);
   return {
     subject: displayText(formatName(encodeName(request.subject)), MAX_SUBJECT_DISPLAY),
     subjectAltNames: (request.subjectAltNames ?? []).map((n) =>
