@@ -31,11 +31,11 @@ export function certificateView(
 }
 
 // Characters that would make page-supplied text read differently from what it is, or run into the
-// text around it: C0/C1 controls (tab and newline too: a name is one line), bidi embeddings,
-// overrides and isolates. Summaries holding any are refused (schema.ts), and so are names in a
-// certificate request (pki/dn.ts, pki/csr.ts, checked before the prompt); should one still get
-// through, the consent shows it as a visible escape rather than obeying it.
-const UNSAFE_DISPLAY = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/gu;
+// text around it: C0/C1 controls (tab and newline too: a name is one line), lone surrogates, bidi
+// embeddings, overrides and isolates, and the BOM. Summaries holding any are refused (schema.ts), and
+// so are names in a certificate request (pki/dn.ts, pki/csr.ts, checked before the prompt); should
+// one still get through, the consent shows it as a visible escape rather than obeying it.
+const UNSAFE_DISPLAY = /[\p{Cc}\p{Cs}\u202a-\u202e\u2066-\u2069\ufeff]/gu;
 const MAX_SUBJECT_DISPLAY = 2048;
 const MAX_NAME_DISPLAY = 600;
 

@@ -29,6 +29,9 @@ const RA = 'https://ra.example';
 const SO_PIN = 'Xy8SoPin3';
 const USER_PIN = '9081726354';
 
+// The data-testid of the focused element (evaluated in the page).
+const FOCUSED_TEST_ID = 'document.activeElement?.getAttribute("data-testid") ?? null';
+
 interface ApiResponse {
   status: number;
   body: string;
@@ -160,9 +163,7 @@ describe('Consent page hardening in Chromium', () => {
       expect(await page.locator(testId('consent-result')).isVisible()).toBe(false);
       expect(await pendingIds()).toContain(requestId);
       // Nothing Enter or Space would activate has the focus.
-      expect(
-        await page.evaluate(() => document.activeElement?.getAttribute('data-testid') ?? null),
-      ).toBeNull();
+      expect(await page.evaluate<string | null>(FOCUSED_TEST_ID)).toBeNull();
 
       // After the page has been visible and focused for a second, the user's own click approves.
       await new Promise((r) => setTimeout(r, 1200));
@@ -182,7 +183,7 @@ describe('Consent page hardening in Chromium', () => {
         (enabled) => enabled,
         'Approve to be enabled',
       );
-      const focused = () => page.evaluate(() => document.activeElement?.getAttribute('data-testid') ?? null);
+      const focused = () => page.evaluate<string | null>(FOCUSED_TEST_ID);
       for (let i = 0; i < 5 && (await focused()) !== 'consent-approve'; i++) await page.keyboard.press('Tab');
       expect(await focused()).toBe('consent-approve');
       await page.keyboard.press('Enter');
