@@ -174,6 +174,37 @@ describe('Consent page hardening in Chromium', () => {
       await site.close();
     });
 
+    it('disarms at once when the page loses focus, and arms again only after focus comes back', async () => {
+      const site = await agent.connect('https://blur.example');
+      const { call, requestId, url } = await ask(site, 'agent.requestAccess', {});
+      const page = await open(url);
+      const approve = page.getByTestId('consent-approve');
+      await until(
+        () => approve.isEnabled(),
+        (enabled) => enabled,
+        'Approve to be enabled',
+      );
+      // Another window takes the focus (a page that raised the request pulls itself to the front).
+      const other = await browser.page();
+      await other.bringToFront();
+      await page.evaluate("window.dispatchEvent(new Event('blur'))");
+      expect(await approve.isDisabled()).toBe(true);
+      expect(await page.getByTestId('consent-deny').isDisabled()).toBe(true);
+      await page.keyboard.press('Enter');
+      expect(await pendingIds()).toContain(requestId);
+      await page.bringToFront();
+      await page.evaluate("window.dispatchEvent(new Event('focus'))");
+      await until(
+        () => approve.isEnabled(),
+        (enabled) => enabled,
+        'Approve to be enabled again',
+      );
+      await approve.click();
+      await page.locator(testId('consent-result', { 'data-result': 'approved' })).waitFor();
+      expect(await call).toEqual({ tier: 'site' });
+      await Promise.all([page.close(), other.close(), site.close()]);
+    });
+
     it('is keyboard-accessible once armed: Tab to Approve and Enter', async () => {
       const site = await agent.connect('https://keyboard.example');
       const { call, url } = await ask(site, 'agent.requestAccess', {});
