@@ -17,7 +17,8 @@ import type { PromptLimiter } from './rate-limit.js';
 // request (the "shown" one); the next is opened when that one is decided, withdrawn or times out
 // (requests from known tiers go before queued `unknown` ones). At most `maxPendingUnknown` requests
 // of the `unknown` tier wait at once, across all origins; more are refused with ERR_RATE_LIMITED
-// before anything is shown. A request counts as seen once its details reached the user (the consent
+// before anything is shown; and at most `unknownPagesPerMinute` pages are opened for that tier, so
+// requests withdrawn as soon as their page opens cannot make a stream of tabs. A request counts as seen once its details reached the user (the consent
 // page exchanged its launch secret or fetched it, `kelid consent list` listed it, or the user
 // decided it): `onSeen` tells the protocol layer, which audits only calls the user saw.
 //
@@ -141,6 +142,8 @@ export interface ConsentBrokerOptions {
   maxPending?: number;
   /** Pending requests of the `unknown` tier (site approvals), all origins together; default 3. */
   maxPendingUnknown?: number;
+  /** Consent pages opened for the `unknown` tier in any 60 s, all origins together; default 4. */
+  unknownPagesPerMinute?: number;
   logger?: Logger;
   now?: () => number;
 }
@@ -184,6 +187,9 @@ export class ConsentBroker {
   readonly #byConnection = new Map<string, Entry>();
   #shown: Entry | null = null;
   #closing = false;
+  /** When pages were opened for `unknown` requests in the last minute (see #showNext). */
+  readonly #unknownLaunches: number[] = [];
+  #showTimer: NodeJS.Timeout | undefined;
 
   constructor(options: ConsentBrokerOptions) {
     this.#options = options;
@@ -339,6 +345,7 @@ export class ConsentBroker {
   /** Withdraw every pending request (agent shutdown). */
   cancelAll(): void {
     this.#closing = true;
+    clearTimeout(this.#showTimer);
     for (const entry of [...this.#byId.values()]) {
       entry.reject(new KelidError('ERR_USER_CANCELLED', 'the agent is shutting down', { retriable: true }));
     }
@@ -376,11 +383,31 @@ export class ConsentBroker {
     });
   }
 
-  /** Open the page of the next request: known tiers first, then the oldest. */
+  /**
+   * Open the page of the next request: known tiers first, then the oldest. Pages for the `unknown`
+   * tier are also bounded in time: a flood that withdraws each request as soon as its page opens
+   * would otherwise turn "one at a time" into a stream of tabs.
+   */
   #showNext(): void {
+    clearTimeout(this.#showTimer);
+    this.#showTimer = undefined;
+    if (this.#shown !== null || this.#closing) return;
     const entries = [...this.#byId.values()];
     const next = entries.find((e) => e.view.tier !== 'unknown') ?? entries[0];
-    if (next === undefined || this.#closing) return;
+    if (next === undefined) return;
+    if (next.view.tier === 'unknown') {
+      // Monotonic: changing the system time neither lifts nor extends the bound.
+      const now = performance.now();
+      while (this.#unknownLaunches.length > 0 && this.#unknownLaunches[0] <= now - 60_000)
+        this.#unknownLaunches.shift();
+      if (this.#unknownLaunches.length >= (this.#options.unknownPagesPerMinute ?? 4)) {
+        const wait = Math.min(60_000, Math.max(0, this.#unknownLaunches[0] + 60_000 - now));
+        this.#showTimer = setTimeout(() => this.#showNext(), wait);
+        this.#showTimer.unref();
+        return;
+      }
+      this.#unknownLaunches.push(now);
+    }
     this.#shown = next;
     const url = next.launchUrl;
     next.launchUrl = null;

@@ -148,4 +148,36 @@ describe('Consent flood from unknown origins', () => {
     await expect(call).rejects.toMatchObject({ data: { code: 'ERR_USER_CANCELLED' } });
     await late.close();
   });
+  it('requests withdrawn as soon as they are pending do not make a stream of pages', async () => {
+    const before = launched().length;
+    const pages = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => agent.connect(`https://w${i}.withdraw.example`)),
+    );
+    let prompted = 0;
+    for (let round = 0; round < 4; round++) {
+      await Promise.all(
+        pages.map(async (p) => {
+          const id = p.nextId;
+          const call = p.call('agent.requestAccess', {});
+          const outcome = await Promise.race([
+            p.consentFor(id).then(() => 'pending'),
+            call.then(
+              () => 'approved?',
+              () => 'refused',
+            ),
+          ]);
+          if (outcome !== 'pending') return;
+          prompted += 1;
+          await p.call('request.cancel', { id });
+          await call.catch(() => undefined);
+        }),
+      );
+    }
+    expect(prompted).toBeGreaterThan(3);
+    // Give the launcher time to write what it was given.
+    await new Promise((r) => setTimeout(r, 500));
+    expect(launched().length - before).toBeLessThanOrEqual(4);
+    expect(auditLines().filter((l) => String(l.origin).endsWith('.withdraw.example'))).toEqual([]);
+    await Promise.all(pages.map((p) => p.close()));
+  });
 });

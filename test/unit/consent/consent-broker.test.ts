@@ -252,6 +252,41 @@ describe('ConsentBroker', () => {
         expect(await pc).toBe('c');
       });
 
+      it('opens at most 4 pages a minute for the unknown tier, even when each request is withdrawn at once', async () => {
+        vi.useFakeTimers({
+          toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date', 'performance'],
+        });
+        try {
+          const { broker, launched } = setup(10 * 60_000);
+          for (let i = 0; i < 10; i++) {
+            const controller = new AbortController();
+            const s = access(i, { signal: controller.signal });
+            const p = broker.request(s, async () => 'never').catch((e: unknown) => e);
+            await s.pending;
+            controller.abort();
+            await p;
+          }
+          expect(launched).toHaveLength(4);
+          // A request of a known tier is still shown at once.
+          const site = spec({ connectionId: 'site' });
+          const signed = broker.request(site, async () => 'signed');
+          broker.approve({ requestId: await site.pending }, { userPin: '1234' });
+          expect(await signed).toBe('signed');
+          expect(launched).toHaveLength(5);
+          // A pending unknown request waits for the minute to pass, then its page opens.
+          const late = access(99);
+          const pl = broker.request(late, async () => 'late');
+          await late.pending;
+          expect(launched).toHaveLength(5);
+          vi.advanceTimersByTime(60_001);
+          expect(launched).toHaveLength(6);
+          broker.approve({ requestId: await late.pending }, {});
+          expect(await pl).toBe('late');
+        } finally {
+          vi.useRealTimers();
+        }
+      });
+
       it('calls onSeen only for requests the user saw: opened by the page, listed, or decided', async () => {
         const { broker, launched } = setup();
         const seen: string[] = [];
