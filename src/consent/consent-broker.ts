@@ -18,13 +18,14 @@ import type { PromptLimiter } from './rate-limit.js';
 // (requests from known tiers go before queued `unknown` ones). At most `maxPendingUnknown` requests
 // of the `unknown` tier wait at once, across all origins; more are refused with ERR_RATE_LIMITED
 // before anything is shown; and at most `unknownPagesPerMinute` pages are opened for that tier, so
-// requests withdrawn as soon as their page opens cannot make a stream of tabs. A request counts as seen once its details reached the user (the consent
-// page exchanged its launch secret or fetched it, `kelid consent list` listed it, or the user
-// decided it): `onSeen` tells the protocol layer, which audits only calls the user saw.
+// requests withdrawn as soon as their page opens cannot make a stream of tabs. A request counts as
+// seen once its details reached the user (the consent page traded its launch secret or fetched it,
+// `kelid consent list` listed it, or the user decided it): `onSeen` tells the protocol layer, which
+// audits only calls the user saw.
 //
 // Issue 13, section 6: the launch URL reaches the browser through its argv (readable in /proc), so
-// its secret only opens the page: the page trades it once (`openPage`) for a page secret it keeps
-// in memory, and the launch secret is spent at once.
+// its secret only opens the page: the page trades it once (`openPage`) for a page secret of its own,
+// and the launch secret is spent at once.
 
 export type ConsentWarning =
   'pin-count-low' | 'pin-final-try' | 'pin-locked' | 'status-unknown' | 'status-unavailable';

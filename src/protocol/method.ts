@@ -16,7 +16,8 @@ export interface MethodSpec<P> {
    * Audit lines (PROTOCOL.md section 9): every call from `ra` and console connections is audited;
    * `always` also audits calls from other tiers once the user saw their consent prompt (signatures,
    * site approvals: a call refused or withdrawn before that signed nothing, and auditing it would let
-   * any page fill the log); `never` skips even ra/console calls (calls that do nothing: `agent.info`, `request.cancel`).
+   * any page fill the log); `never` skips even ra/console calls (calls that do nothing: `agent.info`,
+   * `request.cancel`).
    */
   audit?: 'always' | 'never';
   run(ctx: CallContext, params: P): Promise<unknown>;
