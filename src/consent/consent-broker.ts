@@ -17,8 +17,9 @@ import type { PromptLimiter } from './rate-limit.js';
 // request (the "shown" one); the next is opened when that one is decided, withdrawn or times out
 // (requests from known tiers go before queued `unknown` ones). At most `maxPendingUnknown` requests
 // of the `unknown` tier wait at once, across all origins; more are refused with ERR_RATE_LIMITED
-// before anything is shown; and at most `unknownPagesPerMinute` pages are opened for that tier, so
-// requests withdrawn as soon as their page opens cannot make a stream of tabs. A request counts as
+// before anything is shown; and once `wastedPagesPerMinute` pages of that tier were opened for
+// requests withdrawn (or expired) before the user saw them, the next ones wait: requests withdrawn as
+// soon as their page opens cannot make a stream of tabs. A request counts as
 // seen once its details reached the user (the consent page traded its launch secret or fetched it,
 // `kelid consent list` listed it, or the user decided it): `onSeen` tells the protocol layer, which
 // audits only calls the user saw.
@@ -143,8 +144,11 @@ export interface ConsentBrokerOptions {
   maxPending?: number;
   /** Pending requests of the `unknown` tier (site approvals), all origins together; default 3. */
   maxPendingUnknown?: number;
-  /** Consent pages opened for the `unknown` tier in any 60 s, all origins together; default 4. */
-  unknownPagesPerMinute?: number;
+  /**
+   * Pages opened for `unknown` requests that ended unseen, in any 60 s, all origins together, after
+   * which pages for that tier wait; default 10.
+   */
+  wastedPagesPerMinute?: number;
   logger?: Logger;
   now?: () => number;
 }
@@ -188,8 +192,8 @@ export class ConsentBroker {
   readonly #byConnection = new Map<string, Entry>();
   #shown: Entry | null = null;
   #closing = false;
-  /** When pages were opened for `unknown` requests in the last minute (see #showNext). */
-  readonly #unknownLaunches: number[] = [];
+  /** When shown `unknown` requests ended unseen, in the last minute (monotonic ms; see #showNext). */
+  readonly #wasted: number[] = [];
   #showTimer: NodeJS.Timeout | undefined;
 
   constructor(options: ConsentBrokerOptions) {
@@ -399,15 +403,13 @@ export class ConsentBroker {
     if (next.view.tier === 'unknown') {
       // Monotonic: changing the system time neither lifts nor extends the bound.
       const now = performance.now();
-      while (this.#unknownLaunches.length > 0 && this.#unknownLaunches[0] <= now - 60_000)
-        this.#unknownLaunches.shift();
-      if (this.#unknownLaunches.length >= (this.#options.unknownPagesPerMinute ?? 4)) {
-        const wait = Math.min(60_000, Math.max(0, this.#unknownLaunches[0] + 60_000 - now));
+      while (this.#wasted.length > 0 && this.#wasted[0] <= now - 60_000) this.#wasted.shift();
+      if (this.#wasted.length >= (this.#options.wastedPagesPerMinute ?? 10)) {
+        const wait = Math.min(60_000, Math.max(0, this.#wasted[0] + 60_000 - now));
         this.#showTimer = setTimeout(() => this.#showNext(), wait);
         this.#showTimer.unref();
         return;
       }
-      this.#unknownLaunches.push(now);
     }
     this.#shown = next;
     const url = next.launchUrl;
@@ -429,6 +431,7 @@ export class ConsentBroker {
     if (entry.pageHash !== null) this.#byPage.delete(entry.pageHash);
     if (this.#byConnection.get(entry.connectionId) === entry) this.#byConnection.delete(entry.connectionId);
     if (this.#shown === entry) {
+      if (entry.view.tier === 'unknown' && !entry.seen) this.#wasted.push(performance.now());
       this.#shown = null;
       this.#showNext();
     }

@@ -176,7 +176,8 @@ describe('Consent flood from unknown origins', () => {
     expect(prompted).toBeGreaterThan(3);
     // Give the launcher time to write what it was given.
     await new Promise((r) => setTimeout(r, 500));
-    expect(launched().length - before).toBeLessThanOrEqual(4);
+    // Pages for requests withdrawn unseen: at most 10 a minute (one was already wasted above).
+    expect(launched().length - before).toBeLessThanOrEqual(10);
     expect(auditLines().filter((l) => String(l.origin).endsWith('.withdraw.example'))).toEqual([]);
     await Promise.all(pages.map((p) => p.close()));
   });

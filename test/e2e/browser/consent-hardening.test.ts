@@ -297,9 +297,9 @@ describe('Consent page hardening in Chromium', () => {
   describe('CSR display (section 8)', () => {
     async function csrConsent(
       request: Record<string, unknown>,
-    ): Promise<{ page: Page; call: Promise<unknown> }> {
-      const { call, url } = await ask(ra, 'csr.create', { tokenId, keyId, ...request });
-      return { page: await open(url), call };
+    ): Promise<{ page: Page; call: Promise<unknown>; requestId: string }> {
+      const { call, url, requestId } = await ask(ra, 'csr.create', { tokenId, keyId, ...request });
+      return { page: await open(url), call, requestId };
     }
 
     async function shown(page: Page): Promise<{ subject: string; names: string[] }> {
@@ -310,8 +310,15 @@ describe('Consent page hardening in Chromium', () => {
     }
 
     // The RA page withdraws the request (a denial would make the RA origin cool down for 10 minutes).
-    async function withdraw(page: Page, call: Promise<unknown>): Promise<void> {
-      const [requestId] = await pendingIds();
+    async function withdraw({
+      page,
+      call,
+      requestId,
+    }: {
+      page: Page;
+      call: Promise<unknown>;
+      requestId: string;
+    }): Promise<void> {
       const pending = ra.notifications.find(
         (n) => n.method === 'consent.pending' && n.params.requestId === requestId,
       );
@@ -322,7 +329,7 @@ describe('Consent page hardening in Chromium', () => {
     }
 
     it('shows an array subject (Persian) and the alternative names', async () => {
-      const { page, call } = await csrConsent({
+      const consent = await csrConsent({
         subject: [
           { type: 'C', value: 'IR' },
           { type: 'CN', value: 'علی رضایی' },
@@ -332,11 +339,11 @@ describe('Consent page hardening in Chromium', () => {
           { type: 'dns', value: 'ali.example.ir' },
         ],
       });
-      expect(await shown(page)).toEqual({
+      expect(await shown(consent.page)).toEqual({
         subject: 'C=IR,CN=علی رضایی',
         names: ['email:ali@example.ir', 'dns:ali.example.ir'],
       });
-      await withdraw(page, call);
+      await withdraw(consent);
     });
 
     it('refuses names with bidi overrides or isolates at once, in the string and the array form: no prompt', async () => {
@@ -365,15 +372,15 @@ describe('Consent page hardening in Chromium', () => {
     });
 
     it('shows a string subject as the RA sent it, a Persian ZWNJ included', async () => {
-      const { page, call } = await csrConsent({
+      const consent = await csrConsent({
         subject: 'CN=مه‌سا,O=Bank Melli,C=IR',
         subjectAltNames: [{ type: 'email', value: 'mahsa@example.ir' }],
       });
-      expect(await shown(page)).toEqual({
+      expect(await shown(consent.page)).toEqual({
         subject: 'CN=مه‌سا,O=Bank Melli,C=IR',
         names: ['email:mahsa@example.ir'],
       });
-      await withdraw(page, call);
+      await withdraw(consent);
     });
   });
 });

@@ -252,13 +252,23 @@ describe('ConsentBroker', () => {
         expect(await pc).toBe('c');
       });
 
-      it('opens at most 4 pages a minute for the unknown tier, even when each request is withdrawn at once', async () => {
+      it('opens at most 10 pages a minute for unknown requests withdrawn unseen; seen ones do not count', async () => {
         vi.useFakeTimers({
           toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date', 'performance'],
         });
         try {
           const { broker, launched } = setup(10 * 60_000);
-          for (let i = 0; i < 10; i++) {
+          // Requests whose page was opened and seen are not waste.
+          for (let i = 0; i < 15; i++) {
+            const s = access(100 + i);
+            const p = broker.request(s, async () => 'ok');
+            await s.pending;
+            broker.openPage(new URL(launched[launched.length - 1]).hash.slice(1));
+            broker.approve({ requestId: await s.pending }, {});
+            await p;
+          }
+          expect(launched).toHaveLength(15);
+          for (let i = 0; i < 20; i++) {
             const controller = new AbortController();
             const s = access(i, { signal: controller.signal });
             const p = broker.request(s, async () => 'never').catch((e: unknown) => e);
@@ -266,20 +276,20 @@ describe('ConsentBroker', () => {
             controller.abort();
             await p;
           }
-          expect(launched).toHaveLength(4);
+          expect(launched).toHaveLength(25);
           // A request of a known tier is still shown at once.
           const site = spec({ connectionId: 'site' });
           const signed = broker.request(site, async () => 'signed');
           broker.approve({ requestId: await site.pending }, { userPin: '1234' });
           expect(await signed).toBe('signed');
-          expect(launched).toHaveLength(5);
+          expect(launched).toHaveLength(26);
           // A pending unknown request waits for the minute to pass, then its page opens.
           const late = access(99);
           const pl = broker.request(late, async () => 'late');
           await late.pending;
-          expect(launched).toHaveLength(5);
+          expect(launched).toHaveLength(26);
           vi.advanceTimersByTime(60_001);
-          expect(launched).toHaveLength(6);
+          expect(launched).toHaveLength(27);
           broker.approve({ requestId: await late.pending }, {});
           expect(await pl).toBe('late');
         } finally {
