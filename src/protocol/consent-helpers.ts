@@ -2,12 +2,16 @@ import { hashDigests } from '../audit/audit-log.js';
 import { KelidError } from '../errors.js';
 import type {
   ConsentCertificateView,
+  ConsentCsrView,
   ConsentSpec,
   ConsentTokenView,
   ConsentWarning,
   PinRulesView,
   Secrets,
 } from '../consent/consent-broker.js';
+import type { CsrRequest } from '../pki/csr.js';
+import { validateCsrRequest } from '../pki/csr.js';
+import { encodeName, formatName } from '../pki/dn.js';
 import type { CallContext } from './context.js';
 import type { SigningWarning, UserPin } from './services.js';
 import type { Certificate, PinState, SecretNeed, Token } from './types.js';
@@ -24,6 +28,40 @@ export function certificateView(
   c: Pick<Certificate, 'subject' | 'issuer' | 'serialNumber' | 'notAfter'>,
 ): ConsentCertificateView {
   return { subject: c.subject, issuer: c.issuer, serialNumber: c.serialNumber, notAfter: c.notAfter };
+}
+
+// Characters that would make page-supplied text read differently from what it is, or run into the
+// text around it: C0/C1 controls (tab and newline too: a name is one line), lone surrogates, bidi
+// embeddings, overrides and isolates, and the BOM. Summaries holding any are refused (schema.ts), and
+// so are names in a certificate request (pki/dn.ts, pki/csr.ts, checked before the prompt); should
+// one still get through, the consent shows it as a visible escape rather than obeying it.
+const UNSAFE_DISPLAY = /[\p{Cc}\p{Cs}\u202a-\u202e\u2066-\u2069\ufeff]/gu;
+const MAX_SUBJECT_DISPLAY = 2048;
+const MAX_NAME_DISPLAY = 600;
+
+/** Page-supplied text made safe to show: unsafe characters as `<U+XXXX>`, cut at `max` with `…`. */
+export function displayText(text: string, max: number): string {
+  const shown = text.replace(
+    UNSAFE_DISPLAY,
+    (c) => `<U+${(c.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}>`,
+  );
+  const chars = Array.from(shown);
+  return chars.length > max ? `${chars.slice(0, max - 1).join('')}…` : shown;
+}
+
+/**
+ * The subject and alternative names of a certificate request, as the consent shows them: one RFC 4514
+ * text for both forms of the subject (string or attribute array). Throws ERR_INVALID_INPUT for a
+ * request that could not be made (bad names, bidi controls), before anyone is asked.
+ */
+export function csrView(request: CsrRequest): ConsentCsrView {
+  validateCsrRequest(request);
+  return {
+    subject: displayText(formatName(encodeName(request.subject)), MAX_SUBJECT_DISPLAY),
+    subjectAltNames: (request.subjectAltNames ?? []).map((n) =>
+      displayText(`${n.type}:${n.value}`, MAX_NAME_DISPLAY),
+    ),
+  };
 }
 
 /** The warnings for a PIN the user is about to type. */
@@ -81,7 +119,7 @@ export function userPinOf(secrets: Secrets, token: Token): UserPin {
 
 export type ConsentDetails = Omit<
   ConsentSpec,
-  'connectionId' | 'origin' | 'tier' | 'method' | 'signal' | 'onPending'
+  'connectionId' | 'origin' | 'tier' | 'method' | 'signal' | 'onPending' | 'onSeen'
 >;
 
 /** Ask for consent for this call; `run` gets the typed secrets and is the only place they go. */
@@ -101,9 +139,11 @@ export async function withConsent<T>(
         method: ctx.method,
         signal: ctx.signal,
         onPending: (requestId) => {
-          ctx.markPrompted();
           ctx.connection.notify('consent.pending', { id: ctx.id, requestId });
         },
+        // Audited (`audit: 'always'`) once the user saw it: a request the page withdrew while it
+        // waited unseen in the queue was never put in front of the user (issue 13, section 4).
+        onSeen: () => ctx.markPrompted(),
       },
       (secrets) => {
         ctx.setCancellable(false);

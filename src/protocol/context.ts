@@ -69,7 +69,7 @@ export interface CallContext {
   readonly audit: AuditDetails;
   /** Mark whether `request.cancel` can still withdraw this call. */
   setCancellable(cancellable: boolean): void;
-  /** The call put a consent prompt in front of the user (methods audited `always` are audited from here on). */
+  /** The user saw this call's consent prompt (methods audited `always` are audited from here on). */
   markPrompted(): void;
 }
 

@@ -14,9 +14,10 @@ export interface MethodSpec<P> {
   consent?: boolean;
   /**
    * Audit lines (PROTOCOL.md section 9): every call from `ra` and console connections is audited;
-   * `always` also audits calls from other tiers once they reached the consent prompt (signatures, site
-   * approvals: a call refused before that signed nothing, and auditing it would let any page fill
-   * the log); `never` skips even ra/console calls (calls that do nothing: `agent.info`, `request.cancel`).
+   * `always` also audits calls from other tiers once the user saw their consent prompt (signatures,
+   * site approvals: a call refused or withdrawn before that signed nothing, and auditing it would let
+   * any page fill the log); `never` skips even ra/console calls (calls that do nothing: `agent.info`,
+   * `request.cancel`).
    */
   audit?: 'always' | 'never';
   run(ctx: CallContext, params: P): Promise<unknown>;

@@ -12,6 +12,9 @@ import { TRANSPORT_LIMITS } from './limits.js';
 //   GET /sdk/kelid.js        the browser SDK (dist/client/kelid.js), or a stub that says it is not built
 //   /consent/, /manager/     the trusted pages (src/ui/consent, src/ui/manager), static files only
 //   /shared/                 their common stylesheet and icon (src/ui/shared)
+//   /consent/api/session     POST, Bearer <launch secret> → {secret, request}: the page trades the
+//                            secret of its URL (which sat in the browser's argv) for its own; 409
+//                            when that launch secret was already traded
 //   /consent/api/request     GET,  Authorization: Bearer <secret> → the pending consent request
 //   /consent/api/approve     POST, Bearer + {"secrets":{<need>: string}} → {ok:true} | 400 {error}
 //   /consent/api/deny        POST, Bearer → {ok:true}
@@ -115,6 +118,16 @@ export function createHttpApp(options: HttpRoutesOptions): express.Express {
   );
 
   const secretOf = (req: Request): string | null => BEARER.exec(req.headers.authorization ?? '')?.[1] ?? null;
+
+  // POST, not GET: nothing prefetches or preloads it, so only the page's own script spends the secret.
+  api.post('/session', (req, res) => {
+    const secret = secretOf(req);
+    const opened = secret === null ? null : options.consent.openPage(secret);
+    if (opened === null) return apiError(res, 404, 'no such consent request');
+    if (opened === 'spent')
+      return apiError(res, 409, 'this consent page was already opened', 'ERR_FORBIDDEN');
+    res.json(opened);
+  });
 
   api.get('/request', (req, res) => {
     const secret = secretOf(req);

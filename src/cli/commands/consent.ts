@@ -28,6 +28,11 @@ export function formatConsentRequests(requests: ConsentRequestView[]): string {
         );
       if (r.certificate)
         lines.push(`  certificate: ${r.certificate.subject} (issuer ${r.certificate.issuer})`);
+      if (r.csr) {
+        // Already filtered by the agent (controls and bidi overrides shown as <U+XXXX>).
+        lines.push(`  csr subject: ${r.csr.subject}`);
+        for (const n of r.csr.subjectAltNames) lines.push(`  csr name:    ${n}`);
+      }
       if (r.summary !== undefined)
         lines.push(`  summary:     ${JSON.stringify(r.summary)} (text from ${r.origin})`);
       if (r.summaries !== undefined) lines.push(`  items:       ${r.summaries.length}`);

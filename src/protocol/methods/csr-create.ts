@@ -1,5 +1,6 @@
 import type { CsrRequest } from '../../pki/csr.js';
 import {
+  csrView,
   pinRulesFor,
   pinWarnings,
   requireUsablePin,
@@ -29,7 +30,7 @@ export const csrCreate = defineMethod<Params>({
       ctx,
       {
         token: tokenView(token),
-        summary: typeof request.subject === 'string' ? request.subject : undefined,
+        csr: csrView(request),
         ...userPinConsent(token),
         warnings: pinWarnings(token.userPin),
         pinRules: await pinRulesFor(ctx, token.tokenId),

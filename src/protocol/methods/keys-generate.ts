@@ -1,6 +1,7 @@
 import type { CsrRequest } from '../../pki/csr.js';
 import type { KeyAlgorithm } from '../types.js';
 import {
+  csrView,
   pinRulesFor,
   pinWarnings,
   requireUsablePin,
@@ -44,6 +45,7 @@ export const keysGenerate = defineMethod<Params>({
       {
         token: tokenView(token),
         ...(params.label !== undefined ? { summary: params.label } : {}),
+        ...(params.csr !== undefined ? { csr: csrView(params.csr) } : {}),
         ...userPinConsent(token),
         warnings: pinWarnings(token.userPin),
         pinRules: await pinRulesFor(ctx, token.tokenId),

@@ -25,6 +25,9 @@
       'cert.issuer': 'Issuer',
       'cert.serial': 'Serial',
       'cert.until': 'Valid until',
+      csr: 'Certificate request',
+      'csr.subject': 'Name in the certificate',
+      'csr.sans': 'Other names',
       summaryFrom: 'Text from {origin}',
       reasonFrom: 'Reason given by {origin}',
       summaryNote: 'Kelid cannot check this text: it is shown exactly as the website sent it.',
@@ -93,6 +96,8 @@
       'result.gone':
         'This request is no longer pending: it was completed, cancelled by the website, or it expired.',
       'result.noSecret': 'Open this page only from Kelid.',
+      'result.elsewhere':
+        'This request was already opened in another window. If that was not you, deny it with “kelid consent deny” or let it expire.',
       closing: 'This window will close.',
       footer: 'This window belongs to Kelid on your computer, not to the website. Type your PIN only here.',
     },
@@ -111,6 +116,9 @@
       'cert.issuer': 'صادرکننده',
       'cert.serial': 'شمارهٔ سریال',
       'cert.until': 'معتبر تا',
+      csr: 'درخواست گواهی',
+      'csr.subject': 'نام در گواهی',
+      'csr.sans': 'نام‌های دیگر',
       summaryFrom: 'متن ارسال‌شده از {origin}',
       reasonFrom: 'دلیلی که {origin} آورده است',
       summaryNote:
@@ -178,6 +186,8 @@
       'result.gone':
         'این درخواست دیگر در انتظار نیست: انجام شده، وب‌سایت آن را لغو کرده یا مهلتش تمام شده است.',
       'result.noSecret': 'این صفحه را فقط از طریق برنامهٔ کلید باز کنید.',
+      'result.elsewhere':
+        'این درخواست پیش‌تر در پنجرهٔ دیگری باز شده است. اگر کار شما نبوده، آن را با «kelid consent deny» رد کنید یا بگذارید منقضی شود.',
       closing: 'این پنجره بسته می‌شود.',
       footer: 'این پنجره متعلق به برنامهٔ کلید روی رایانهٔ شماست، نه وب‌سایت. رمز خود را فقط این‌جا وارد کنید.',
     },
@@ -188,13 +198,24 @@
   const MAX_DIGESTS_SHOWN = 200;
   const POLL_MS = 2000;
   const CLOSE_AFTER_MS = 3000;
+  // Keyjacking (issue 13, section 5): Approve and Deny work only once this page has been visible and
+  // focused for this long without a break, as browsers do for their own permission prompts, so a key
+  // press or click aimed at the page that raised the request cannot land on them.
+  const ARM_DELAY_MS = 1000;
+  // Where the page keeps its own secret across a reload of this tab (per tab and per origin).
+  const SECRET_KEY = 'kelid.consent.secret';
 
   const params = new URLSearchParams(location.search);
   let lang = params.get('lang') === 'fa' ? 'fa' : params.get('lang') === 'en' ? 'en' : guessLanguage();
-  // The one-time secret travels in the fragment (never sent to a server, never in Referer); keep it
-  // in this closure only and take it out of the address bar and history.
-  const secret = location.hash.length > 1 ? decodeURIComponent(location.hash.slice(1)) : '';
+  // The launch secret travels in the fragment (never sent to a server, never in Referer), but it also
+  // sat in the browser's command line, readable in /proc: the page trades it at once for a secret of
+  // its own (POST /consent/api/session), which never appears in a URL, and takes it out of the
+  // address bar and history.
+  const launchSecret = location.hash.length > 1 ? decodeURIComponent(location.hash.slice(1)) : '';
   history.replaceState(null, '', location.pathname + location.search);
+  let secret = '';
+  let armed = false;
+  let armTimer = null;
 
   let request = null;
   let state = 'loading'; // loading | pending | busy | done
@@ -438,6 +459,8 @@
     }
     $('certificate-row').hidden = !req.certificate;
     if (req.certificate) renderCertificate(req.certificate);
+    $('csr-row').hidden = !req.csr;
+    if (req.csr) renderCsr(req.csr);
 
     const hasSummary = typeof req.summary === 'string' || Array.isArray(req.summaries);
     $('summary-box').hidden = !hasSummary;
@@ -510,6 +533,36 @@
     dd.append(subject, meta);
   }
 
+  // The agent sends the subject and names already filtered (controls and bidi overrides made visible).
+  function renderCsr(csr) {
+    const dd = byTestId('consent-csr');
+    dd.textContent = '';
+    const subject = document.createElement('bdi');
+    subject.className = 'cert-subject';
+    subject.dir = 'ltr';
+    subject.setAttribute('data-testid', 'consent-csr-subject');
+    subject.textContent = String(csr.subject);
+    dd.append(labelled(t('csr.subject'), subject));
+    const names = Array.isArray(csr.subjectAltNames) ? csr.subjectAltNames : [];
+    if (names.length > 0) {
+      const list = document.createElement('ul');
+      list.className = 'csr-sans';
+      for (const n of names) {
+        const li = document.createElement('li');
+        const b = document.createElement('bdi');
+        b.dir = 'ltr';
+        b.setAttribute('data-testid', 'consent-csr-san');
+        b.textContent = String(n);
+        li.append(b);
+        list.append(li);
+      }
+      const k = document.createElement('div');
+      k.className = 'k';
+      k.textContent = `${t('csr.sans')}:`;
+      dd.append(k, list);
+    }
+  }
+
   function labelled(label, valueEl) {
     const span = document.createElement('span');
     span.className = 'kv';
@@ -548,8 +601,8 @@
     const approve = $('approve');
     const deny = $('deny');
     const busy = state === 'busy';
-    approve.disabled = busy || state !== 'pending';
-    deny.disabled = busy || state !== 'pending';
+    approve.disabled = busy || state !== 'pending' || !armed;
+    deny.disabled = busy || state !== 'pending' || !armed;
     approve.textContent = busy ? t('working') : t(approveKey(request));
     deny.textContent = t(request.method === 'agent.requestAccess' ? 'deny.access' : 'deny');
   }
@@ -595,12 +648,61 @@
     renderResult();
   }
 
+  // ---- the arming delay (keyjacking) ----------------------------------------------------------------
+
+  function attentive() {
+    return document.visibilityState === 'visible' && document.hasFocus();
+  }
+
+  function disarm() {
+    clearTimeout(armTimer);
+    armTimer = null;
+    if (armed) {
+      armed = false;
+      if (request && state !== 'done') renderButtons();
+    }
+  }
+
+  function arm() {
+    if (armed || armTimer !== null || state !== 'pending' || !attentive()) return;
+    armTimer = setTimeout(() => {
+      armTimer = null;
+      if (!attentive()) return;
+      armed = true;
+      if (state !== 'done') renderButtons();
+    }, ARM_DELAY_MS);
+  }
+
+  window.addEventListener('blur', disarm);
+  window.addEventListener('focus', arm);
+  document.addEventListener('visibilitychange', () => {
+    if (document.visibilityState === 'visible') arm();
+    else disarm();
+  });
+
   // ---- talking to the agent ----------------------------------------------------------------------
 
-  async function api(path, body) {
+  function keepSecret(value) {
+    try {
+      if (value) sessionStorage.setItem(SECRET_KEY, value);
+      else sessionStorage.removeItem(SECRET_KEY);
+    } catch {
+      // storage disabled: a reload then shows that the page must be opened from Kelid
+    }
+  }
+
+  function keptSecret() {
+    try {
+      return sessionStorage.getItem(SECRET_KEY) || '';
+    } catch {
+      return '';
+    }
+  }
+
+  async function api(path, body, bearer = secret) {
     const init = {
       method: body === undefined ? 'GET' : 'POST',
-      headers: { Authorization: `Bearer ${secret}` },
+      headers: { Authorization: `Bearer ${bearer}` },
       cache: 'no-store',
       credentials: 'omit',
     };
@@ -621,6 +723,8 @@
   function finish(key) {
     state = 'done';
     resultKey = key;
+    disarm();
+    if (key !== 'elsewhere' && key !== 'noSecret') keepSecret('');
     clearInterval(pollTimer);
     clearInterval(tickTimer);
     for (const f of fields.values()) {
@@ -636,13 +740,28 @@
   }
 
   async function load() {
-    if (!secret) {
-      finish('noSecret');
-      return;
-    }
     let r;
     try {
-      r = await api('request');
+      if (launchSecret) {
+        r = await api('session', {}, launchSecret);
+        if (r.status === 409) {
+          finish('elsewhere');
+          return;
+        }
+        if (r.status === 200 && r.json && typeof r.json.secret === 'string') {
+          secret = r.json.secret;
+          keepSecret(secret);
+          r = { status: 200, json: r.json.request };
+        }
+      } else {
+        // A reload of this tab: the launch secret is spent, the page's own secret was kept.
+        secret = keptSecret();
+        if (!secret) {
+          finish('noSecret');
+          return;
+        }
+        r = await api('request');
+      }
     } catch {
       $('loading').textContent = t('err.network');
       return;
@@ -660,9 +779,10 @@
     $('loading').hidden = true;
     $('request').hidden = false;
     renderRequest();
+    // Nothing that Enter or Space would activate gets the focus: only a PIN field, when there is one.
     const first = fields.values().next().value;
     if (first) first.input.focus();
-    else $('approve').focus();
+    arm();
     pollTimer = setInterval(poll, POLL_MS);
     tickTimer = setInterval(renderExpiry, 1000);
   }
@@ -680,7 +800,7 @@
 
   async function approve(event) {
     event.preventDefault();
-    if (state !== 'pending') return;
+    if (state !== 'pending' || !armed) return;
     setFormError(null);
     let firstBad = null;
     for (const need of fields.keys()) {
@@ -728,7 +848,7 @@
   }
 
   async function deny() {
-    if (state !== 'pending') return;
+    if (state !== 'pending' || !armed) return;
     state = 'busy';
     renderButtons();
     let r;

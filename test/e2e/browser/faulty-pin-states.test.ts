@@ -138,4 +138,25 @@ describe('Consent page over a faulty PKCS#11 module', () => {
     expect(faulty.loginCalls()).toEqual([{ userType: 1, withPin: false }]);
     expect(errors).toEqual([]);
   });
+
+  it('on a PIN pad token, Enter, Space or a click right as the page appears signs nothing (keyjacking)', async () => {
+    faulty.set(`pinpad ${PIN}`);
+    faulty.resetCalls();
+    const s = startSign();
+    const page = await consents.next({ lang: 'en' });
+    await page.getByTestId('consent-pinpad').waitFor();
+    await page.keyboard.press('Enter');
+    await page.keyboard.press(' ');
+    const box = await page.getByTestId('consent-approve').boundingBox();
+    if (box === null) throw new Error('Approve is gone: an early key press answered the request');
+    await page.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
+    expect(await page.locator(testId('consent-result')).isVisible()).toBe(false);
+    expect(await agent.pendingConsents()).toHaveLength(1);
+    expect(faulty.loginCalls()).toEqual([]);
+    // The user's own approval, once the page has been in front of them for a second, signs.
+    await new Promise((r) => setTimeout(r, 1200));
+    await ConsentWindows.approve(page, {});
+    await expectVerifies(s);
+    expect(faulty.loginCalls()).toEqual([{ userType: 1, withPin: false }]);
+  });
 });

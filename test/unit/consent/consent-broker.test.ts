@@ -184,6 +184,170 @@ describe('ConsentBroker', () => {
       expect(await p).toBe('console');
     });
 
+    describe('one consent at a time (issue 13, section 4)', () => {
+      const access = (i: number, over: Partial<ConsentSpec> = {}) =>
+        spec({
+          connectionId: `u${i}`,
+          origin: `https://s${i}.flood.example`,
+          tier: 'unknown',
+          method: 'agent.requestAccess',
+          needs: [],
+          ...over,
+        });
+
+      it('keeps at most 3 unknown-tier requests pending across origins; the rest are refused at once', async () => {
+        const { broker, launched } = setup();
+        const results: Array<Promise<unknown>> = [];
+        const specs = Array.from({ length: 6 }, (_, i) => access(i));
+        for (const s of specs) results.push(broker.request(s, async () => 'ok').catch((e: unknown) => e));
+        expect(broker.size).toBe(3);
+        for (const e of await Promise.all(results.slice(3))) {
+          expect(isKelidError(e, 'ERR_RATE_LIMITED')).toBe(true);
+        }
+        expect(launched).toHaveLength(1);
+        // A site's request is not held back by the unknown tier's budget.
+        const site = spec({ connectionId: 'site' });
+        const signed = broker.request(site, async () => 'signed');
+        expect(broker.size).toBe(4);
+        const siteId = await site.pending;
+        broker.approve({ requestId: siteId }, { userPin: '1234' });
+        expect(await signed).toBe('signed');
+        broker.cancelAll();
+      });
+
+      it('opens the next page only when the shown request is decided, withdrawn or timed out; known tiers first', async () => {
+        const { broker, launched } = setup();
+        const controller = new AbortController();
+        const a = access(1);
+        const b = access(2, { signal: controller.signal });
+        const c = access(3);
+        const pa = broker.request(a, async () => 'a');
+        const pb = broker.request(b, async () => 'b').catch((e: unknown) => e);
+        const pc = broker.request(c, async () => 'c');
+        const [ida] = await Promise.all([a.pending, b.pending, c.pending]);
+        const site = spec({ connectionId: 'site' });
+        const ps = broker.request(site, async () => 'site');
+        const siteId = await site.pending;
+        expect(launched).toHaveLength(1);
+        expect(broker.openPage(new URL(launched[0]).hash.slice(1))).toMatchObject({
+          request: { requestId: ida },
+        });
+        broker.approve({ requestId: ida }, {});
+        expect(await pa).toBe('a');
+        // The site goes before the unknown tier's queue.
+        expect(launched).toHaveLength(2);
+        expect(broker.openPage(new URL(launched[1]).hash.slice(1))).toMatchObject({
+          request: { requestId: siteId },
+        });
+        controller.abort(); // b is withdrawn while queued: nothing opens for it
+        expect(isKelidError(await pb, 'ERR_USER_CANCELLED')).toBe(true);
+        expect(launched).toHaveLength(2);
+        broker.deny({ requestId: siteId });
+        await ps.catch(() => undefined);
+        expect(launched).toHaveLength(3);
+        expect(broker.openPage(new URL(launched[2]).hash.slice(1))).toMatchObject({
+          request: { origin: 'https://s3.flood.example' },
+        });
+        broker.approve({ requestId: await c.pending }, {});
+        expect(await pc).toBe('c');
+      });
+
+      it('opens at most 10 pages a minute for unknown requests withdrawn unseen; seen ones do not count', async () => {
+        vi.useFakeTimers({
+          toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date', 'performance'],
+        });
+        try {
+          const { broker, launched } = setup(10 * 60_000);
+          // Requests whose page was opened and seen are not waste.
+          for (let i = 0; i < 15; i++) {
+            const s = access(100 + i);
+            const p = broker.request(s, async () => 'ok');
+            await s.pending;
+            broker.openPage(new URL(launched[launched.length - 1]).hash.slice(1));
+            broker.approve({ requestId: await s.pending }, {});
+            await p;
+          }
+          expect(launched).toHaveLength(15);
+          for (let i = 0; i < 20; i++) {
+            const controller = new AbortController();
+            const s = access(i, { signal: controller.signal });
+            const p = broker.request(s, async () => 'never').catch((e: unknown) => e);
+            await s.pending;
+            controller.abort();
+            await p;
+          }
+          expect(launched).toHaveLength(25);
+          // A request of a known tier is still shown at once.
+          const site = spec({ connectionId: 'site' });
+          const signed = broker.request(site, async () => 'signed');
+          broker.approve({ requestId: await site.pending }, { userPin: '1234' });
+          expect(await signed).toBe('signed');
+          expect(launched).toHaveLength(26);
+          // A pending unknown request waits for the minute to pass, then its page opens.
+          const late = access(99);
+          const pl = broker.request(late, async () => 'late');
+          await late.pending;
+          expect(launched).toHaveLength(26);
+          vi.advanceTimersByTime(60_001);
+          expect(launched).toHaveLength(27);
+          broker.approve({ requestId: await late.pending }, {});
+          expect(await pl).toBe('late');
+        } finally {
+          vi.useRealTimers();
+        }
+      });
+
+      it('calls onSeen only for requests the user saw: opened by the page, listed, or decided', async () => {
+        const { broker, launched } = setup();
+        const seen: string[] = [];
+        const controller = new AbortController();
+        const a = access(1, { onSeen: () => seen.push('a') });
+        const b = access(2, { onSeen: () => seen.push('b'), signal: controller.signal });
+        const pa = broker.request(a, async () => 'a');
+        const pb = broker.request(b, async () => 'b').catch((e: unknown) => e);
+        await Promise.all([a.pending, b.pending]);
+        expect(seen).toEqual([]);
+        broker.openPage(new URL(launched[0]).hash.slice(1));
+        expect(seen).toEqual(['a']);
+        controller.abort();
+        await pb;
+        expect(seen).toEqual(['a']);
+        broker.approve({ requestId: await a.pending }, {});
+        await pa;
+        expect(seen).toEqual(['a']);
+        const c = access(3, { onSeen: () => seen.push('c') });
+        const pc = broker.request(c, async () => 'c').catch((e: unknown) => e);
+        await c.pending;
+        broker.list();
+        expect(seen).toEqual(['a', 'c']);
+        broker.cancelAll();
+        await pc;
+      });
+    });
+
+    describe('#openPage (issue 13, section 6)', () => {
+      it('trades the launch secret once for a page secret; the launch secret is then useless', async () => {
+        const { broker, launched } = setup();
+        const s = spec();
+        const result = broker.request(s, async () => 'ok');
+        const requestId = await s.pending;
+        const launch = new URL(launched[0]).hash.slice(1);
+        const opened = broker.openPage(launch);
+        if (opened === null || opened === 'spent') throw new Error('expected a page');
+        expect(opened.request.requestId).toBe(requestId);
+        expect(opened.secret).not.toBe(launch);
+        expect(broker.openPage(launch)).toBe('spent');
+        expect(broker.get({ secret: launch })).toBeUndefined();
+        expect(broker.approve({ secret: launch }, { userPin: '1234' })).toBeNull();
+        expect(broker.deny({ secret: launch })).toBe(false);
+        expect(broker.get({ secret: opened.secret })?.requestId).toBe(requestId);
+        expect(broker.approve({ secret: opened.secret }, { userPin: '1234' })).toEqual({ ok: true });
+        expect(await result).toBe('ok');
+        expect(broker.openPage(launch)).toBeNull();
+        expect(broker.get({ secret: opened.secret })).toBeUndefined();
+      });
+    });
+
     describe('with a short timeout', () => {
       beforeEach(() => vi.useFakeTimers());
       afterEach(() => vi.useRealTimers());
