@@ -78,7 +78,8 @@ const NEEDS: Readonly<Record<CertificateUse, string>> = {
 export function assertCertificateUse(c: CertificateUsages, use: CertificateUse, dualUse: DualUseMode): void {
   const purpose = keyPurposeOf(c);
   if (allowedUses(purpose, dualUse).includes(use)) return;
-  const what = purpose === 'none' ? 'is fit neither for signing nor for login' : `is a ${purpose} certificate`;
+  const what =
+    purpose === 'none' ? 'is fit neither for signing nor for login' : `is a ${purpose} certificate`;
   const mode = purpose === 'dual-use' ? ` (keyPurpose.dualUse is "${dualUse}")` : '';
   throw new KelidError('ERR_KEY_PURPOSE', `this certificate ${what}${mode}; this call needs ${NEEDS[use]}`, {
     retriable: false,

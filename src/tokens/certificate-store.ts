@@ -194,7 +194,10 @@ export async function importCertificate(
       created.push(handle);
       leafObj = { handle, id: keyId, label, der: input.der, categoryValue: 1, description: leaf };
     }
-    return { certificate: toWireCertificate(session.token.tokenId, leafObj, true, dualUse), created: created.length };
+    return {
+      certificate: toWireCertificate(session.token.tokenId, leafObj, true, dualUse),
+      created: created.length,
+    };
   } catch (e) {
     for (const handle of created.reverse())
       await session.call('destroyObject', { handle }).catch(() => undefined);

@@ -240,9 +240,7 @@ export class ProvisioningService {
   }
 
   async listCertificates(tokenId: string): Promise<Certificate[]> {
-    return this.tokens.withSession(tokenId, { readWrite: false }, (s) =>
-      listCertificates(s, this.dualUse),
-    );
+    return this.tokens.withSession(tokenId, { readWrite: false }, (s) => listCertificates(s, this.dualUse));
   }
 
   async deleteObjects(tokenId: string, userPin: UserPin, keyId: string, scope: DeleteScope): Promise<number> {

@@ -3,7 +3,11 @@ import { describe, expect, it } from 'vitest';
 import type { DigestAlgorithm, SignatureScheme } from '../../../src/protocol/types.js';
 import { verifyDigestSignature } from '../../../src/signing/digest-verify.js';
 
-const NODE_HASH: Record<DigestAlgorithm, string> = { 'SHA-256': 'sha256', 'SHA-384': 'sha384', 'SHA-512': 'sha512' };
+const NODE_HASH: Record<DigestAlgorithm, string> = {
+  'SHA-256': 'sha256',
+  'SHA-384': 'sha384',
+  'SHA-512': 'sha512',
+};
 
 const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const rsaOdd = generateKeyPairSync('rsa', { modulusLength: 2049 });
@@ -34,20 +38,23 @@ function nodeSign(pair: Pair, scheme: SignatureScheme, alg: DigestAlgorithm, dat
 }
 
 describe('verifyDigestSignature', () => {
-  it.each(CASES)('accepts node:crypto signatures (%s, %s, %s) and refuses altered ones', (_n, pair, scheme, alg) => {
-    for (let i = 0; i < 5; i++) {
-      const data = randomBytes(100);
-      const digest = createHash(NODE_HASH[alg]).update(data).digest();
-      const signature = nodeSign(pair, scheme, alg, data);
-      expect(verifyDigestSignature(pair.publicKey, scheme, alg, digest, signature)).toBe(true);
-      const otherDigest = Uint8Array.from(digest);
-      otherDigest[3]! ^= 1;
-      expect(verifyDigestSignature(pair.publicKey, scheme, alg, otherDigest, signature)).toBe(false);
-      const badSig = Uint8Array.from(signature);
-      badSig[badSig.length - 2]! ^= 1;
-      expect(verifyDigestSignature(pair.publicKey, scheme, alg, digest, badSig)).toBe(false);
-    }
-  });
+  it.each(CASES)(
+    'accepts node:crypto signatures (%s, %s, %s) and refuses altered ones',
+    (_n, pair, scheme, alg) => {
+      for (let i = 0; i < 5; i++) {
+        const data = randomBytes(100);
+        const digest = createHash(NODE_HASH[alg]).update(data).digest();
+        const signature = nodeSign(pair, scheme, alg, data);
+        expect(verifyDigestSignature(pair.publicKey, scheme, alg, digest, signature)).toBe(true);
+        const otherDigest = Uint8Array.from(digest);
+        otherDigest[3]! ^= 1;
+        expect(verifyDigestSignature(pair.publicKey, scheme, alg, otherDigest, signature)).toBe(false);
+        const badSig = Uint8Array.from(signature);
+        badSig[badSig.length - 2]! ^= 1;
+        expect(verifyDigestSignature(pair.publicKey, scheme, alg, digest, badSig)).toBe(false);
+      }
+    },
+  );
 
   it('refuses a signature by another key, of another scheme, garbage and a digest of the wrong length', () => {
     const data = randomBytes(10);
@@ -59,7 +66,9 @@ describe('verifyDigestSignature', () => {
     expect(verifyDigestSignature(rsa.publicKey, 'RSA-PSS', 'SHA-256', digest, pkcs1)).toBe(false);
     expect(verifyDigestSignature(rsa.publicKey, 'ECDSA', 'SHA-256', digest, pkcs1)).toBe(false);
     expect(verifyDigestSignature(p256.publicKey, 'ECDSA', 'SHA-256', digest, randomBytes(70))).toBe(false);
-    expect(verifyDigestSignature(rsa.publicKey, 'RSASSA-PKCS1-v1_5', 'SHA-256', digest, randomBytes(256))).toBe(false);
+    expect(
+      verifyDigestSignature(rsa.publicKey, 'RSASSA-PKCS1-v1_5', 'SHA-256', digest, randomBytes(256)),
+    ).toBe(false);
     expect(verifyDigestSignature(p256.publicKey, 'ECDSA', 'SHA-384', digest, byP256)).toBe(false);
   });
 });
