@@ -6,15 +6,8 @@
 // not processed. Trust anchors are the caller's certificates, matched byte for byte.
 import { X509Certificate } from 'node:crypto';
 import { AsnConvert } from '@peculiar/asn1-schema';
-import {
-  BasicConstraints,
-  Certificate,
-  GeneralSubtrees,
-  Name,
-  NameConstraints,
-  SubjectAlternativeName,
-} from '@peculiar/asn1-x509';
-import type { GeneralName } from '@peculiar/asn1-x509';
+import { BasicConstraints, Certificate, NameConstraints, SubjectAlternativeName } from '@peculiar/asn1-x509';
+import type { GeneralName, GeneralSubtrees, Name } from '@peculiar/asn1-x509';
 import { describeCertificate, type CertificateDescription } from './certificate.js';
 import { bytesEqual } from './der.js';
 import { OID } from './oids.js';
