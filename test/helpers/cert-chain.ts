@@ -155,6 +155,22 @@ export class CertChain {
     return this.load(name, keyPath, certPath);
   }
 
+  /** Write `<stem>.p8.der` (PKCS#8) and `<stem>.pub.der` (SPKI) of a certificate's key, for pkcs11-tool. */
+  exportKey(c: ChainCertificate, stem: string): void {
+    this.openssl([
+      'pkcs8',
+      '-topk8',
+      '-nocrypt',
+      '-in',
+      c.keyPath,
+      '-outform',
+      'DER',
+      '-out',
+      `${stem}.p8.der`,
+    ]);
+    this.openssl(['pkey', '-in', c.keyPath, '-pubout', '-outform', 'DER', '-out', `${stem}.pub.der`]);
+  }
+
   cleanup(): void {
     fs.rmSync(this.dir, { recursive: true, force: true });
   }
