@@ -1,6 +1,6 @@
 import { KelidError, isKelidError } from '../errors.js';
 import { createPublicKey } from 'node:crypto';
-import { certificateSpki, describeCertificate } from '../pki/certificate.js';
+import { certificateSpki, describeCertificate, publicKeysEqual } from '../pki/certificate.js';
 import { bytesEqual } from '../pki/der.js';
 import { DEFAULT_DUAL_USE, assertCertificateUse } from '../pki/key-purpose.js';
 import type { CertificateUse, DualUseMode } from '../pki/key-purpose.js';
@@ -179,7 +179,12 @@ export class SigningService implements SigningApi {
    */
   async preflight(certificateId: string, intent?: SigningIntent): Promise<SigningPreflight> {
     const loc = await this.locate(certificateId);
-    if (intent) this.assertUse(loc, intent.use);
+    if (intent) {
+      this.assertUse(loc, intent.use);
+      await this.tokens.withSession(loc.token.tokenId, { readWrite: false }, (s) =>
+        this.assertKeyUse(s, loc, intent.use),
+      );
+    }
     const now = this.now().getTime();
     if (now > Date.parse(loc.certificate.notAfter) || now < Date.parse(loc.certificate.notBefore)) {
       throw new KelidError('ERR_CERTIFICATE_EXPIRED', 'the certificate is expired or not yet valid');
@@ -234,6 +239,29 @@ export class SigningService implements SigningApi {
     assertCertificateUse(describeCertificate(loc.der), use, this.dualUse);
   }
 
+  /**
+   * The purpose belongs to the key, not to one certificate: every certificate on the token for the
+   * same public key must allow `use`. Otherwise a signing certificate written for a login key (by an RA
+   * page's certificates.import, or by any program that writes to the token) would make that login key
+   * a raw-signature oracle again. Two certificates of different purposes for one key: nothing is allowed.
+   */
+  private async assertKeyUse(s: TokenSession, loc: Located, use: CertificateUse): Promise<void> {
+    const spki = describeCertificate(loc.der).spki;
+    for (const c of await listCertificateObjects(s)) {
+      if (bytesEqual(c.der, loc.der) || !sameKey(c.description.spki, spki)) continue;
+      try {
+        assertCertificateUse(c.description, use, this.dualUse);
+      } catch (e) {
+        if (!isKelidError(e, 'ERR_KEY_PURPOSE')) throw e;
+        throw new KelidError(
+          'ERR_KEY_PURPOSE',
+          `another certificate on the token for this key does not allow this call: ${e.message}`,
+          { retriable: false, data: { ...e.data, otherCertificateSha256: c.description.fingerprintSha256 } },
+        );
+      }
+    }
+  }
+
   /** Locate, check the key purpose, log in, build a signer; `fn` runs inside the one login. */
   private async withSigner<T>(
     certificateId: string,
@@ -246,6 +274,7 @@ export class SigningService implements SigningApi {
     this.assertUse(loc, intent.use);
     const pin = normalizePinEntry(userPin);
     return this.tokens.withSession(loc.token.tokenId, { readWrite: false }, async (s) => {
+      await this.assertKeyUse(s, loc, intent.use);
       await s.login('user', pin);
       const key = await findSigningKey(s, loc.certificate.keyId, describeCertificate(loc.der).spki);
       // One typed PIN replayed as the context login of up to 10,000 signatures would defeat what
@@ -372,6 +401,15 @@ export class SigningService implements SigningApi {
     return this.withSigner(certificateId, userPin, { use: 'authentication' }, (signer, loc) =>
       createAuthToken({ signer, certificate: loc.der, origin: input.origin, nonce: input.nonce }),
     );
+  }
+}
+
+function sameKey(a: Uint8Array, b: Uint8Array): boolean {
+  try {
+    return publicKeysEqual(a, b);
+  } catch {
+    // A key type the agent does not parse (Ed25519…) is not the signing key's type either.
+    return false;
   }
 }
 

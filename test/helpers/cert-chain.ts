@@ -28,6 +28,8 @@ export interface IssueOptions {
   /** Extension lines in openssl config syntax (more `[section]`s may follow the extension lines). */
   ext?: string[];
   days?: number;
+  /** issue: certify this existing key (PEM) instead of a new one. */
+  keyPath?: string;
 }
 
 /** The extension lines of a CA: cA, keyCertSign; `pathLen` when given. */
@@ -112,7 +114,7 @@ export class CertChain {
 
   /** A certificate for a new key, signed by `issuer`. */
   issue(name: string, issuer: ChainCertificate, options: IssueOptions = {}): ChainCertificate {
-    const keyPath = this.key(name);
+    const keyPath = options.keyPath ?? this.key(name);
     const csr = path.join(this.dir, `${name}.csr`);
     const certPath = path.join(this.dir, `${name}.pem`);
     this.openssl([

@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuthToken } from '../../../src/protocol/types.js';
@@ -20,6 +21,7 @@ import { SoftHsm } from '../../helpers/softhsm.js';
 const PIN = '7351902468';
 const ATTACKER = 'https://shop.example';
 const BANK = 'https://bank.example';
+const RA = 'https://ra.example';
 
 const SIGNING = [
   'basicConstraints = critical,CA:false',
@@ -41,6 +43,7 @@ describe('Cross-origin login forgery through sign.raw', () => {
   let chain: CertChain;
   let root: ChainCertificate;
   let ca: ChainCertificate;
+  let loginLeaf: ChainCertificate;
 
   beforeAll(() => {
     chain = CertChain.create();
@@ -54,6 +57,7 @@ describe('Cross-origin login forgery through sign.raw', () => {
     hsm.initToken('citizen', 'SoPin123', PIN);
     for (const [id, cn, ext] of leaves) {
       const leaf = chain.issue(`leaf-${id}`, ca, { subject: `/C=IR/CN=${cn}`, ext });
+      if (id === '01') loginLeaf = leaf;
       const files = {
         [`leaf-${id}.p8.der`]: 'privkey',
         [`leaf-${id}.pub.der`]: 'pubkey',
@@ -107,6 +111,7 @@ describe('Cross-origin login forgery through sign.raw', () => {
         config: {
           modules: [{ id: 'softhsm', path: hsm.module, env: hsm.env }],
           sites: [ATTACKER, BANK],
+          raOrigins: [RA],
           revocation: { enforceOnSign: 'off', timeoutSeconds: 5 },
           ...(dualUse ? { keyPurpose: { dualUse } } : {}),
         },
@@ -365,6 +370,57 @@ describe('Cross-origin login forgery through sign.raw', () => {
           ...trust(),
         }),
       ).resolves.toMatchObject({ origin: BANK });
+    });
+  });
+
+  // Runs last: the planted certificate stays on the token.
+  describe('a compromised RA page', () => {
+    const s = withAgent(undefined);
+
+    it('imports a signing certificate for the login key: the key still gives no raw signature (ERR_KEY_PURPOSE, no prompt)', async () => {
+      const planted = chain.issue('planted', ca, {
+        keyPath: loginLeaf.keyPath,
+        subject: '/C=IR/CN=Citizen Planted',
+        ext: SIGNING,
+      });
+      const ra = await s.agent().connect(RA);
+      try {
+        const { tokens } = await ra.call<{ tokens: Array<{ tokenId: string; label: string }> }>(
+          'tokens.list',
+        );
+        const tokenId = tokens.find((t) => t.label === 'citizen')!.tokenId;
+        const imported = await attempt(s.agent(), ra, 'certificates.import', {
+          tokenId,
+          certificate: fs.readFileSync(planted.certPath, 'utf8'),
+        });
+        expect(imported.prompted).toBe(true);
+        if (!imported.prompted) return;
+        const plantedCert = imported.result.certificate as CertificateJson;
+        expect(plantedCert.keyPurpose).toBe('signing');
+        const n = nonce();
+        const { outcome } = await forge(s.agent(), s.attacker(), plantedCert, n);
+        if (outcome.prompted) {
+          // Without the per-key rule: the raw signature with the login key, sent with the login certificate.
+          const token: AuthToken = {
+            format: 'kelid-auth:1',
+            origin: BANK,
+            certificate: Buffer.from(loginLeaf.der).toString('base64'),
+            signatureAlgorithm: outcome.result.signatureAlgorithm as string,
+            signature: outcome.result.signature as string,
+          };
+          const verified = await verifyAuthToken(token, {
+            expectedOrigin: BANK,
+            expectedNonce: n,
+            ...trust(),
+          });
+          expect.fail(
+            `a planted signing certificate turned the login key into an oracle: ${verified.origin} accepted`,
+          );
+        }
+        expect(outcome.error.data).toMatchObject({ code: 'ERR_KEY_PURPOSE', keyPurpose: 'authentication' });
+      } finally {
+        await ra.close();
+      }
     });
   });
 });
