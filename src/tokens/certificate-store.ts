@@ -69,8 +69,23 @@ export async function listCertificates(
     const paired =
       privates.some((k) => k.keyId !== '' && k.keyId === c.id) ||
       publics.some((k) => k.keyId === c.id || publicKeysEqual(k.spki, c.description.spki));
-    return toWireCertificate(session.token.tokenId, c, paired, dualUse);
+    const wire = toWireCertificate(session.token.tokenId, c, paired, dualUse);
+    // The signing service allows a use only when every certificate of the key allows it: say so here.
+    for (const other of certs) {
+      if (other === c || !sameKey(other.description.spki, c.description.spki)) continue;
+      const theirs = allowedUses(keyPurposeOf(other.description), dualUse);
+      wire.allowedUses = wire.allowedUses.filter((u) => theirs.includes(u));
+    }
+    return wire;
   });
+}
+
+function sameKey(a: Uint8Array, b: Uint8Array): boolean {
+  try {
+    return publicKeysEqual(a, b);
+  } catch {
+    return false;
+  }
 }
 
 function categoryOf(c: CertificateObject, paired: boolean): CertificateCategory {

@@ -397,6 +397,12 @@ describe('Cross-origin login forgery through sign.raw', () => {
         if (!imported.prompted) return;
         const plantedCert = imported.result.certificate as CertificateJson;
         expect(plantedCert.keyPurpose).toBe('signing');
+        // certificates.list tells pages: the login key now does nothing (two purposes for one key).
+        const { certificates } = await s
+          .attacker()
+          .call<{ certificates: CertificateJson[] }>('certificates.list');
+        for (const c of certificates.filter((x) => /Citizen (Planted|Login)/.test(x.subject)))
+          expect(c.allowedUses).toEqual([]);
         const n = nonce();
         const { outcome } = await forge(s.agent(), s.attacker(), plantedCert, n);
         if (outcome.prompted) {
