@@ -1,5 +1,5 @@
-import { KelidError, isKelidError } from '../errors.js';
 import { createPublicKey } from 'node:crypto';
+import { KelidError, isKelidError } from '../errors.js';
 import { certificateSpki, describeCertificate, publicKeysEqual } from '../pki/certificate.js';
 import { bytesEqual } from '../pki/der.js';
 import { DEFAULT_DUAL_USE, assertCertificateUse } from '../pki/key-purpose.js';
@@ -23,7 +23,6 @@ import type {
 import { listCertificateObjects, listCertificates } from '../tokens/certificate-store.js';
 import { findSigningKey, listPrivateKeys } from '../tokens/key-store.js';
 import { Pkcs11Signer } from '../tokens/token-signer.js';
-import type { TokenKeyRef } from '../tokens/token-signer.js';
 import type { TokenService, TokenSession } from '../tokens/token-service.js';
 import { normalizePinEntry } from '../consent/pin-policy.js';
 import { assertDigestLength, resolveScheme } from './algorithms.js';
@@ -267,7 +266,7 @@ export class SigningService implements SigningApi {
     certificateId: string,
     userPin: UserPin,
     intent: SigningIntent,
-    fn: (signer: Pkcs11Signer, loc: Located, session: TokenSession, key: TokenKeyRef) => Promise<T>,
+    fn: (signer: Pkcs11Signer, loc: Located, session: TokenSession) => Promise<T>,
   ): Promise<T> {
     const loc = await this.locate(certificateId);
     // Again here, and not only in preflight: every caller of the service gets the rule.
@@ -281,7 +280,7 @@ export class SigningService implements SigningApi {
       // CKA_ALWAYS_AUTHENTICATE is for; on a PIN pad the user authorizes each signature on the reader.
       if (intent.batch && key.alwaysAuthenticate && pin !== null) throw alwaysAuthenticateRefused();
       const signer = await Pkcs11Signer.create(s, key, pin);
-      return fn(signer, loc, s, key);
+      return fn(signer, loc, s);
     });
   }
 

@@ -94,17 +94,29 @@ describe('Cross-origin login forgery through sign.raw', () => {
     intermediates: [ca.der],
   });
 
+  async function citizenCertificates(
+    client: RpcClient,
+  ): Promise<Record<'login' | 'signature' | 'dual', CertificateJson>> {
+    const { certificates } = await client.call<{ certificates: CertificateJson[] }>('certificates.list');
+    const by = (cn: string) => certificates.find((c) => c.subject.includes(cn))!;
+    return { login: by('Citizen Login'), signature: by('Citizen Signature'), dual: by('Citizen Dual') };
+  }
+
   /** Start an agent with `dualUse`, a site approved for the attacker and one for the bank. */
   function withAgent(dualUse: string | undefined): {
     agent: () => AgentProcess;
     attacker: () => RpcClient;
     bank: () => RpcClient;
+    /** The attacker's view (ids are per origin where the agent makes them so). */
     certificates: () => Record<'login' | 'signature' | 'dual', CertificateJson>;
+    /** The bank's view. */
+    bankCertificates: () => Record<'login' | 'signature' | 'dual', CertificateJson>;
   } {
     let agent: AgentProcess;
     let attacker: RpcClient;
     let bank: RpcClient;
     let certs: Record<'login' | 'signature' | 'dual', CertificateJson>;
+    let bankCerts: Record<'login' | 'signature' | 'dual', CertificateJson>;
     beforeAll(async () => {
       agent = await AgentProcess.start({
         prefix: 'kelid-e2e-forgery-',
@@ -118,9 +130,8 @@ describe('Cross-origin login forgery through sign.raw', () => {
       });
       attacker = await agent.connect(ATTACKER);
       bank = await agent.connect(BANK);
-      const { certificates } = await attacker.call<{ certificates: CertificateJson[] }>('certificates.list');
-      const by = (cn: string) => certificates.find((c) => c.subject.includes(cn))!;
-      certs = { login: by('Citizen Login'), signature: by('Citizen Signature'), dual: by('Citizen Dual') };
+      certs = await citizenCertificates(attacker);
+      bankCerts = await citizenCertificates(bank);
     });
     afterAll(async () => {
       await attacker?.close();
@@ -128,7 +139,13 @@ describe('Cross-origin login forgery through sign.raw', () => {
       await agent?.stop();
       agent?.cleanup();
     });
-    return { agent: () => agent, attacker: () => attacker, bank: () => bank, certificates: () => certs };
+    return {
+      agent: () => agent,
+      attacker: () => attacker,
+      bank: () => bank,
+      certificates: () => certs,
+      bankCertificates: () => bankCerts,
+    };
   }
 
   /**
@@ -263,7 +280,7 @@ describe('Cross-origin login forgery through sign.raw', () => {
       ).rejects.toMatchObject({ data: { reason: 'purpose' } });
       const login = await attempt(s.agent(), s.bank(), 'auth.challenge', {
         nonce: Buffer.from(n).toString('base64'),
-        certificateId: s.certificates().dual.certificateId,
+        certificateId: s.bankCertificates().dual.certificateId,
       });
       expect(login.prompted).toBe(false);
       if (!login.prompted)
@@ -282,7 +299,7 @@ describe('Cross-origin login forgery through sign.raw', () => {
       expect(verified.certificate.subject).toContain('Citizen Login');
       const refused = await attempt(s.agent(), s.bank(), 'auth.challenge', {
         nonce: Buffer.from(n).toString('base64'),
-        certificateId: s.certificates().signature.certificateId,
+        certificateId: s.bankCertificates().signature.certificateId,
       });
       expect(refused.prompted).toBe(false);
       if (!refused.prompted)
@@ -313,7 +330,7 @@ describe('Cross-origin login forgery through sign.raw', () => {
       const n = nonce();
       const login = await attempt(s.agent(), s.bank(), 'auth.challenge', {
         nonce: Buffer.from(n).toString('base64'),
-        certificateId: c.certificateId,
+        certificateId: s.bankCertificates().dual.certificateId,
       });
       expect(login.prompted).toBe(true);
       if (!login.prompted) return;
@@ -358,7 +375,7 @@ describe('Cross-origin login forgery through sign.raw', () => {
       const n = nonce();
       const login = await attempt(s.agent(), s.bank(), 'auth.challenge', {
         nonce: Buffer.from(n).toString('base64'),
-        certificateId: c.certificateId,
+        certificateId: s.bankCertificates().dual.certificateId,
       });
       expect(login.prompted).toBe(true);
       if (!login.prompted) return;
@@ -395,12 +412,13 @@ describe('Cross-origin login forgery through sign.raw', () => {
         });
         expect(imported.prompted).toBe(true);
         if (!imported.prompted) return;
-        const plantedCert = imported.result.certificate as CertificateJson;
-        expect(plantedCert.keyPurpose).toBe('signing');
+        expect((imported.result.certificate as CertificateJson).keyPurpose).toBe('signing');
         // certificates.list tells pages: the login key now does nothing (two purposes for one key).
         const { certificates } = await s
           .attacker()
           .call<{ certificates: CertificateJson[] }>('certificates.list');
+        // The attacker's own id for it (ids may be per origin).
+        const plantedCert = certificates.find((c) => c.subject.includes('Citizen Planted'))!;
         for (const c of certificates.filter((x) => /Citizen (Planted|Login)/.test(x.subject)))
           expect(c.allowedUses).toEqual([]);
         const n = nonce();

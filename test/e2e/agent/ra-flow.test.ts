@@ -368,10 +368,15 @@ describe('Agent RA and signing flows', () => {
     const nonce = Buffer.from(Array.from({ length: 32 }, (_, i) => (i * 37 + 11) % 256));
     const refused = await rpcError(bank.call('auth.challenge', { nonce: nonce.toString('base64') }));
     expect(refused.data?.code).toBe('ERR_CERTIFICATE_NOT_FOUND');
+    // The bank's own id of the certificate (ids may be per origin).
+    const listed = await bank.call<{ certificates: CertificateJson[] }>('certificates.list');
+    const bankCertificateId = listed.certificates.find(
+      (c) => c.fingerprintSha256 === certificate.fingerprintSha256,
+    )!.certificateId;
     const named = await rpcError(
       bank.call('auth.challenge', {
         nonce: nonce.toString('base64'),
-        certificateId: certificate.certificateId,
+        certificateId: bankCertificateId,
       }),
     );
     expect(named.data).toMatchObject({
