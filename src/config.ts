@@ -51,6 +51,12 @@ export interface KelidConfig {
    * restarted (ERR_MODULE_FAILED). Logins have their own, longer one: a PIN pad reader waits for the user.
    */
   pkcs11: { callTimeoutSeconds: number; loginTimeoutSeconds: number };
+  /**
+   * Extension: what dual-use certificates (nonRepudiation and clientAuth) may do: `signing` (sign.*,
+   * never auth.challenge), `authentication` (auth.challenge only), `cms-and-authentication`
+   * (auth.challenge and CMS, never a raw signature). The key-purpose rule is src/pki/key-purpose.ts.
+   */
+  keyPurpose: { dualUse: 'signing' | 'authentication' | 'cms-and-authentication' };
 }
 
 export const DEFAULT_CONFIG: Readonly<KelidConfig> = {
@@ -76,6 +82,7 @@ export const DEFAULT_CONFIG: Readonly<KelidConfig> = {
   tsaUrl: null,
   limits: { connectionsPerOrigin: 8, connections: 64, requestsPerSecond: 100, requestBurst: 200 },
   pkcs11: { callTimeoutSeconds: 30, loginTimeoutSeconds: 120 },
+  keyPurpose: { dualUse: 'signing' },
 };
 
 const pinRule = {
@@ -173,6 +180,11 @@ export const CONFIG_SCHEMA = {
         loginTimeoutSeconds: { type: 'number', exclusiveMinimum: 0, maximum: 3600 },
       },
     },
+    keyPurpose: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { dualUse: { enum: ['signing', 'authentication', 'cms-and-authentication'] } },
+    },
   },
 } as const;
 
@@ -204,6 +216,7 @@ export function resolveConfig(raw: unknown): KelidConfig {
     revocation: { ...d.revocation, ...c.revocation },
     limits: { ...d.limits, ...c.limits },
     pkcs11: { ...d.pkcs11, ...c.pkcs11 },
+    keyPurpose: { ...d.keyPurpose, ...c.keyPurpose },
     modules: c.modules ?? [],
     raOrigins: c.raOrigins ?? [],
     sites: c.sites ?? [],

@@ -26,7 +26,11 @@ export { TokenWatcher } from './tokens/token-watcher.js';
 export { ProvisioningService } from './tokens/provisioning-service.js';
 /** Raw, CMS/CAdES, batch and login-token signatures with keys on tokens. */
 export { SigningService } from './signing/signing-service.js';
-/** For relying parties' servers: verify a `kelid-auth:1` login token. */
+/** For relying parties' servers: verify a `kelid-auth:1` login token (trust anchors required). */
 export { verifyAuthToken } from './signing/auth-token.js';
+export type { VerifyAuthTokenOptions, VerifiedAuthToken } from './signing/auth-token.js';
+/** The key-purpose rule the agent and verifyAuthToken share (PROTOCOL.md section 4). */
+export { keyPurposeOf } from './pki/key-purpose.js';
+export type { DualUseMode } from './pki/key-purpose.js';
 /** OCSP and CRL checking with caching. */
 export { StatusService } from './status/status-service.js';

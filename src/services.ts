@@ -61,9 +61,10 @@ export async function createAgentServices(
     ...(options.pollIntervalMs !== undefined ? { intervalMs: options.pollIntervalMs } : {}),
   });
   await watcher.start();
-  const provisioning = new ProvisioningService(tokens, config.pinPolicy);
+  const provisioning = new ProvisioningService(tokens, config.pinPolicy, config.keyPurpose.dualUse);
   const signingService = new SigningService(tokens, {
     tsaUrl: config.tsaUrl,
+    dualUse: config.keyPurpose.dualUse,
     ...(options.status ? { revocationCheck: options.status.revocationCheck } : {}),
   });
   const status: StatusApi = options.status?.api ?? {

@@ -343,7 +343,9 @@ export class KelidClient {
 
   /**
    * `auth.challenge`: sign `SHA-256(origin) ‖ SHA-256(nonce)` for a login (Web eID style). `nonce` is
-   * 32–64 random bytes from the server. Needs the user's consent and PIN.
+   * 32–64 random bytes from the server, single-use. Needs the user's consent and PIN. Only a
+   * certificate whose `allowedUses` include `authentication` logs in (else `ERR_KEY_PURPOSE`, before
+   * any prompt); the server checks the token with `verifyAuthToken` and its trust anchors.
    */
   async authChallenge(
     nonce: Bytes,

@@ -4,9 +4,11 @@
 import type {
   AuthToken,
   Certificate,
+  CertificateUse,
   DigestAlgorithm,
   Key,
   KeyAlgorithm,
+  KeyPurpose,
   SignatureScheme,
   Status,
   Tier,
@@ -39,6 +41,11 @@ export interface CertificateFilter {
   validAt?: string;
   /** Only certificates whose private key is on the token. */
   hasPrivateKey?: boolean;
+  /**
+   * Only certificates the agent lets do this (`Certificate.allowedUses`): `raw` (signRaw, signBatch
+   * raw), `cms` (signCms, signBatch cms), `authentication` (authChallenge).
+   */
+  use?: CertificateUse;
 }
 
 /** Options of {@link KelidClient.listCertificates}. */
@@ -217,8 +224,10 @@ export interface TokensChanged {
 export type {
   AuthToken,
   Certificate,
+  CertificateUse,
   DigestAlgorithm,
   Key,
+  KeyPurpose,
   KeyAlgorithm,
   SignatureScheme,
   Status,

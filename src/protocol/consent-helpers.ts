@@ -13,7 +13,7 @@ import type { CsrRequest } from '../pki/csr.js';
 import { validateCsrRequest } from '../pki/csr.js';
 import { encodeName, formatName } from '../pki/dn.js';
 import type { CallContext } from './context.js';
-import type { SigningWarning, UserPin } from './services.js';
+import type { SigningIntent, SigningWarning, UserPin } from './services.js';
 import type { Certificate, PinState, SecretNeed, Token } from './types.js';
 
 // Shared by the methods that need consent: the views the consent UI shows, the PIN checks made
@@ -156,18 +156,22 @@ export async function withConsent<T>(
 }
 
 /**
- * The common path of the signing methods: preflight the certificate, record token, key, certificate
+ * The common path of the signing methods: preflight the certificate (key purpose for `intent`
+ * included), record token, key, certificate
  * and digests in the audit line, refuse an unusable user PIN, then ask for consent showing `digests`
  * and run `sign` with the typed user PIN (`null` on a PIN pad token).
  */
 export async function withSigningConsent<T>(
   ctx: CallContext,
   certificateId: string,
+  intent: SigningIntent,
   digests: readonly Uint8Array[],
   details: Pick<ConsentDetails, 'summary' | 'summaries'>,
   sign: (userPin: UserPin) => Promise<T>,
 ): Promise<T> {
-  const pre = await ctx.env.services.signing.preflight(certificateId);
+  // The key purpose is checked here, before the prompt: the user is never asked for a PIN for a
+  // call that the signing service would refuse.
+  const pre = await ctx.env.services.signing.preflight(certificateId, intent);
   ctx.audit.tokenSerial = pre.token.serialNumber;
   ctx.audit.keyId = pre.certificate.keyId;
   ctx.audit.certificateSha256 = pre.certificate.fingerprintSha256;

@@ -9,6 +9,7 @@ import type { PinEntry } from '../tokens/token-service.js';
 import type {
   AuthToken,
   Certificate,
+  CertificateUse,
   DigestAlgorithm,
   Key,
   KeyAlgorithm,
@@ -23,6 +24,15 @@ export interface CertificateFilter {
   issuer?: string;
   validAt?: string;
   hasPrivateKey?: boolean;
+  /** Extension: only certificates whose `allowedUses` include this use. */
+  use?: CertificateUse;
+}
+
+/** What a signing call is about to do (checked before its consent prompt). */
+export interface SigningIntent {
+  use: CertificateUse;
+  /** sign.batch (keys with CKA_ALWAYS_AUTHENTICATE need a PIN pad). */
+  batch?: boolean;
 }
 
 /** The user PIN for one consented login, or `null` on a PIN pad token (defined by the token layer). */
@@ -41,7 +51,7 @@ export interface SigningPreflight {
 export interface SigningApi {
   listCertificates(options: { tokenId?: string; filter?: CertificateFilter }): Promise<Certificate[]>;
   /** Locate a certificate by id and apply the revocation/expiry policy; throws ERR_CERTIFICATE_* codes. */
-  preflight(certificateId: string): Promise<SigningPreflight>;
+  preflight(certificateId: string, intent?: SigningIntent): Promise<SigningPreflight>;
   signRaw(
     certificateId: string,
     userPin: UserPin,

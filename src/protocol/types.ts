@@ -28,6 +28,7 @@ export type ErrorCode =
   | 'ERR_INVALID_INPUT'
   | 'ERR_TIMESTAMP_FAILED'
   | 'ERR_AUTH_TOKEN_INVALID'
+  | 'ERR_KEY_PURPOSE'
   | 'ERR_INTERNAL';
 
 export interface PinState {
@@ -92,7 +93,24 @@ export interface Certificate {
   certificate: string;
   hasPrivateKey: boolean;
   category: CertificateCategory;
+  /**
+   * Extension: the certificate's purpose by the key-purpose rule (PROTOCOL.md section 4):
+   * `signing`, `authentication`, `dual-use` or `none`.
+   */
+  keyPurpose: KeyPurpose;
+  /**
+   * Extension: what this agent lets the certificate do (its `keyPurpose` under config
+   * `keyPurpose.dualUse`): `raw` (sign.raw, sign.batch raw), `cms` (sign.cms, sign.batch cms),
+   * `authentication` (auth.challenge).
+   */
+  allowedUses: CertificateUse[];
 }
+
+/** The key-purpose rule's classes (PROTOCOL.md section 4). */
+export type KeyPurpose = 'signing' | 'authentication' | 'dual-use' | 'none';
+
+/** What a call needs: `raw` (sign.raw, sign.batch raw), `cms` (sign.cms, sign.batch cms), `authentication` (auth.challenge). */
+export type CertificateUse = 'raw' | 'cms' | 'authentication';
 
 export interface Status {
   status: 'good' | 'revoked' | 'unknown';

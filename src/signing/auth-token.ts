@@ -1,7 +1,10 @@
 // Login tokens `kelid-auth:1` (PROTOCOL.md section 3, `auth.challenge`). The verifier half is meant
-// for relying parties' servers: it needs only node:crypto, the error type and the wire types.
+// for relying parties' servers: node:crypto, the key-purpose rule and path validation of pki/.
 import { X509Certificate, createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import { KelidError } from '../errors.js';
+import { validateCertificatePath } from '../pki/cert-path.js';
+import { describeCertificate } from '../pki/certificate.js';
+import { keyPurposeOf } from '../pki/key-purpose.js';
 import type { AuthToken, DigestAlgorithm, SignatureScheme } from '../protocol/types.js';
 import { digest, isDigestAlgorithm, resolveScheme, verifySignature } from './algorithms.js';
 import type { DigestSigner } from './signer.js';
@@ -39,7 +42,6 @@ const NONCE_MIN = 32;
 const NONCE_MAX = 64;
 const MAX_CERTIFICATE_BASE64 = 64 * 1024;
 const MAX_SIGNATURE_BASE64 = 2048;
-const MAX_CHAIN_DEPTH = 8;
 
 /**
  * The 64 bytes a `kelid-auth:1` signature covers: `SHA-256(origin as UTF-8) ‖ SHA-256(nonce)`.
@@ -134,14 +136,31 @@ export async function createAuthToken(o: CreateAuthTokenOptions): Promise<AuthTo
 export interface VerifyAuthTokenOptions {
   /** The origin the relying party serves the login page from; compared as an exact string. */
   expectedOrigin: string;
-  /** The nonce the relying party issued for this login. */
+  /** The nonce the relying party issued for this login (single-use and short-lived: see docs/agent.md). */
   expectedNonce: Uint8Array;
-  /** Trust anchors (DER). When given, the certificate must chain to one of them. */
+  /**
+   * Trust anchors (DER), required and non-empty: the certificate must chain to one of them through a
+   * valid path (basicConstraints, keyCertSign, pathLenConstraint, name constraints, validity at
+   * `now` and the signature of every link).
+   */
   trustedRoots?: Uint8Array[];
   /** Intermediate CA certificates (DER) that may be used to reach a trusted root. */
   intermediates?: Uint8Array[];
   /** Validity reference time. Default: now. */
   now?: Date;
+  /**
+   * Accept tokens from dual-use certificates (nonRepudiation and clientAuth). Only safe when the
+   * agents of this relying party's users run with `keyPurpose.dualUse` set to `authentication` or
+   * `cms-and-authentication`: with the default (`signing`), any approved site can get a raw signature
+   * from such a key, and a raw signature of the right 64 bytes is a login token.
+   */
+  acceptDualUseCertificates?: boolean;
+  /**
+   * Skip the trust check (no `trustedRoots`): anyone can make a certificate for any name, so the
+   * result then proves only possession of some key. For tests and for callers that pin the key
+   * themselves; never for a login.
+   */
+  dangerouslyAcceptAnyIssuer?: boolean;
 }
 
 export interface VerifiedAuthToken {
@@ -182,32 +201,6 @@ function validAt(cert: X509Certificate, now: Date): boolean {
   return Date.parse(cert.validFrom) <= t && t <= Date.parse(cert.validTo);
 }
 
-function chainsToRoot(
-  leaf: X509Certificate,
-  roots: X509Certificate[],
-  intermediates: X509Certificate[],
-  now: Date,
-): boolean {
-  const isRoot = (c: X509Certificate): boolean => roots.some((r) => r.raw.equals(c.raw));
-  const pool = [...roots, ...intermediates];
-  let current = leaf;
-  for (let depth = 0; depth < MAX_CHAIN_DEPTH; depth++) {
-    if (isRoot(current)) return true;
-    // checkIssued compares names, key identifiers and the issuer's keyUsage; verify checks the signature.
-    const issuer = pool.find(
-      (c) =>
-        c.ca &&
-        !c.raw.equals(current.raw) &&
-        current.checkIssued(c) &&
-        current.verify(c.publicKey) &&
-        validAt(c, now),
-    );
-    if (issuer === undefined) return false;
-    current = issuer;
-  }
-  return false;
-}
-
 function parseCertificates(list: Uint8Array[] | undefined, name: string): X509Certificate[] {
   return (list ?? []).map((der, i) => {
     try {
@@ -220,13 +213,25 @@ function parseCertificates(list: Uint8Array[] | undefined, name: string): X509Ce
 
 /**
  * Verifies a `kelid-auth:1` login token: its shape, the origin (exact string match), the signature
- * over {@link authSignedData} of the expected origin and nonce with the certificate's key, the
- * certificate's validity at `now`, and — with `trustedRoots` — that the certificate chains to one of
- * them. Failures are `ERR_AUTH_TOKEN_INVALID` (with `data.reason`: format, origin, algorithm,
- * signature, untrusted) or `ERR_CERTIFICATE_EXPIRED`. Revocation is not checked here.
+ * over {@link authSignedData} of the expected origin and nonce with the certificate's key, that the
+ * certificate is fit for authentication by the key-purpose rule (PROTOCOL.md section 4; dual-use only
+ * with `acceptDualUseCertificates`), its validity at `now`, and a valid path to one of `trustedRoots`
+ * (required: without them, or with an empty list, ERR_INVALID_INPUT unless
+ * `dangerouslyAcceptAnyIssuer`). Failures are `ERR_AUTH_TOKEN_INVALID` (with `data.reason`: format,
+ * origin, algorithm, signature, purpose, untrusted) or `ERR_CERTIFICATE_EXPIRED`. Revocation is not
+ * checked here. The nonce must be single-use: this function cannot know whether it was used before.
  */
 export async function verifyAuthToken(token: unknown, o: VerifyAuthTokenOptions): Promise<VerifiedAuthToken> {
   const now = o.now ?? new Date();
+  if (
+    (o.trustedRoots === undefined || o.trustedRoots.length === 0) &&
+    o.dangerouslyAcceptAnyIssuer !== true
+  ) {
+    throw new KelidError(
+      'ERR_INVALID_INPUT',
+      'trustedRoots is required: a login certificate that chains to nothing proves nothing',
+    );
+  }
   const roots = parseCertificates(o.trustedRoots, 'trustedRoots');
   const intermediates = parseCertificates(o.intermediates, 'intermediates');
 
@@ -261,6 +266,22 @@ export async function verifyAuthToken(token: unknown, o: VerifyAuthTokenOptions)
   if (!verifySignature(key, spec.scheme, spec.hash, data, signature)) {
     throw invalid('signature', 'the login token signature does not verify for this origin and nonce');
   }
+  // The agent refuses raw signatures only with authentication keys: a token from any other key may be
+  // a raw signature a page obtained under a document-signing summary.
+  let purpose: ReturnType<typeof keyPurposeOf>;
+  try {
+    purpose = keyPurposeOf(describeCertificate(certificateDer));
+  } catch (e) {
+    throw invalid('format', 'the login token certificate has malformed extensions', e);
+  }
+  if (purpose !== 'authentication' && !(purpose === 'dual-use' && o.acceptDualUseCertificates === true)) {
+    throw invalid(
+      'purpose',
+      purpose === 'dual-use'
+        ? 'the login certificate is dual-use (nonRepudiation and clientAuth) and acceptDualUseCertificates is not set'
+        : `the login certificate is not an authentication certificate (it is ${purpose === 'none' ? 'fit for neither signing nor login' : `a ${purpose} certificate`})`,
+    );
+  }
   if (!validAt(cert, now)) {
     throw new KelidError('ERR_CERTIFICATE_EXPIRED', 'the login certificate is not valid at this time', {
       retriable: false,
@@ -270,8 +291,28 @@ export async function verifyAuthToken(token: unknown, o: VerifyAuthTokenOptions)
       },
     });
   }
-  if (o.trustedRoots !== undefined && !chainsToRoot(cert, roots, intermediates, now)) {
-    throw invalid('untrusted', 'the login certificate does not chain to a trusted root');
+  if (roots.length > 0) {
+    let result: ReturnType<typeof validateCertificatePath>;
+    try {
+      result = validateCertificatePath(
+        certificateDer,
+        roots.map((r) => new Uint8Array(r.raw)),
+        intermediates.map((c) => new Uint8Array(c.raw)),
+        now,
+      );
+    } catch (e) {
+      throw invalid('untrusted', 'the certificate path could not be read', e);
+    }
+    if (!result.ok) {
+      throw new KelidError(
+        'ERR_AUTH_TOKEN_INVALID',
+        `the login certificate is not trusted: ${result.detail}`,
+        {
+          retriable: false,
+          data: { reason: 'untrusted' },
+        },
+      );
+    }
   }
   return {
     origin: t.origin,

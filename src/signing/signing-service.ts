@@ -1,7 +1,9 @@
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, createPublicKey } from 'node:crypto';
 import { KelidError, isKelidError } from '../errors.js';
-import { describeCertificate } from '../pki/certificate.js';
+import { certificateSpki, describeCertificate, publicKeysEqual } from '../pki/certificate.js';
 import { bytesEqual } from '../pki/der.js';
+import { DEFAULT_DUAL_USE, assertCertificateUse } from '../pki/key-purpose.js';
+import type { CertificateUse, DualUseMode } from '../pki/key-purpose.js';
 import type {
   AuthToken,
   Certificate,
@@ -13,18 +15,20 @@ import type {
 import type {
   CertificateFilter,
   SigningApi,
+  SigningIntent,
   SigningPreflight,
   SigningWarning,
   UserPin,
 } from '../protocol/services.js';
 import { listCertificateObjects, listCertificates } from '../tokens/certificate-store.js';
-import { findSigningKey } from '../tokens/key-store.js';
+import { findSigningKey, listPrivateKeys } from '../tokens/key-store.js';
 import { Pkcs11Signer } from '../tokens/token-signer.js';
 import type { TokenService, TokenSession } from '../tokens/token-service.js';
 import { normalizePinEntry } from '../consent/pin-policy.js';
 import { assertDigestLength, resolveScheme } from './algorithms.js';
 import { createAuthToken } from './auth-token.js';
 import { signCms } from './cms.js';
+import { verifyDigestSignature } from './digest-verify.js';
 import { requestTimestamp } from './timestamp.js';
 
 function signedBy(certificate: Uint8Array, issuer: Uint8Array): boolean {
@@ -46,6 +50,8 @@ export interface SigningServiceOptions {
   revocationCheck?: RevocationCheck;
   now?: () => Date;
   timestampTimeoutMs?: number;
+  /** Config `keyPurpose.dualUse` (default `signing`). */
+  dualUse?: DualUseMode;
 }
 
 const HASH_SUFFIX: Record<DigestAlgorithm, string> = { 'SHA-256': '256', 'SHA-384': '384', 'SHA-512': '512' };
@@ -86,6 +92,7 @@ function matchesFilter(c: Certificate, f: CertificateFilter | undefined): boolea
     if (t < Date.parse(c.notBefore) || t > Date.parse(c.notAfter)) return false;
   }
   if (f.hasPrivateKey !== undefined && c.hasPrivateKey !== f.hasPrivateKey) return false;
+  if (f.use !== undefined && !c.allowedUses.includes(f.use)) return false;
   return true;
 }
 
@@ -95,6 +102,7 @@ function matchesFilter(c: Certificate, f: CertificateFilter | undefined): boolea
  */
 export class SigningService implements SigningApi {
   private readonly now: () => Date;
+  private readonly dualUse: DualUseMode;
   readonly #located = new Map<
     string,
     { tokenId: string; certificate: Certificate; der: Uint8Array; generation: number; at: number }
@@ -105,6 +113,7 @@ export class SigningService implements SigningApi {
     private readonly options: SigningServiceOptions = {},
   ) {
     this.now = options.now ?? (() => new Date());
+    this.dualUse = options.dualUse ?? DEFAULT_DUAL_USE;
   }
 
   async listCertificates(options: { tokenId?: string; filter?: CertificateFilter }): Promise<Certificate[]> {
@@ -113,7 +122,9 @@ export class SigningService implements SigningApi {
       : (await this.tokens.listTokens()).filter((t) => t.initialized).map((t) => t.tokenId);
     const out: Certificate[] = [];
     for (const tokenId of tokenIds) {
-      const certs = await this.tokens.withSession(tokenId, { readWrite: false }, (s) => listCertificates(s));
+      const certs = await this.tokens.withSession(tokenId, { readWrite: false }, (s) =>
+        listCertificates(s, this.dualUse),
+      );
       out.push(...certs.filter((c) => matchesFilter(c, options.filter)));
     }
     return out;
@@ -139,7 +150,7 @@ export class SigningService implements SigningApi {
     for (const token of (await this.tokens.listTokens()).filter((t) => t.initialized)) {
       const generation = this.tokens.generation;
       const certs = await this.tokens.withSession(token.tokenId, { readWrite: false }, (s) =>
-        listCertificates(s),
+        listCertificates(s, this.dualUse),
       );
       const certificate = certs.find((c) => c.certificateId === certificateId);
       if (certificate) {
@@ -169,14 +180,35 @@ export class SigningService implements SigningApi {
     return { der: loc.der, issuers, token: loc.token };
   }
 
-  async preflight(certificateId: string): Promise<SigningPreflight> {
+  /**
+   * The checks made before a consent prompt: the key purpose (so the user is never asked for a PIN
+   * for a call that would be refused), validity, the private key, revocation.
+   */
+  async preflight(certificateId: string, intent?: SigningIntent): Promise<SigningPreflight> {
     const loc = await this.locate(certificateId);
+    if (intent) {
+      this.assertUse(loc, intent.use);
+      await this.tokens.withSession(loc.token.tokenId, { readWrite: false }, (s) =>
+        this.assertKeyUse(s, loc, intent.use),
+      );
+    }
     const now = this.now().getTime();
     if (now > Date.parse(loc.certificate.notAfter) || now < Date.parse(loc.certificate.notBefore)) {
       throw new KelidError('ERR_CERTIFICATE_EXPIRED', 'the certificate is expired or not yet valid');
     }
     if (!loc.certificate.hasPrivateKey)
       throw new KelidError('ERR_KEY_NOT_FOUND', 'this certificate has no private key on the token');
+    if (intent?.batch && !loc.token.protectedAuthenticationPath) {
+      // Private keys are private objects on most tokens (then this finds nothing and the check is made
+      // again after the login); where they are visible, refuse before the prompt.
+      const privates = await this.tokens
+        .withSession(loc.token.tokenId, { readWrite: false }, (s) =>
+          listPrivateKeys(s, loc.certificate.keyId),
+        )
+        .catch(() => []);
+      if (privates.some((k) => k.keyId === loc.certificate.keyId && k.alwaysAuthenticate))
+        throw alwaysAuthenticateRefused();
+    }
     const result: SigningPreflight = { token: loc.token, certificate: loc.certificate };
     if (this.options.revocationCheck) {
       const issuers = await this.tokens.withSession(loc.token.tokenId, { readWrite: false }, (s) =>
@@ -217,17 +249,52 @@ export class SigningService implements SigningApi {
     return chain;
   }
 
-  /** Locate, log in, build a signer; `fn` runs inside the one login. */
+  /** Throws ERR_KEY_PURPOSE unless the certificate may be used for `use` (read again from its DER). */
+  private assertUse(loc: Located, use: CertificateUse): void {
+    assertCertificateUse(describeCertificate(loc.der), use, this.dualUse);
+  }
+
+  /**
+   * The purpose belongs to the key, not to one certificate: every certificate on the token for the
+   * same public key must allow `use`. Otherwise a signing certificate written for a login key (by an RA
+   * page's certificates.import, or by any program that writes to the token) would make that login key
+   * a raw-signature oracle again. Two certificates of different purposes for one key: nothing is allowed.
+   */
+  private async assertKeyUse(s: TokenSession, loc: Located, use: CertificateUse): Promise<void> {
+    const spki = describeCertificate(loc.der).spki;
+    for (const c of await listCertificateObjects(s)) {
+      if (bytesEqual(c.der, loc.der) || !sameKey(c.description.spki, spki)) continue;
+      try {
+        assertCertificateUse(c.description, use, this.dualUse);
+      } catch (e) {
+        if (!isKelidError(e, 'ERR_KEY_PURPOSE')) throw e;
+        throw new KelidError(
+          'ERR_KEY_PURPOSE',
+          `another certificate on the token for this key does not allow this call: ${e.message}`,
+          { retriable: false, data: { ...e.data, otherCertificateSha256: c.description.fingerprintSha256 } },
+        );
+      }
+    }
+  }
+
+  /** Locate, check the key purpose, log in, build a signer; `fn` runs inside the one login. */
   private async withSigner<T>(
     certificateId: string,
     userPin: UserPin,
+    intent: SigningIntent,
     fn: (signer: Pkcs11Signer, loc: Located, session: TokenSession) => Promise<T>,
   ): Promise<T> {
     const loc = await this.locate(certificateId);
+    // Again here, and not only in preflight: every caller of the service gets the rule.
+    this.assertUse(loc, intent.use);
     const pin = normalizePinEntry(userPin);
     return this.tokens.withSession(loc.token.tokenId, { readWrite: false }, async (s) => {
+      await this.assertKeyUse(s, loc, intent.use);
       await s.login('user', pin);
       const key = await findSigningKey(s, loc.certificate.keyId, describeCertificate(loc.der).spki);
+      // One typed PIN replayed as the context login of up to 10,000 signatures would defeat what
+      // CKA_ALWAYS_AUTHENTICATE is for; on a PIN pad the user authorizes each signature on the reader.
+      if (intent.batch && key.alwaysAuthenticate && pin !== null) throw alwaysAuthenticateRefused();
       const signer = await Pkcs11Signer.create(s, key, pin);
       return fn(signer, loc, s);
     });
@@ -239,9 +306,10 @@ export class SigningService implements SigningApi {
     input: { digest: Uint8Array; digestAlgorithm: DigestAlgorithm; scheme?: SignatureScheme },
   ): Promise<{ signature: Uint8Array; signatureAlgorithm: string }> {
     assertDigestLength(input.digest, input.digestAlgorithm);
-    return this.withSigner(certificateId, userPin, async (signer) => {
+    return this.withSigner(certificateId, userPin, { use: 'raw' }, async (signer, loc) => {
       const scheme = resolveScheme(signer.keyType, input.scheme);
       const signature = await signer.signDigest(input.digest, input.digestAlgorithm, scheme);
+      assertVerifies(loc, scheme, input.digestAlgorithm, input.digest, signature);
       return { signature, signatureAlgorithm: signatureAlgorithmName(scheme, input.digestAlgorithm) };
     });
   }
@@ -273,7 +341,7 @@ export class SigningService implements SigningApi {
     }
     if (input.digest) assertDigestLength(input.digest, input.digestAlgorithm);
     const timestamp = input.timestamp ? this.timestamper(input.digestAlgorithm) : undefined;
-    return this.withSigner(certificateId, userPin, async (signer, loc, s) => {
+    return this.withSigner(certificateId, userPin, { use: 'cms' }, async (signer, loc, s) => {
       const chain = input.includeChain === false ? [] : await this.chainOf(s, loc.der);
       const cms = await signCms({
         signer,
@@ -301,7 +369,8 @@ export class SigningService implements SigningApi {
     options: { signal?: AbortSignal } = {},
   ): Promise<{ results: Array<{ signature: Uint8Array } | { cms: Uint8Array }>; cancelled: boolean }> {
     for (const d of input.digests) assertDigestLength(d, input.digestAlgorithm);
-    return this.withSigner(certificateId, userPin, async (signer, loc, s) => {
+    const intent: SigningIntent = { use: input.format === 'raw' ? 'raw' : 'cms', batch: true };
+    return this.withSigner(certificateId, userPin, intent, async (signer, loc, s) => {
       const scheme = resolveScheme(signer.keyType, input.scheme);
       if (input.format === 'raw') {
         const signatures = await signer.signDigests(
@@ -310,6 +379,10 @@ export class SigningService implements SigningApi {
           scheme,
           options.signal,
         );
+        // The first signature shows the key is the certificate's (checking all 10,000 would take
+        // seconds of BigInt ECDSA); a token that returns garbage later is not caught here.
+        if (signatures[0])
+          assertVerifies(loc, scheme, input.digestAlgorithm, input.digests[0]!, signatures[0]);
         return {
           results: signatures.map((signature) => ({ signature })),
           cancelled: signatures.length < input.digests.length,
@@ -340,8 +413,39 @@ export class SigningService implements SigningApi {
     userPin: UserPin,
     input: { origin: string; nonce: Uint8Array },
   ): Promise<AuthToken> {
-    return this.withSigner(certificateId, userPin, (signer, loc) =>
+    return this.withSigner(certificateId, userPin, { use: 'authentication' }, (signer, loc) =>
       createAuthToken({ signer, certificate: loc.der, origin: input.origin, nonce: input.nonce }),
     );
+  }
+}
+
+function sameKey(a: Uint8Array, b: Uint8Array): boolean {
+  try {
+    return publicKeysEqual(a, b);
+  } catch {
+    // A key type the agent does not parse (Ed25519…) is not the signing key's type either.
+    return false;
+  }
+}
+
+function alwaysAuthenticateRefused(): KelidError {
+  return new KelidError(
+    'ERR_KEY_PURPOSE',
+    'this key needs a login for every signature (CKA_ALWAYS_AUTHENTICATE): sign.batch is refused unless the token has a PIN pad',
+    { retriable: false, data: { reason: 'always-authenticate' } },
+  );
+}
+
+/** A raw signature leaves the agent only if it verifies with the certificate's key (as CMS and logins do). */
+function assertVerifies(
+  loc: Located,
+  scheme: SignatureScheme,
+  digestAlgorithm: DigestAlgorithm,
+  digest: Uint8Array,
+  signature: Uint8Array,
+): void {
+  const key = createPublicKey({ key: Buffer.from(certificateSpki(loc.der)), format: 'der', type: 'spki' });
+  if (!verifyDigestSignature(key, scheme, digestAlgorithm, digest, signature)) {
+    throw new KelidError('ERR_DEVICE_ERROR', 'the token returned a signature that does not verify');
   }
 }

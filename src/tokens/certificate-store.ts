@@ -5,6 +5,8 @@ import { describeCertificate, publicKeysEqual } from '../pki/certificate.js';
 import type { CertificateDescription } from '../pki/certificate.js';
 import { bytesEqual, toHex } from '../pki/der.js';
 import { keyIdFromSpki } from '../pki/key-id.js';
+import { DEFAULT_DUAL_USE, allowedUses, keyPurposeOf } from '../pki/key-purpose.js';
+import type { DualUseMode } from '../pki/key-purpose.js';
 import type { Certificate, CertificateCategory } from '../protocol/types.js';
 import { listPrivateKeys, listPublicKeys } from './key-store.js';
 import type { TokenSession } from './token-service.js';
@@ -55,7 +57,10 @@ export async function listCertificateObjects(session: TokenSession): Promise<Cer
 }
 
 /** The wire Certificate objects of a token. `hasPrivateKey`: a key of the same id or public key is on the token. */
-export async function listCertificates(session: TokenSession): Promise<Certificate[]> {
+export async function listCertificates(
+  session: TokenSession,
+  dualUse: DualUseMode = DEFAULT_DUAL_USE,
+): Promise<Certificate[]> {
   const certs = await listCertificateObjects(session);
   const publics = await listPublicKeys(session);
   // Private keys are private objects: visible only when logged in; public keys stand in for them.
@@ -64,8 +69,23 @@ export async function listCertificates(session: TokenSession): Promise<Certifica
     const paired =
       privates.some((k) => k.keyId !== '' && k.keyId === c.id) ||
       publics.some((k) => k.keyId === c.id || publicKeysEqual(k.spki, c.description.spki));
-    return toWireCertificate(session.token.tokenId, c, paired);
+    const wire = toWireCertificate(session.token.tokenId, c, paired, dualUse);
+    // The signing service allows a use only when every certificate of the key allows it: say so here.
+    for (const other of certs) {
+      if (other === c || !sameKey(other.description.spki, c.description.spki)) continue;
+      const theirs = allowedUses(keyPurposeOf(other.description), dualUse);
+      wire.allowedUses = wire.allowedUses.filter((u) => theirs.includes(u));
+    }
+    return wire;
   });
+}
+
+function sameKey(a: Uint8Array, b: Uint8Array): boolean {
+  try {
+    return publicKeysEqual(a, b);
+  } catch {
+    return false;
+  }
 }
 
 function categoryOf(c: CertificateObject, paired: boolean): CertificateCategory {
@@ -81,8 +101,14 @@ function categoryOf(c: CertificateObject, paired: boolean): CertificateCategory 
   }
 }
 
-export function toWireCertificate(tokenId: string, c: CertificateObject, paired: boolean): Certificate {
+export function toWireCertificate(
+  tokenId: string,
+  c: CertificateObject,
+  paired: boolean,
+  dualUse: DualUseMode = DEFAULT_DUAL_USE,
+): Certificate {
   const d = c.description;
+  const keyPurpose = keyPurposeOf(d);
   return {
     certificateId: certificateIdOf(tokenId, d.fingerprintSha256),
     tokenId,
@@ -99,6 +125,8 @@ export function toWireCertificate(tokenId: string, c: CertificateObject, paired:
     certificate: Buffer.from(c.der).toString('base64'),
     hasPrivateKey: paired,
     category: categoryOf(c, paired),
+    keyPurpose,
+    allowedUses: allowedUses(keyPurpose, dualUse),
   };
 }
 
@@ -121,6 +149,7 @@ export interface ImportResult {
 export async function importCertificate(
   session: TokenSession,
   input: { der: Uint8Array; chain: Uint8Array[]; label?: string },
+  dualUse: DualUseMode = DEFAULT_DUAL_USE,
 ): Promise<ImportResult> {
   const leaf = describeCertificate(input.der);
   const chain = input.chain.map((der) => ({ der, d: describeCertificate(der) }));
@@ -180,7 +209,10 @@ export async function importCertificate(
       created.push(handle);
       leafObj = { handle, id: keyId, label, der: input.der, categoryValue: 1, description: leaf };
     }
-    return { certificate: toWireCertificate(session.token.tokenId, leafObj, true), created: created.length };
+    return {
+      certificate: toWireCertificate(session.token.tokenId, leafObj, true, dualUse),
+      created: created.length,
+    };
   } catch (e) {
     for (const handle of created.reverse())
       await session.call('destroyObject', { handle }).catch(() => undefined);

@@ -13,6 +13,7 @@ import {
   signingKeyPairTemplates,
 } from '../pkcs11/templates.js';
 import { toHex } from '../pki/der.js';
+import { publicKeysEqual } from '../pki/certificate.js';
 import { keyIdFromSpki } from '../pki/key-id.js';
 import { curveFromEcParams, ecSpki, rsaSpki } from '../pki/spki.js';
 import type { Key, KeyAlgorithm } from '../protocol/types.js';
@@ -183,7 +184,9 @@ export async function listPrivateKeys(session: TokenSession, keyId?: string): Pr
 
 /**
  * The signing key of `keyId` (after login): its private key handle plus the public key (from the
- * public key object or, failing that, from `fallbackSpki` such as the certificate's).
+ * public key object or, failing that, from `fallbackSpki` such as the certificate's). With
+ * `fallbackSpki`, a public key object of this id must hold that key (ERR_CERTIFICATE_MISMATCH), and
+ * two private keys of one id are refused: the signature would be made by either.
  */
 export async function findSigningKey(
   session: TokenSession,
@@ -198,6 +201,23 @@ export async function findSigningKey(
     const ids = new Set(publics.map((k) => k.storedId));
     privates = (await listPrivateKeys(session)).filter((k) => ids.has(k.keyId));
   }
+  if (fallbackSpki && publics.length > 0) {
+    // The certificate names the key: a public key object with this CKA_ID but another key (written by
+    // another program) means the private key beside it is not the certificate's either.
+    publics = publics.filter((k) => publicKeysEqual(k.spki, fallbackSpki));
+    if (publics.length === 0)
+      throw new KelidError(
+        'ERR_CERTIFICATE_MISMATCH',
+        'the key with this keyId is not the certificate’s key',
+        {
+          data: { keyId },
+        },
+      );
+  }
+  if (privates.length > 1)
+    throw new KelidError('ERR_CERTIFICATE_MISMATCH', 'several private keys on the token carry this keyId', {
+      data: { keyId },
+    });
   const priv = privates[0];
   if (!priv)
     throw new KelidError('ERR_KEY_NOT_FOUND', 'no private key with this keyId on the token', {

@@ -13,6 +13,8 @@ import {
   listCertificates,
 } from './certificate-store.js';
 import type { DeleteScope } from './certificate-store.js';
+import { DEFAULT_DUAL_USE } from '../pki/key-purpose.js';
+import type { DualUseMode } from '../pki/key-purpose.js';
 import { repairInterruptedWrites } from './interrupted-writes.js';
 import type { InterruptedWrites } from './interrupted-writes.js';
 import { findSigningKey, generateSigningKey, listPrivateKeys, listPublicKeys } from './key-store.js';
@@ -53,6 +55,8 @@ export class ProvisioningService {
   constructor(
     private readonly tokens: TokenService,
     private readonly policy: PinPolicy,
+    /** Config `keyPurpose.dualUse`, for the `allowedUses` of the certificates returned. */
+    private readonly dualUse: DualUseMode = DEFAULT_DUAL_USE,
   ) {}
 
   /** Write sessions open in this process: the repair runs only when it is the only one. */
@@ -205,11 +209,11 @@ export class ProvisioningService {
     return this.writeSession(tokenId, async (s) => {
       await s.login('user', normalizePinEntry(userPin));
       await this.repair(s);
-      const r = await importCertificate(s, {
-        der,
-        chain,
-        ...(input.label !== undefined ? { label: input.label } : {}),
-      });
+      const r = await importCertificate(
+        s,
+        { der, chain, ...(input.label !== undefined ? { label: input.label } : {}) },
+        this.dualUse,
+      );
       return r.certificate;
     });
   }
@@ -236,7 +240,7 @@ export class ProvisioningService {
   }
 
   async listCertificates(tokenId: string): Promise<Certificate[]> {
-    return this.tokens.withSession(tokenId, { readWrite: false }, (s) => listCertificates(s));
+    return this.tokens.withSession(tokenId, { readWrite: false }, (s) => listCertificates(s, this.dualUse));
   }
 
   async deleteObjects(tokenId: string, userPin: UserPin, keyId: string, scope: DeleteScope): Promise<number> {

@@ -35,7 +35,10 @@ async function withService<T>(
 ): Promise<T> {
   const ctx = await openTokenContext(opts);
   try {
-    return await fn(new ProvisioningService(ctx.tokens, ctx.config.pinPolicy), ctx);
+    return await fn(
+      new ProvisioningService(ctx.tokens, ctx.config.pinPolicy, ctx.config.keyPurpose.dualUse),
+      ctx,
+    );
   } finally {
     await ctx.close();
   }

@@ -57,8 +57,12 @@ export function signCommand(): Command {
     .action(async (opts: SignOptions & { chain?: boolean }) => {
       const ctx = await openTokenContext(opts);
       try {
-        const signing = new SigningService(ctx.tokens, { tsaUrl: opts.tsa ?? ctx.config.tsaUrl });
-        const pre = await signing.preflight(opts.cert);
+        const signing = new SigningService(ctx.tokens, {
+          tsaUrl: opts.tsa ?? ctx.config.tsaUrl,
+          dualUse: ctx.config.keyPurpose.dualUse,
+        });
+        // The key purpose is checked before the PIN is asked for.
+        const pre = await signing.preflight(opts.cert, { use: opts.format === 'raw' ? 'raw' : 'cms' });
         const pin = await secretSource(opts).read(
           `User PIN for ${pre.token.label || pre.token.serialNumber}`,
         );

@@ -8,8 +8,8 @@ import { base64, certificateId, decodeBase64, object } from '../schema.js';
 
 /**
  * `auth.challenge`: a login token whose signature covers SHA-256(origin) ‖ SHA-256(nonce), so it is
- * bound to the origin that asked. Without `certificateId`, the first valid certificate with a private
- * key and digitalSignature usage is used (one with clientAuth preferred).
+ * bound to the origin that asked. Only certificates fit for authentication (src/pki/key-purpose.ts)
+ * log in; without `certificateId`, the first valid one with a private key is used.
  */
 export const authChallenge = defineMethod<{ nonce: string; certificateId?: string }>({
   name: 'auth.challenge',
@@ -22,8 +22,13 @@ export const authChallenge = defineMethod<{ nonce: string; certificateId?: strin
     const chosen = params.certificateId ?? (await defaultCertificate(ctx)).certificateId;
     const origin = ctx.connection.origin;
     const signed = Buffer.concat([sha256(Buffer.from(origin, 'utf8')), sha256(nonce)]);
-    const token = await withSigningConsent(ctx, chosen, [sha256(signed)], {}, (userPin) =>
-      ctx.env.services.signing.authChallenge(chosen, userPin, { origin, nonce }),
+    const token = await withSigningConsent(
+      ctx,
+      chosen,
+      { use: 'authentication' },
+      [sha256(signed)],
+      {},
+      (userPin) => ctx.env.services.signing.authChallenge(chosen, userPin, { origin, nonce }),
     );
     return { token };
   },
@@ -37,10 +42,10 @@ async function defaultCertificate(ctx: CallContext): Promise<Certificate> {
   const now = new Date().toISOString();
   const candidates = (
     await ctx.env.services.signing.listCertificates({
-      filter: { hasPrivateKey: true, validAt: now, keyUsage: ['digitalSignature'] },
+      filter: { hasPrivateKey: true, validAt: now, use: 'authentication' },
     })
   ).filter((c) => c.category === 'user');
-  const chosen = candidates.find((c) => c.extendedKeyUsage.includes('clientAuth')) ?? candidates[0];
+  const chosen = candidates[0];
   if (!chosen)
     throw new KelidError('ERR_CERTIFICATE_NOT_FOUND', 'no certificate on the tokens can be used to log in');
   return chosen;

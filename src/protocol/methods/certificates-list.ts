@@ -14,6 +14,7 @@ export const certificatesList = defineMethod<{ tokenId?: string; filter?: Certif
       issuer: { type: 'string', minLength: 1, maxLength: 512 },
       validAt: isoTime,
       hasPrivateKey: { type: 'boolean' },
+      use: { enum: ['raw', 'cms', 'authentication'] },
     }),
   }),
   async run(ctx, params) {

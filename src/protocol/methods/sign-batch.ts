@@ -51,6 +51,7 @@ export const signBatch = defineMethod<Params>({
     const result = await withSigningConsent(
       ctx,
       params.certificateId,
+      { use: params.format === 'raw' ? 'raw' : 'cms', batch: true },
       digests,
       { summaries: params.items.map((i) => i.summary) },
       (userPin) => {

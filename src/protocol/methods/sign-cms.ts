@@ -67,6 +67,7 @@ export const signCms = defineMethod<Params>({
     const result = await withSigningConsent(
       ctx,
       params.certificateId,
+      { use: 'cms' },
       [value],
       { summary: params.summary },
       (userPin) =>

@@ -36,6 +36,7 @@ export const signRaw = defineMethod<Params>({
     const result = await withSigningConsent(
       ctx,
       params.certificateId,
+      { use: 'raw' },
       [value],
       { summary: params.summary },
       (userPin) =>

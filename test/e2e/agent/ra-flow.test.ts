@@ -373,33 +373,29 @@ describe('Agent RA and signing flows', () => {
     await bank.close();
   });
 
-  it('auth.challenge: a kelid-auth:1 token whose signature covers SHA-256(origin) ‖ SHA-256(nonce)', async () => {
+  it('auth.challenge: the dual-use citizen certificate signs (default keyPurpose.dualUse), so it does not log in', async () => {
+    // The positive login flow, with an authentication certificate, is test/e2e/agent/login-forgery.test.ts.
     const bank = await agent.connect(BANK);
     const nonce = Buffer.from(Array.from({ length: 32 }, (_, i) => (i * 37 + 11) % 256));
-    const id = bank.nextId;
-    const call = bank.call<{
-      token: {
-        format: string;
-        origin: string;
-        certificate: string;
-        signatureAlgorithm: string;
-        signature: string;
-      };
-    }>('auth.challenge', { nonce: nonce.toString('base64') });
-    await approve(bank, id, { userPin: USER_PIN });
-    const { token: auth } = await call;
-    expect(auth).toMatchObject({
-      format: 'kelid-auth:1',
-      origin: BANK,
-      certificate: certificate.certificate,
-      signatureAlgorithm: 'ES256',
+    const refused = await rpcError(bank.call('auth.challenge', { nonce: nonce.toString('base64') }));
+    expect(refused.data?.code).toBe('ERR_CERTIFICATE_NOT_FOUND');
+    // The bank's own id of the certificate (ids may be per origin).
+    const listed = await bank.call<{ certificates: CertificateJson[] }>('certificates.list');
+    const bankCertificateId = listed.certificates.find(
+      (c) => c.fingerprintSha256 === certificate.fingerprintSha256,
+    )!.certificateId;
+    const named = await rpcError(
+      bank.call('auth.challenge', {
+        nonce: nonce.toString('base64'),
+        certificateId: bankCertificateId,
+      }),
+    );
+    expect(named.data).toMatchObject({
+      code: 'ERR_KEY_PURPOSE',
+      keyPurpose: 'dual-use',
+      use: 'authentication',
     });
-    const signed = Buffer.concat([
-      createHash('sha256').update(BANK, 'utf8').digest(),
-      createHash('sha256').update(nonce).digest(),
-    ]);
-    const key = new X509Certificate(Buffer.from(auth.certificate, 'base64')).publicKey;
-    expect(cryptoVerify('sha256', signed, key, Buffer.from(auth.signature, 'base64'))).toBe(true);
+    expect(await agent.pendingConsents()).toEqual([]);
     const short = await rpcError(bank.call('auth.challenge', { nonce: Buffer.alloc(16).toString('base64') }));
     expect(short.code).toBe(-32602);
     otherFrames.push(...bank.frames);
@@ -453,7 +449,6 @@ describe('Agent RA and signing flows', () => {
     expect(methods).toContain(`${SHOP} sign.cms ok`);
     expect(methods).toContain(`${SHOP} sign.raw ok`);
     expect(methods).toContain(`${BANK} sign.batch ok`);
-    expect(methods).toContain(`${BANK} auth.challenge ok`);
     const wrongPin = lines.find((l) => l.method === 'sign.raw' && l.result === 'error');
     expect(wrongPin).toMatchObject({
       errorCode: 'ERR_PIN_INCORRECT',

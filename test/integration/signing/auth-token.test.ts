@@ -5,7 +5,14 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuthToken, DigestAlgorithm, SignatureScheme } from '../../../src/protocol/types.js';
 import { authSignedData, createAuthToken, verifyAuthToken } from '../../../src/signing/auth-token.js';
-import { createSigningPki, issueWithDates, openssl, opensslStatus, type SigningPki } from './test-pki.js';
+import {
+  AUTHENTICATION_LEAF,
+  createSigningPki,
+  issueWithDates,
+  openssl,
+  opensslStatus,
+  type SigningPki,
+} from './test-pki.js';
 
 let dir: string;
 let pki: SigningPki;
@@ -15,13 +22,14 @@ const nonce = new Uint8Array(randomBytes(48));
 
 beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kelid-auth-'));
-  pki = await createSigningPki(dir);
+  pki = await createSigningPki(dir, AUTHENTICATION_LEAF);
   expired = await issueWithDates(
     pki,
     pki.leaves.p256.keyPath,
     'Expired Signer',
     new Date('2020-01-01T00:00:00Z'),
     new Date('2020-02-01T00:00:00Z'),
+    AUTHENTICATION_LEAF,
   );
 });
 
@@ -135,11 +143,18 @@ describe('verifyAuthToken', () => {
       },
     );
 
-    it('accepts a good token without a trust check when no roots are given', async () => {
+    it('refuses to verify without roots; accepts without a trust check only with dangerouslyAcceptAnyIssuer', async () => {
       const leaf = pki.leaves.p256;
       const token = await createAuthToken({ signer: leaf.signer, certificate: leaf.der, origin, nonce });
       await expect(
         verifyAuthToken(token, { expectedOrigin: origin, expectedNonce: nonce }),
+      ).rejects.toMatchObject({ code: 'ERR_INVALID_INPUT' });
+      await expect(
+        verifyAuthToken(token, {
+          expectedOrigin: origin,
+          expectedNonce: nonce,
+          dangerouslyAcceptAnyIssuer: true,
+        }),
       ).resolves.toMatchObject({
         signatureAlgorithm: 'ES256',
       });
@@ -195,6 +210,7 @@ describe('verifyAuthToken', () => {
         'Same Key Other Cert',
         new Date('2024-01-01T00:00:00Z'),
         new Date('2099-01-01T00:00:00Z'),
+        AUTHENTICATION_LEAF,
       );
       // Same key, other certificate: the signature still verifies (it binds the key, not the certificate).
       await expect(
@@ -210,7 +226,7 @@ describe('verifyAuthToken', () => {
             certificate: Buffer.from(pki.leaves.rsa.der).toString('base64'),
             signatureAlgorithm: 'RS256',
           },
-          { expectedOrigin: origin, expectedNonce: nonce },
+          { expectedOrigin: origin, expectedNonce: nonce, ...trust() },
         ),
       ).rejects.toMatchObject({ code: 'ERR_AUTH_TOKEN_INVALID', data: { reason: 'signature' } });
     });
@@ -225,13 +241,13 @@ describe('verifyAuthToken', () => {
       await expect(
         verifyAuthToken(
           { ...token, signatureAlgorithm: 'ES256' },
-          { expectedOrigin: origin, expectedNonce: nonce },
+          { expectedOrigin: origin, expectedNonce: nonce, ...trust() },
         ),
       ).rejects.toMatchObject({ code: 'ERR_AUTH_TOKEN_INVALID', data: { reason: 'algorithm' } });
       await expect(
         verifyAuthToken(
           { ...token, signatureAlgorithm: 'RS384' },
-          { expectedOrigin: origin, expectedNonce: nonce },
+          { expectedOrigin: origin, expectedNonce: nonce, ...trust() },
         ),
       ).rejects.toMatchObject({ code: 'ERR_AUTH_TOKEN_INVALID', data: { reason: 'algorithm' } });
     });
@@ -253,6 +269,7 @@ describe('verifyAuthToken', () => {
           expectedOrigin: origin,
           expectedNonce: nonce,
           now: new Date('2020-01-15T00:00:00Z'),
+          dangerouslyAcceptAnyIssuer: true,
         }),
       ).resolves.toMatchObject({ signatureAlgorithm: 'ES256' });
     });
@@ -262,7 +279,7 @@ describe('verifyAuthToken', () => {
       const token = await createAuthToken({ signer: leaf.signer, certificate: leaf.der, origin, nonce });
       const later = new Date(Date.now() + 30 * 86_400_000);
       await expect(
-        verifyAuthToken(token, { expectedOrigin: origin, expectedNonce: nonce, now: later }),
+        verifyAuthToken(token, { expectedOrigin: origin, expectedNonce: nonce, now: later, ...trust() }),
       ).rejects.toMatchObject({ code: 'ERR_CERTIFICATE_EXPIRED' });
     });
 

@@ -44,17 +44,25 @@ const KEYS: Record<'rsa' | 'p256' | 'p384', TestKeyType> = {
 // digitalSignature,nonRepudiation leaves without AIA or CRL distribution points: nothing to fetch.
 const OFFLINE: LeafOptions = { ocspUrl: null, crlUrl: null, caIssuersUrl: null };
 
+/** Leaves for logins: keyUsage digitalSignature, extendedKeyUsage clientAuth. */
+export const AUTHENTICATION_LEAF: Readonly<LeafOptions> = {
+  keyUsage: 'critical,digitalSignature',
+  extendedKeyUsage: 'clientAuth',
+};
+
 /**
- * Root and intermediate (EC P-256) and RSA-2048, P-256 and P-384 leaves valid for two days; also writes
+ * Root and intermediate (EC P-256) and RSA-2048, P-256 and P-384 leaves valid for two days (by default
+ * digitalSignature,nonRepudiation; `leafOptions` overrides); also writes
  * the root to `<dir>/root.pem` for `openssl … -CAfile root.pem` run in `dir`.
  */
-export async function createSigningPki(dir: string): Promise<SigningPki> {
+export async function createSigningPki(dir: string, leafOptions: LeafOptions = {}): Promise<SigningPki> {
   const ca = await TestPki.create();
   try {
     const leaves = {} as Record<'rsa' | 'p256' | 'p384', LeafMaterial>;
     for (const kind of ['rsa', 'p256', 'p384'] as const) {
       const cert = await ca.issueLeaf(kind, {
         ...OFFLINE,
+        ...leafOptions,
         key: KEYS[kind],
         subject: `/CN=Signer ${kind}/O=Kelid/C=IR`,
         days: 2,
@@ -89,9 +97,11 @@ export async function issueWithDates(
   name: string,
   startDate: Date,
   endDate: Date,
+  leafOptions: LeafOptions = {},
 ): Promise<Uint8Array> {
   const cert = await pki.ca.issueLeaf(name.replace(/\W+/g, '-'), {
     ...OFFLINE,
+    ...leafOptions,
     keyPath,
     subject: `/CN=${name}`,
     startDate,

@@ -72,6 +72,7 @@ describe('SigningService (keys on SoftHSM, checked by openssl)', () => {
   let signing: SigningService;
   let tsa: TestTsa;
   const certs: Record<'rsa' | 'p256' | 'p384', Certificate> = {} as never;
+  let authCert: Certificate;
   const rootFile = join(work, 'root.pem');
 
   beforeAll(async () => {
@@ -102,6 +103,17 @@ describe('SigningService (keys on SoftHSM, checked by openssl)', () => {
         chain: [pki.intermediate.pem, pki.root.pem],
       });
     }
+    // A login certificate: the key-purpose rule keeps auth.challenge away from the signing keys above.
+    const { csr: authCsr } = await provisioning.generateKey(tokenId, PIN, {
+      algorithm: algs.p256,
+      label: 'auth',
+      csr: { subject: 'CN=ورود,C=IR', keyUsage: ['digitalSignature'], extendedKeyUsage: ['clientAuth'] },
+    });
+    const authLeaf = await pki.issueFromCsr('auth', authCsr!, REQUESTED_EXTENSIONS_ONLY);
+    authCert = await provisioning.importCertificate(tokenId, PIN, {
+      certificate: authLeaf.pem,
+      chain: [pki.intermediate.pem, pki.root.pem],
+    });
     writeFileSync(rootFile, pki.root.pem);
     tsa = await startTestTsa();
     signing = new SigningService(tokens, { tsaUrl: tsa.url });
@@ -477,7 +489,7 @@ describe('SigningService (keys on SoftHSM, checked by openssl)', () => {
   describe('#authChallenge', () => {
     it('makes a kelid-auth:1 token the exported verifier accepts, and rejects for another origin', async () => {
       const nonce = randomBytes(32);
-      const token = await signing.authChallenge(certs.p256.certificateId, PIN, {
+      const token = await signing.authChallenge(authCert.certificateId, PIN, {
         origin: 'https://bank.example',
         nonce,
       });
@@ -497,6 +509,42 @@ describe('SigningService (keys on SoftHSM, checked by openssl)', () => {
         intermediates,
       }).catch((e: unknown) => e);
       expect(isKelidError(bad, 'ERR_AUTH_TOKEN_INVALID')).toBe(true);
+    });
+
+    it('refuses a signing certificate, and sign.* refuse the login certificate, before any login (ERR_KEY_PURPOSE)', async () => {
+      seam.reset();
+      const nonce = randomBytes(32);
+      const login = await signing
+        .authChallenge(certs.p256.certificateId, PIN, { origin: 'https://bank.example', nonce })
+        .catch((e: unknown) => e);
+      expect(login).toMatchObject({ code: 'ERR_KEY_PURPOSE', data: { keyPurpose: 'signing' } });
+      const digest = randomBytes(32);
+      const refused = [
+        await signing
+          .signRaw(authCert.certificateId, PIN, { digest, digestAlgorithm: 'SHA-256' })
+          .catch((e: unknown) => e),
+        await signing
+          .signCms(authCert.certificateId, PIN, { digest, digestAlgorithm: 'SHA-256' })
+          .catch((e: unknown) => e),
+        await signing
+          .signBatch(authCert.certificateId, PIN, {
+            format: 'raw',
+            digestAlgorithm: 'SHA-256',
+            digests: [digest],
+          })
+          .catch((e: unknown) => e),
+        await signing
+          .signBatch(authCert.certificateId, PIN, {
+            format: 'cms',
+            digestAlgorithm: 'SHA-256',
+            digests: [digest],
+          })
+          .catch((e: unknown) => e),
+      ];
+      for (const e of refused)
+        expect(e).toMatchObject({ code: 'ERR_KEY_PURPOSE', data: { keyPurpose: 'authentication' } });
+      expect(seam.count('login')).toBe(0);
+      expect(seam.count('signatures')).toBe(0);
     });
   });
 });

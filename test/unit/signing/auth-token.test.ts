@@ -66,7 +66,16 @@ describe('createAuthToken', () => {
 
 describe('verifyAuthToken', () => {
   describe('#verifyAuthToken', () => {
-    const options = { expectedOrigin: origin, expectedNonce: nonce };
+    // The shape checks come before the trust check: no anchors needed to reach them.
+    const options = { expectedOrigin: origin, expectedNonce: nonce, dangerouslyAcceptAnyIssuer: true };
+
+    it('refuses to verify without trust anchors (ERR_INVALID_INPUT)', async () => {
+      for (const trustedRoots of [undefined, []]) {
+        await expect(
+          verifyAuthToken(goodShape(), { expectedOrigin: origin, expectedNonce: nonce, trustedRoots }),
+        ).rejects.toMatchObject({ code: 'ERR_INVALID_INPUT' });
+      }
+    });
 
     it.each<[string, unknown, string]>([
       ['null', null, 'format'],
