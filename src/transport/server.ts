@@ -1,5 +1,6 @@
 import * as http from 'node:http';
 import * as https from 'node:https';
+import type * as net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import type { WebSocket } from 'ws';
@@ -11,11 +12,15 @@ import { checkHandshake } from './handshake.js';
 import type { HandshakeConfig } from './handshake.js';
 import { TRANSPORT_LIMITS } from './limits.js';
 import type { ConnectionLimits } from './limits.js';
+import { checkPeerUser } from './peer-uid.js';
+import type { PeerVerdict } from './peer-uid.js';
 
 // PROTOCOL.md sections 1 and 2: one HTTPS server on 127.0.0.1 (plus, for development only, a plain
 // one with the same rules). WebSocket upgrades are decided in the `upgrade` event, before `ws` sees
 // the request: path `/v1`, Host, Origin, the console secret, connection limits. A refusal is an HTTP
 // 403 written to the raw socket, which is then closed; no upgrade ever happens.
+// Before all that, in the `connection` event, a socket whose peer is another OS user is destroyed
+// (peer-uid.ts): no TLS, no HTTP route, no upgrade for other accounts on the machine.
 
 export interface AcceptedConnection {
   origin: string;
@@ -37,6 +42,8 @@ export interface AgentServerOptions {
   consoleSecrets: ConsoleSecrets;
   onConnection: (ws: WebSocket, info: AcceptedConnection) => void;
   logger?: Logger;
+  /** Whether an accepted socket's peer is the agent's own OS user (default: checkPeerUser). */
+  checkPeer?: (socket: net.Socket) => PeerVerdict;
 }
 
 export interface ListeningPorts {
@@ -91,6 +98,7 @@ export class AgentServer {
     server.headersTimeout = TRANSPORT_LIMITS.headersTimeoutMs;
     server.requestTimeout = TRANSPORT_LIMITS.requestTimeoutMs;
     server.maxHeadersCount = TRANSPORT_LIMITS.maxHeadersCount;
+    this.#gatePeers(server);
     server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) =>
       this.#upgrade(req, socket, head),
     );
@@ -112,6 +120,25 @@ export class AgentServer {
     const address = server.address();
     if (address === null || typeof address === 'string') throw new TypeError('server has no TCP address');
     return address.port;
+  }
+
+  /**
+   * Run the server's own `connection` listeners (TLS, or the HTTP parser) only for sockets of the
+   * agent's OS user; others are destroyed before a byte is read, whatever route they were heading for.
+   */
+  #gatePeers(server: http.Server): void {
+    const check = this.#options.checkPeer ?? checkPeerUser;
+    const inner = server.listeners('connection') as Array<(socket: net.Socket) => void>;
+    server.removeAllListeners('connection');
+    server.on('connection', (socket: net.Socket) => {
+      const verdict = check(socket);
+      if (!verdict.ok) {
+        this.#log.warn({ uid: verdict.uid }, 'connection from another OS user refused');
+        socket.destroy();
+        return;
+      }
+      for (const listener of inner) listener.call(server, socket);
+    });
   }
 
   #upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
