@@ -35,6 +35,7 @@ export interface AgentServerOptions {
   tls: { key: string; cert: string };
   /** The HTTP routes (express app). */
   app: http.RequestListener;
+  /** Largest message of the `site`, `ra` and console tiers (config `maxMessageBytes`). */
   maxPayload: number;
   limits: ConnectionLimits;
   /** The handshake rules for a listener's port (sites are read per handshake: approvals apply at once). */
@@ -54,23 +55,16 @@ export interface ListeningPorts {
 export class AgentServer {
   readonly #options: AgentServerOptions;
   readonly #log: Logger;
+  /** Upgrades of the known tiers, and of the `unknown` tier (small frames): ws fixes maxPayload per server. */
   readonly #wss: WebSocketServer;
+  readonly #unknownWss: WebSocketServer;
   readonly #servers: http.Server[] = [];
 
   constructor(options: AgentServerOptions) {
     this.#options = options;
     this.#log = options.logger ?? silentLogger;
-    this.#wss = new WebSocketServer({
-      noServer: true,
-      perMessageDeflate: false,
-      maxPayload: options.maxPayload,
-      clientTracking: true,
-      // ws >= 8.21: bound fragments and buffered chunks of one message (tiny-fragment DoS).
-      ...({
-        maxFragments: TRANSPORT_LIMITS.maxFragments,
-        maxBufferedChunks: TRANSPORT_LIMITS.maxBufferedChunks,
-      } as object),
-    });
+    this.#wss = webSocketServer(options.maxPayload);
+    this.#unknownWss = webSocketServer(unknownMaxPayload(options.maxPayload));
   }
 
   async listen(): Promise<ListeningPorts> {
@@ -174,14 +168,16 @@ export class AgentServer {
       this.#log.info('console connection without a valid secret refused');
       return refuse(socket, 403, 'Forbidden');
     }
-    this.#wss.handleUpgrade(req, socket, head, (ws) => {
+    const wss = result.tier === 'unknown' ? this.#unknownWss : this.#wss;
+    wss.handleUpgrade(req, socket, head, (ws) => {
       this.#options.onConnection(ws, { origin: result.origin, tier: result.tier, release });
     });
   }
 
   async close(): Promise<void> {
-    for (const ws of this.#wss.clients) ws.close(1001, 'agent shutting down');
-    for (const ws of this.#wss.clients) ws.terminate();
+    const clients = [...this.#wss.clients, ...this.#unknownWss.clients];
+    for (const ws of clients) ws.close(1001, 'agent shutting down');
+    for (const ws of clients) ws.terminate();
     await Promise.all(
       this.#servers.map(
         (s) =>
@@ -193,7 +189,41 @@ export class AgentServer {
     );
     this.#servers.length = 0;
     await new Promise<void>((resolve) => this.#wss.close(() => resolve()));
+    await new Promise<void>((resolve) => this.#unknownWss.close(() => resolve()));
   }
+}
+
+function webSocketServer(maxPayload: number): WebSocketServer {
+  return new WebSocketServer({
+    noServer: true,
+    perMessageDeflate: false,
+    maxPayload,
+    clientTracking: true,
+    // ws >= 8.21: bound fragments and buffered chunks of one message (tiny-fragment DoS).
+    ...({
+      maxFragments: TRANSPORT_LIMITS.maxFragments,
+      maxBufferedChunks: TRANSPORT_LIMITS.maxBufferedChunks,
+    } as object),
+  });
+}
+
+/** The largest frame of an `unknown`-tier connection (never above the configured maximum). */
+export function unknownMaxPayload(maxPayload: number): number {
+  return Math.min(maxPayload, TRANSPORT_LIMITS.unknownMaxMessageBytes);
+}
+
+/**
+ * Change the largest frame an open connection accepts: a connection's tier changes when its site is
+ * approved (agent.requestAccess) or revoked, and its frame limit follows. ws fixes maxPayload when the
+ * connection opens and has no API to change it, so this sets its receiver's `_maxPayload` (ws 8,
+ * checked against every frame's length header and a fragmented message's total). Returns false when
+ * ws no longer has that field: the caller must then not rely on the new limit.
+ */
+export function setMessageLimit(ws: WebSocket, maxPayload: number): boolean {
+  const receiver = (ws as unknown as { _receiver?: { _maxPayload?: unknown } | null })._receiver;
+  if (receiver === null || receiver === undefined || typeof receiver._maxPayload !== 'number') return false;
+  receiver._maxPayload = maxPayload;
+  return true;
 }
 
 function serverLimits(): http.ServerOptions {
