@@ -261,7 +261,6 @@ export class Agent {
     });
 
     const app = createHttpApp({
-      version: this.#version,
       allowedHosts: (port) => [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`],
       consoleOrigin: () => this.url,
       consent: broker,
