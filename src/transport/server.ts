@@ -59,6 +59,8 @@ export class AgentServer {
   readonly #wss: WebSocketServer;
   readonly #unknownWss: WebSocketServer;
   readonly #servers: http.Server[] = [];
+  #lastRefusalLog = -Infinity;
+  #suppressedRefusals = 0;
 
   constructor(options: AgentServerOptions) {
     this.#options = options;
@@ -127,7 +129,19 @@ export class AgentServer {
     server.on('connection', (socket: net.Socket) => {
       const verdict = check(socket);
       if (!verdict.ok) {
-        this.#log.warn({ uid: verdict.uid }, 'connection from another OS user refused');
+        // One line per second at most: another account must not be able to fill the log.
+        const now = performance.now();
+        if (now - this.#lastRefusalLog >= 1000) {
+          this.#lastRefusalLog = now;
+          const suppressed = this.#suppressedRefusals;
+          this.#suppressedRefusals = 0;
+          this.#log.warn(
+            { uid: verdict.uid, ...(suppressed > 0 ? { suppressed } : {}) },
+            'connection from another OS user refused',
+          );
+        } else {
+          this.#suppressedRefusals += 1;
+        }
         socket.destroy();
         return;
       }
