@@ -13,7 +13,6 @@ import type { HandshakeConfig } from './handshake.js';
 import { TRANSPORT_LIMITS } from './limits.js';
 import type { ConnectionLimits } from './limits.js';
 import { checkPeerUser } from './peer-uid.js';
-import type { PeerVerdict } from './peer-uid.js';
 
 // PROTOCOL.md sections 1 and 2: one HTTPS server on 127.0.0.1 (plus, for development only, a plain
 // one with the same rules). WebSocket upgrades are decided in the `upgrade` event, before `ws` sees
@@ -43,8 +42,6 @@ export interface AgentServerOptions {
   consoleSecrets: ConsoleSecrets;
   onConnection: (ws: WebSocket, info: AcceptedConnection) => void;
   logger?: Logger;
-  /** Whether an accepted socket's peer is the agent's own OS user (default: checkPeerUser). */
-  checkPeer?: (socket: net.Socket) => PeerVerdict;
 }
 
 export interface ListeningPorts {
@@ -123,11 +120,10 @@ export class AgentServer {
    * agent's OS user; others are destroyed before a byte is read, whatever route they were heading for.
    */
   #gatePeers(server: http.Server): void {
-    const check = this.#options.checkPeer ?? checkPeerUser;
     const inner = server.listeners('connection') as Array<(socket: net.Socket) => void>;
     server.removeAllListeners('connection');
     server.on('connection', (socket: net.Socket) => {
-      const verdict = check(socket);
+      const verdict = checkPeerUser(socket);
       if (!verdict.ok) {
         // One line per second at most: another account must not be able to fill the log.
         const now = performance.now();
