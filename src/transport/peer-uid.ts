@@ -27,21 +27,63 @@ export function findSocketUid(
   ours: Endpoint,
   endianness: Endianness = osEndianness(),
 ): number | null {
-  const wantLocal = new Set(encodeEndpoint(peer, endianness));
-  const wantRemote = new Set(encodeEndpoint(ours, endianness));
-  if (wantLocal.size === 0 || wantRemote.size === 0) return null;
   let uid: number | null = null;
-  for (const line of table.split('\n')) {
-    // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode …
-    const f = line.trim().split(/\s+/);
-    if (f.length < 10 || !/^\d+:$/.test(f[0])) continue;
-    if (!wantLocal.has(f[1].toUpperCase()) || !wantRemote.has(f[2].toUpperCase())) continue;
-    if (!/^\d+$/.test(f[7]) || !/^\d+$/.test(f[9]) || f[9] === '0') continue;
-    const found = Number(f[7]);
-    if (uid !== null && uid !== found) return null;
-    uid = found;
+  for (const line of socketLines(table, peer, ours, endianness)) {
+    if (line.inode === 0) continue;
+    if (uid !== null && uid !== line.uid) return null;
+    uid = line.uid;
   }
   return uid;
+}
+
+/**
+ * Whether the table lists this process's own end of a connection: the line `local` → `remote` with
+ * our socket's inode, or with inode 0 in state ESTABLISHED or CLOSE_WAIT (a connection still in the
+ * accept queue when the table was read gets its inode only from accept()). TIME_WAIT lines (06), the
+ * remains of an earlier connection on the same ports, do not count.
+ */
+export function hasOwnEnd(
+  table: string,
+  local: Endpoint,
+  remote: Endpoint,
+  inode: number,
+  endianness: Endianness = osEndianness(),
+): boolean {
+  return socketLines(table, local, remote, endianness).some(
+    (l) => l.inode === inode || (l.inode === 0 && (l.state === '01' || l.state === '08')),
+  );
+}
+
+interface SocketLine {
+  uid: number;
+  inode: number;
+  /** The TCP state, two hex digits (01 ESTABLISHED, 06 TIME_WAIT, 08 CLOSE_WAIT, …). */
+  state: string;
+}
+
+/** The lines of the table whose ends are `local` and `remote`. */
+function socketLines(table: string, local: Endpoint, remote: Endpoint, endianness: Endianness): SocketLine[] {
+  const out: SocketLine[] = [];
+  const remotes = encodeEndpoint(remote, endianness);
+  // A substring search, not a parse of every line: the table lists every socket of the machine.
+  for (const l of encodeEndpoint(local, endianness)) {
+    for (const r of remotes) {
+      const needle = ` ${l} ${r} `;
+      for (let i = table.indexOf(needle); i !== -1; i = table.indexOf(needle, i + needle.length)) {
+        const start = table.lastIndexOf('\n', i) + 1;
+        const end = table.indexOf('\n', i);
+        // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode …
+        const f = table
+          .slice(start, end === -1 ? undefined : end)
+          .trim()
+          .split(/\s+/);
+        if (f.length < 10 || !/^\d+:$/.test(f[0]) || f[1] !== l || f[2] !== r) continue;
+        if (!/^\d+$/.test(f[7]) || !/^\d+$/.test(f[9])) continue;
+        out.push({ uid: Number(f[7]), inode: Number(f[9]), state: f[3] });
+      }
+    }
+  }
+  return out;
 }
 
 /**
@@ -101,9 +143,36 @@ export type PeerVerdict = { ok: true } | { ok: false; uid: number | null };
 /** Where the socket tables are read from (a parameter for tests). */
 export type ProcNetReader = (file: 'tcp' | 'tcp6') => string | null;
 
+/** What the check needs of an accepted socket. */
+export interface AcceptedSocket {
+  remoteAddress?: string;
+  remotePort?: number;
+  localAddress?: string;
+  localPort?: number;
+}
+
+export interface PeerUserCheckOptions {
+  platform?: NodeJS.Platform;
+  /** The agent's uid (default: the effective uid). */
+  uid?: number;
+  read?: ProcNetReader;
+  /** The inode of the accepted socket (default: fstat of its file descriptor). */
+  inodeOf?: (socket: AcceptedSocket) => number | null;
+}
+
 const readProcNet: ProcNetReader = (file) => {
   try {
     return fs.readFileSync(`/proc/net/${file}`, 'latin1');
+  } catch {
+    return null;
+  }
+};
+
+const socketInode = (socket: AcceptedSocket): number | null => {
+  const fd = (socket as { _handle?: { fd?: unknown } })._handle?.fd;
+  if (typeof fd !== 'number' || fd < 0) return null;
+  try {
+    return fs.fstatSync(fd).ino;
   } catch {
     return null;
   }
@@ -113,26 +182,83 @@ const readProcNet: ProcNetReader = (file) => {
  * Whether the peer of an accepted loopback socket runs as the agent's own OS user. Linux only: other
  * platforms are let through (docs/agent.md says what they get). Synchronous on purpose: it runs in the
  * server's `connection` event, before TLS or HTTP read a byte from the socket.
+ *
+ * The tables list every socket of the machine, so reading them costs in proportion, and a burst of
+ * connections (Node accepts one per turn of the event loop) would read them once per connection. The
+ * last read is kept for a second, and used for a socket only when it also lists that very connection
+ * from our side (hasOwnEnd): by its inode, or as a connection still in the accept queue at the read,
+ * which (accepts being in order) is this one unless an earlier connection on the same ports was
+ * accepted since, and that earlier one has then used the kept table's answer for these ports: a kept
+ * table answers for one pair of ports once. Otherwise the tables are read again; and once more when
+ * the peer is not found, since a table read in several pieces can miss a line while other sockets
+ * come and go.
  */
-export function checkPeerUser(
-  socket: { remoteAddress?: string; remotePort?: number; localAddress?: string; localPort?: number },
-  options: { platform?: NodeJS.Platform; uid?: number; read?: ProcNetReader } = {},
-): PeerVerdict {
-  if ((options.platform ?? process.platform) !== 'linux') return { ok: true };
-  // The socket's uid is its creator's fsuid, which follows the effective uid.
-  const ownUid = options.uid ?? process.geteuid?.() ?? -1;
-  const { remoteAddress, remotePort, localAddress, localPort } = socket;
-  if (remoteAddress === undefined || remotePort === undefined) return { ok: false, uid: null };
-  if (localAddress === undefined || localPort === undefined) return { ok: false, uid: null };
-  const peer = { address: remoteAddress, port: remotePort };
-  const ours = { address: localAddress, port: localPort };
-  const read = options.read ?? readProcNet;
-  let uid: number | null = null;
-  for (const file of ['tcp', 'tcp6'] as const) {
-    const table = read(file);
-    if (table === null) continue;
-    uid = findSocketUid(table, peer, ours);
-    if (uid !== null) break;
+export class PeerUserCheck {
+  readonly #linux: boolean;
+  readonly #uid: number;
+  readonly #read: ProcNetReader;
+  readonly #inodeOf: (socket: AcceptedSocket) => number | null;
+  #tables: { tcp: string | null; tcp6?: string | null } | null = null;
+  #readAt = 0;
+  /** The connections (ports) the kept tables have answered for. */
+  #answered = new Set<string>();
+
+  constructor(options: PeerUserCheckOptions = {}) {
+    this.#linux = (options.platform ?? process.platform) === 'linux';
+    // The socket's uid is its creator's fsuid, which follows the effective uid.
+    this.#uid = options.uid ?? process.geteuid?.() ?? -1;
+    this.#read = options.read ?? readProcNet;
+    this.#inodeOf = options.inodeOf ?? socketInode;
   }
-  return uid !== null && uid === ownUid ? { ok: true } : { ok: false, uid };
+
+  check(socket: AcceptedSocket): PeerVerdict {
+    if (!this.#linux) return { ok: true };
+    const { remoteAddress, remotePort, localAddress, localPort } = socket;
+    if (
+      remoteAddress === undefined ||
+      remotePort === undefined ||
+      localAddress === undefined ||
+      localPort === undefined
+    ) {
+      // Already reset: its ports are unknown, so they cannot be marked as answered in the kept table.
+      this.#tables = null;
+      return { ok: false, uid: null };
+    }
+    const peer = { address: remoteAddress, port: remotePort };
+    const ours = { address: localAddress, port: localPort };
+    const key = `${remoteAddress} ${remotePort} ${localAddress} ${localPort}`;
+    let uid: number | null = null;
+    const inode = this.#inodeOf(socket);
+    const now = performance.now();
+    const kept = now - this.#readAt <= 1000 ? this.#tables : null;
+    if (
+      kept !== null &&
+      kept.tcp !== null &&
+      inode !== null &&
+      !this.#answered.has(key) &&
+      hasOwnEnd(kept.tcp, ours, peer, inode)
+    ) {
+      uid = this.#lookup(kept, peer, ours);
+    }
+    for (let attempt = 0; uid === null && attempt < 2; attempt++) {
+      this.#tables = { tcp: this.#read('tcp') };
+      this.#readAt = now;
+      this.#answered = new Set();
+      uid = this.#lookup(this.#tables, peer, ours);
+    }
+    this.#answered.add(key);
+    return uid !== null && uid === this.#uid ? { ok: true } : { ok: false, uid };
+  }
+
+  #lookup(
+    tables: { tcp: string | null; tcp6?: string | null },
+    peer: Endpoint,
+    ours: Endpoint,
+  ): number | null {
+    const v4 = tables.tcp === null ? null : findSocketUid(tables.tcp, peer, ours);
+    if (v4 !== null) return v4;
+    // A peer on an AF_INET6 socket (v4-mapped) is in tcp6, read after tcp: still after the connection.
+    if (tables.tcp6 === undefined) tables.tcp6 = this.#read('tcp6');
+    return tables.tcp6 === null ? null : findSocketUid(tables.tcp6, peer, ours);
+  }
 }

@@ -12,7 +12,7 @@ import { checkHandshake } from './handshake.js';
 import type { HandshakeConfig } from './handshake.js';
 import { TRANSPORT_LIMITS } from './limits.js';
 import type { ConnectionLimits } from './limits.js';
-import { checkPeerUser } from './peer-uid.js';
+import { PeerUserCheck } from './peer-uid.js';
 
 // PROTOCOL.md sections 1 and 2: one HTTPS server on 127.0.0.1 (plus, for development only, a plain
 // one with the same rules). WebSocket upgrades are decided in the `upgrade` event, before `ws` sees
@@ -56,6 +56,7 @@ export class AgentServer {
   readonly #wss: WebSocketServer;
   readonly #unknownWss: WebSocketServer;
   readonly #servers: http.Server[] = [];
+  readonly #peerCheck = new PeerUserCheck();
   #lastRefusalLog = -Infinity;
   #suppressedRefusals = 0;
 
@@ -123,7 +124,7 @@ export class AgentServer {
     const inner = server.listeners('connection') as Array<(socket: net.Socket) => void>;
     server.removeAllListeners('connection');
     server.on('connection', (socket: net.Socket) => {
-      const verdict = checkPeerUser(socket);
+      const verdict = this.#peerCheck.check(socket);
       if (!verdict.ok) {
         // One line per second at most: another account must not be able to fill the log.
         const now = performance.now();

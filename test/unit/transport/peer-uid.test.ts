@@ -1,6 +1,6 @@
 import * as net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkPeerUser, encodeEndpoint, findSocketUid } from '../../../src/transport/peer-uid.js';
+import { PeerUserCheck, encodeEndpoint, findSocketUid, hasOwnEnd } from '../../../src/transport/peer-uid.js';
 
 // Mapping a loopback peer to its OS user through /proc/net/tcp{,6}: the address forms (IPv4, IPv6,
 // v4-mapped, both byte orders) on fixed tables, then the real kernel tables of a live connection.
@@ -93,39 +93,143 @@ describe('findSocketUid', () => {
   });
 });
 
-describe('checkPeerUser', () => {
+describe('hasOwnEnd', () => {
+  it('finds our end of the connection by its inode', () => {
+    const table = HEADER + line(0, '0100007F:4423', '0100007F:9C40', 0, 222);
+    expect(hasOwnEnd(table, AGENT, PEER, 222, 'LE')).toBe(true);
+    expect(hasOwnEnd(table, AGENT, PEER, 223, 'LE')).toBe(false);
+    expect(hasOwnEnd(table, PEER, AGENT, 222, 'LE')).toBe(false);
+  });
+
+  it('counts a connection still in the accept queue (inode 0, established), not a TIME_WAIT one', () => {
+    const queued = HEADER + line(0, '0100007F:4423', '0100007F:9C40', 0, 0, '01');
+    expect(hasOwnEnd(queued, AGENT, PEER, 222, 'LE')).toBe(true);
+    const closing = HEADER + line(0, '0100007F:4423', '0100007F:9C40', 0, 0, '08');
+    expect(hasOwnEnd(closing, AGENT, PEER, 222, 'LE')).toBe(true);
+    const timeWait = HEADER + line(0, '0100007F:4423', '0100007F:9C40', 0, 0, '06');
+    expect(hasOwnEnd(timeWait, AGENT, PEER, 222, 'LE')).toBe(false);
+  });
+});
+
+describe('PeerUserCheck', () => {
   const socket = {
     remoteAddress: '127.0.0.1',
     remotePort: 40000,
     localAddress: '127.0.0.1',
     localPort: 17443,
   };
-  const table = HEADER + line(0, '0100007F:9C40', '0100007F:4423', 65534, 7);
+  const ourLine = line(0, '0100007F:4423', '0100007F:9C40', 65534, 222);
+  const table = HEADER + ourLine + line(1, '0100007F:9C40', '0100007F:4423', 65534, 7);
   const read = (file: 'tcp' | 'tcp6'): string | null => (file === 'tcp' ? table : HEADER);
+  const check = (uid: number, options: Partial<ConstructorParameters<typeof PeerUserCheck>[0]> = {}) =>
+    new PeerUserCheck({ platform: 'linux', uid, read, inodeOf: () => 222, ...options });
 
   it('refuses another uid and says which', () => {
-    expect(checkPeerUser(socket, { platform: 'linux', uid: 1000, read })).toEqual({ ok: false, uid: 65534 });
+    expect(check(1000).check(socket)).toEqual({ ok: false, uid: 65534 });
   });
 
   it('accepts its own uid', () => {
-    expect(checkPeerUser(socket, { platform: 'linux', uid: 65534, read })).toEqual({ ok: true });
+    expect(check(65534).check(socket)).toEqual({ ok: true });
   });
 
   it('refuses when the uid cannot be determined (no line, no /proc, no address)', () => {
-    expect(checkPeerUser({ ...socket, remotePort: 1 }, { platform: 'linux', uid: 65534, read })).toEqual({
-      ok: false,
-      uid: null,
-    });
-    expect(checkPeerUser(socket, { platform: 'linux', uid: 65534, read: () => null })).toEqual({
-      ok: false,
-      uid: null,
-    });
-    expect(checkPeerUser({}, { platform: 'linux', uid: 65534, read })).toEqual({ ok: false, uid: null });
+    expect(check(65534).check({ ...socket, remotePort: 1 })).toEqual({ ok: false, uid: null });
+    expect(check(65534, { read: () => null }).check(socket)).toEqual({ ok: false, uid: null });
+    expect(check(65534).check({})).toEqual({ ok: false, uid: null });
   });
 
   it('does not check on other platforms', () => {
-    expect(checkPeerUser(socket, { platform: 'darwin', uid: 1000, read })).toEqual({ ok: true });
-    expect(checkPeerUser(socket, { platform: 'win32', uid: 1000, read })).toEqual({ ok: true });
+    expect(check(1000, { platform: 'darwin' }).check(socket)).toEqual({ ok: true });
+    expect(check(1000, { platform: 'win32' }).check(socket)).toEqual({ ok: true });
+  });
+
+  it('reads the tables once for a burst of connections made before the read', () => {
+    const second = { ...socket, remotePort: 40001 }; // 0x9C41
+    const both =
+      table +
+      line(2, '0100007F:4423', '0100007F:9C41', 65534, 333) +
+      line(3, '0100007F:9C41', '0100007F:4423', 1000, 8);
+    const reads: string[] = [];
+    const c = new PeerUserCheck({
+      platform: 'linux',
+      uid: 65534,
+      read: (f) => (reads.push(f), f === 'tcp' ? both : HEADER),
+      inodeOf: (s) => (s.remotePort === 40000 ? 222 : 333),
+    });
+    expect(c.check(socket)).toEqual({ ok: true });
+    expect(c.check(second)).toEqual({ ok: false, uid: 1000 });
+    expect(reads).toEqual(['tcp']);
+  });
+
+  it('reads again when the kept table does not list this very socket (a later connection on the same ports)', () => {
+    // The kept table says uid 65534 held the peer's port; the socket now accepted on the same ports
+    // (inode 999) is not in it: the answer must come from a new read, where uid 1000 holds that port.
+    const later =
+      HEADER +
+      line(0, '0100007F:4423', '0100007F:9C40', 65534, 999) +
+      line(1, '0100007F:9C40', '0100007F:4423', 1000, 9);
+    let current = table;
+    let inode = 222;
+    let reads = 0;
+    const c = new PeerUserCheck({
+      platform: 'linux',
+      uid: 65534,
+      read: (f) => (f === 'tcp' ? (reads++, current) : HEADER),
+      inodeOf: () => inode,
+    });
+    expect(c.check(socket)).toEqual({ ok: true });
+    current = later;
+    inode = 999;
+    expect(c.check(socket)).toEqual({ ok: false, uid: 1000 });
+    expect(reads).toBe(2);
+  });
+
+  it('lets a kept table answer once for a pair of ports (a second connection on them reads again)', () => {
+    let reads = 0;
+    const c = new PeerUserCheck({
+      platform: 'linux',
+      uid: 65534,
+      read: (f) => (f === 'tcp' ? (reads++, table) : HEADER),
+      inodeOf: () => 222,
+    });
+    expect(c.check(socket)).toEqual({ ok: true });
+    expect(c.check(socket)).toEqual({ ok: true });
+    expect(reads).toBe(2);
+  });
+
+  it('forgets the kept table after a connection it cannot name (reset before the check)', () => {
+    let reads = 0;
+    const second = { ...socket, remotePort: 40001 };
+    const both =
+      table +
+      line(2, '0100007F:4423', '0100007F:9C41', 65534, 0) +
+      line(3, '0100007F:9C41', '0100007F:4423', 65534, 8);
+    const c = new PeerUserCheck({
+      platform: 'linux',
+      uid: 65534,
+      read: (f) => (f === 'tcp' ? (reads++, both) : HEADER),
+      inodeOf: () => 222,
+    });
+    expect(c.check(socket)).toEqual({ ok: true });
+    expect(c.check({ localAddress: '127.0.0.1', localPort: 17443 })).toEqual({ ok: false, uid: null });
+    expect(c.check(second)).toEqual({ ok: true });
+    expect(reads).toBe(2);
+  });
+
+  it('reads once more when the peer is missing (a table read in pieces can skip a line)', () => {
+    const reads: number[] = [];
+    const c = new PeerUserCheck({
+      platform: 'linux',
+      uid: 65534,
+      read: (f) => {
+        if (f === 'tcp6') return HEADER;
+        reads.push(reads.length);
+        return reads.length === 1 ? HEADER + ourLine : table;
+      },
+      inodeOf: () => 222,
+    });
+    expect(c.check(socket)).toEqual({ ok: true });
+    expect(reads.length).toBe(2);
   });
 
   describe.runIf(process.platform === 'linux')('with the real /proc tables', () => {
@@ -153,8 +257,12 @@ describe('checkPeerUser', () => {
     it.each([4, 6] as const)('finds this process as the peer of an IPv%s loopback client', async (family) => {
       const { client, socket } = await acceptOne(family);
       const uid = process.geteuid?.() ?? -1;
-      expect(checkPeerUser(socket)).toEqual({ ok: true });
-      expect(checkPeerUser(socket, { uid: uid + 1 })).toEqual({ ok: false, uid });
+      expect(new PeerUserCheck().check(socket)).toEqual({ ok: true });
+      expect(new PeerUserCheck({ uid: uid + 1 }).check(socket)).toEqual({ ok: false, uid });
+      // The inode read from the socket's descriptor is the one the table lists.
+      const cached = new PeerUserCheck();
+      cached.check(socket);
+      expect(cached.check(socket)).toEqual({ ok: true });
       client.destroy();
     });
   });
