@@ -28,8 +28,13 @@ import type { RunningServices } from './services.js';
 import { StatusService, createRevocationCheck } from './status/status-service.js';
 import { normalizeOrigin } from './transport/handshake.js';
 import { createHttpApp } from './transport/http-routes.js';
-import { ConnectionLimits, RequestRateLimiter, TRANSPORT_LIMITS } from './transport/limits.js';
-import { AgentServer } from './transport/server.js';
+import {
+  ConnectionLimits,
+  RequestRateLimiter,
+  TRANSPORT_LIMITS,
+  UnknownByteBudget,
+} from './transport/limits.js';
+import { AgentServer, setMessageLimit, unknownMaxPayload } from './transport/server.js';
 import type { AcceptedConnection } from './transport/server.js';
 import { ensureTlsMaterial } from './transport/tls.js';
 
@@ -80,12 +85,29 @@ class Connection implements ConnectionContext {
   readonly id = randomBytes(8).toString('hex');
   readonly calls = new Map<string, PendingCall>();
   readonly #closed = new AbortController();
+  #tier: Tier;
 
   constructor(
     readonly ws: WebSocket,
     readonly origin: string,
-    public tier: Tier,
-  ) {}
+    tier: Tier,
+    readonly maxMessageBytes: number,
+  ) {
+    this.#tier = tier;
+  }
+
+  get tier(): Tier {
+    return this.#tier;
+  }
+
+  /** A site approved (or revoked) on an open connection: its frame limit follows the tier. */
+  set tier(tier: Tier) {
+    const limit = tier === 'unknown' ? unknownMaxPayload(this.maxMessageBytes) : this.maxMessageBytes;
+    // If the limit cannot be changed (ws internals moved), an approved connection keeps the small
+    // limit (the page reconnects), and a demoted one is closed rather than keep the large limit.
+    if (!setMessageLimit(this.ws, limit) && tier === 'unknown') this.ws.close(1008, 'tier changed');
+    this.#tier = tier;
+  }
 
   get closed(): AbortSignal {
     return this.#closed.signal;
@@ -117,6 +139,7 @@ export class Agent {
   readonly #options: AgentOptions;
   readonly #connections = new Set<Connection>();
   readonly #consoleSecrets = new ConsoleSecrets();
+  readonly #unknownBytes: UnknownByteBudget;
   #services: RunningAgentServices | undefined;
   #server: AgentServer | undefined;
   #control: ControlChannel | undefined;
@@ -134,6 +157,9 @@ export class Agent {
     this.stateDir = path.resolve(options.stateDir);
     this.#log = options.logger ?? silentLogger;
     this.#version = options.version ?? packageVersion();
+    // One budget for every unknown-tier connection; its burst is one second's worth.
+    const perSecond = options.config.limits.unknownBytesPerSecond;
+    this.#unknownBytes = new UnknownByteBudget({ perSecond, burst: perSecond });
   }
 
   get port(): number {
@@ -237,7 +263,6 @@ export class Agent {
     });
 
     const app = createHttpApp({
-      version: this.#version,
       allowedHosts: (port) => [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`],
       consoleOrigin: () => this.url,
       consent: broker,
@@ -290,7 +315,7 @@ export class Agent {
   }
 
   #accept(ws: WebSocket, info: AcceptedConnection, dispatcher: Dispatcher): void {
-    const conn = new Connection(ws, info.origin, info.tier);
+    const conn = new Connection(ws, info.origin, info.tier, this.config.maxMessageBytes);
     this.#connections.add(conn);
     this.#log.info({ conn: conn.id, origin: info.origin, tier: info.tier }, 'connection opened');
     const rate = new RequestRateLimiter({
@@ -298,8 +323,20 @@ export class Agent {
       burst: this.config.limits.requestBurst,
       strikes: TRANSPORT_LIMITS.rateLimitStrikes,
     });
+    let readAgainAt = 0;
+    let resumeTimer: NodeJS.Timeout | undefined;
     ws.on('message', (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => {
       if (ws.readyState !== ws.OPEN) return;
+      if (conn.tier === 'unknown') {
+        // The unknown tier's shared byte budget: over it, this connection is not read until paid.
+        const wait = this.#unknownBytes.take(byteLength(data));
+        if (wait > 0) {
+          readAgainAt = Math.max(readAgainAt, performance.now() + wait);
+          ws.pause();
+          clearTimeout(resumeTimer);
+          resumeTimer = setTimeout(() => ws.resume(), readAgainAt - performance.now());
+        }
+      }
       const allowed = rate.take();
       if (!allowed.ok && allowed.close) {
         this.#log.info({ conn: conn.id, origin: info.origin }, 'request flood: connection closed');
@@ -338,6 +375,7 @@ export class Agent {
     });
     ws.on('error', () => ws.terminate());
     ws.on('close', () => {
+      clearTimeout(resumeTimer);
       this.#connections.delete(conn);
       conn.close();
       info.release();
@@ -457,6 +495,10 @@ function notPending(): KelidError {
 
 function pinRuleView(rule: { minLength: number; maxLength: number; charset: string }): PinRulesView['user'] {
   return { minLength: rule.minLength, maxLength: rule.maxLength, charset: rule.charset };
+}
+
+function byteLength(data: Buffer | ArrayBuffer | Buffer[]): number {
+  return Array.isArray(data) ? data.reduce((n, b) => n + b.length, 0) : data.byteLength;
 }
 
 function writeFileAtomic(file: string, text: string): void {

@@ -39,12 +39,16 @@ export interface KelidConfig {
     allowPrivateNetworks: boolean;
   };
   tsaUrl: string | null;
-  /** Extension: connection limits of PROTOCOL.md section 2, and the request rate of one connection. */
+  /**
+   * Extension: connection limits of PROTOCOL.md section 2, the request rate of one connection, and the
+   * bytes per second all `unknown`-tier connections together may send.
+   */
   limits: {
     connectionsPerOrigin: number;
     connections: number;
     requestsPerSecond: number;
     requestBurst: number;
+    unknownBytesPerSecond: number;
   };
   /**
    * Extension: deadlines of module calls. A call past its deadline gets its module host killed and
@@ -80,7 +84,13 @@ export const DEFAULT_CONFIG: Readonly<KelidConfig> = {
   },
   revocation: { enforceOnSign: 'block-revoked', timeoutSeconds: 5, allowPrivateNetworks: false },
   tsaUrl: null,
-  limits: { connectionsPerOrigin: 8, connections: 64, requestsPerSecond: 100, requestBurst: 200 },
+  limits: {
+    connectionsPerOrigin: 8,
+    connections: 64,
+    requestsPerSecond: 100,
+    requestBurst: 200,
+    unknownBytesPerSecond: 262_144,
+  },
   pkcs11: { callTimeoutSeconds: 30, loginTimeoutSeconds: 120 },
   keyPurpose: { dualUse: 'signing' },
 };
@@ -170,6 +180,7 @@ export const CONFIG_SCHEMA = {
         connections: { type: 'integer', minimum: 1, maximum: 10000 },
         requestsPerSecond: { type: 'integer', minimum: 1, maximum: 1_000_000 },
         requestBurst: { type: 'integer', minimum: 1, maximum: 1_000_000 },
+        unknownBytesPerSecond: { type: 'integer', minimum: 8192, maximum: 1_073_741_824 },
       },
     },
     pkcs11: {

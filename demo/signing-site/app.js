@@ -189,7 +189,10 @@ function renderMessage() {
 function render() {
   document.title = t('title');
   $('lang-toggle').textContent = t('langToggle');
-  $('conn').textContent = state.info ? t('connected', { version: state.info.version }) : t(state.connKey);
+  // The agent tells its exact version to approved sites only (not to the `unknown` tier).
+  $('conn').textContent = state.info
+    ? t('connected', { version: state.info.version ?? '' }).trim()
+    : t(state.connKey);
   const tier = state.info?.tier ?? 'none';
   $('access-text').textContent = t(`tier.${tier}`);
   $('access-text').dataset.tier = tier;

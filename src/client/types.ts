@@ -19,7 +19,11 @@ import type { Bytes } from './encoding.js';
 /** Result of {@link KelidClient.info}. */
 export interface AgentInfo {
   name: 'kelid';
-  version: string;
+  /**
+   * The agent's exact version. Absent on `unknown`-tier connections (Kelid extension): any page can
+   * ask, and an exact version tells it which known holes to try; `protocol` is always there.
+   */
+  version?: string;
   protocol: number;
   /** This page's origin as the agent saw it in the handshake. */
   origin: string;

@@ -8,7 +8,7 @@ import type { Logger } from '../log.js';
 import { TRANSPORT_LIMITS } from './limits.js';
 
 // The plain HTTP routes of the agent's server (PROTOCOL.md sections 1 and 5):
-//   GET /health              {"status":"ok","version"} — no secrets, no token data
+//   GET /health              {"status":"ok"} — no version (any page can read it), no secrets, no token data
 //   GET /sdk/kelid.js        the browser SDK (dist/client/kelid.js), or a stub that says it is not built
 //   /consent/, /manager/     the trusted pages (src/ui/consent, src/ui/manager), static files only
 //   /shared/                 their common stylesheet and icon (src/ui/shared)
@@ -23,7 +23,6 @@ import { TRANSPORT_LIMITS } from './limits.js';
 // (its preflight fails).
 
 export interface HttpRoutesOptions {
-  version: string;
   /** The Host values accepted (`127.0.0.1:PORT`, `localhost:PORT`, `[::1]:PORT`), for the listener's port. */
   allowedHosts: (localPort: number) => string[];
   /** The agent's own origin (`https://127.0.0.1:PORT`). */
@@ -77,7 +76,7 @@ export function createHttpApp(options: HttpRoutesOptions): express.Express {
   });
 
   app.get('/health', (_req, res) => {
-    res.json({ status: 'ok', version: options.version });
+    res.json({ status: 'ok' });
   });
 
   app.get('/v1', (_req, res) => {

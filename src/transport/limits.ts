@@ -16,6 +16,13 @@ export const TRANSPORT_LIMITS = {
   /** ws: fragments of one message, and buffered chunks (the 2026 tiny-fragment advisory). */
   maxFragments: 1024,
   maxBufferedChunks: 4096,
+  /**
+   * Largest frame of an `unknown`-tier connection. The tier may call only agent.info,
+   * agent.requestAccess and request.cancel: the largest of these (a 500-character reason, every
+   * character escaped as a surrogate pair, and a 128-character id) stays under 7 KiB. Bigger frames
+   * are refused by ws from their length header (close 1009), before the payload is read.
+   */
+  unknownMaxMessageBytes: 8 * 1024,
   /** Calls one connection may have in flight at once (one of them may wait for consent). */
   maxInFlightPerConnection: 8,
   /** Bytes queued for sending to one connection before it is considered stuck and closed. */
@@ -83,6 +90,39 @@ export class RequestRateLimiter {
       retryAfterMs: Math.max(1, Math.ceil((1 - this.#tokens) / this.#perMs)),
       close: this.#refused > this.#strikes,
     };
+  }
+}
+
+/**
+ * The byte budget shared by every `unknown`-tier connection: a token bucket of `burst` bytes refilled
+ * at `perSecond`. Any page can open unknown connections from many subdomains it controls; without a
+ * shared budget they make the agent parse as much as they like, slowing the configured and approved
+ * sites. A frame is never refused for the budget (it has been read already): the bucket goes into
+ * debt and `take` says how long the connection must not be read, so the debt is paid before its next
+ * frame, and the kernel's TCP window pushes back on the sender.
+ */
+export class UnknownByteBudget {
+  readonly #perMs: number;
+  readonly #burst: number;
+  readonly #now: () => number;
+  #tokens: number;
+  #last: number;
+
+  constructor(options: { perSecond: number; burst: number }, now: () => number = () => performance.now()) {
+    this.#perMs = options.perSecond / 1000;
+    this.#burst = options.burst;
+    this.#now = now;
+    this.#tokens = options.burst;
+    this.#last = now();
+  }
+
+  /** Charge `bytes`; returns the milliseconds to wait before reading the connection again (0: none). */
+  take(bytes: number): number {
+    const now = this.#now();
+    this.#tokens = Math.min(this.#burst, this.#tokens + Math.max(0, now - this.#last) * this.#perMs);
+    this.#last = now;
+    this.#tokens -= bytes;
+    return this.#tokens >= 0 ? 0 : Math.ceil(-this.#tokens / this.#perMs);
   }
 }
 

@@ -1,5 +1,6 @@
 import * as http from 'node:http';
 import * as https from 'node:https';
+import type * as net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import type { WebSocket } from 'ws';
@@ -11,11 +12,14 @@ import { checkHandshake } from './handshake.js';
 import type { HandshakeConfig } from './handshake.js';
 import { TRANSPORT_LIMITS } from './limits.js';
 import type { ConnectionLimits } from './limits.js';
+import { PeerUserCheck } from './peer-uid.js';
 
 // PROTOCOL.md sections 1 and 2: one HTTPS server on 127.0.0.1 (plus, for development only, a plain
 // one with the same rules). WebSocket upgrades are decided in the `upgrade` event, before `ws` sees
 // the request: path `/v1`, Host, Origin, the console secret, connection limits. A refusal is an HTTP
 // 403 written to the raw socket, which is then closed; no upgrade ever happens.
+// Before all that, in the `connection` event, a socket whose peer is another OS user is destroyed
+// (peer-uid.ts): no TLS, no HTTP route, no upgrade for other accounts on the machine.
 
 export interface AcceptedConnection {
   origin: string;
@@ -30,6 +34,7 @@ export interface AgentServerOptions {
   tls: { key: string; cert: string };
   /** The HTTP routes (express app). */
   app: http.RequestListener;
+  /** Largest message of the `site`, `ra` and console tiers (config `maxMessageBytes`). */
   maxPayload: number;
   limits: ConnectionLimits;
   /** The handshake rules for a listener's port (sites are read per handshake: approvals apply at once). */
@@ -47,23 +52,19 @@ export interface ListeningPorts {
 export class AgentServer {
   readonly #options: AgentServerOptions;
   readonly #log: Logger;
+  /** Upgrades of the known tiers, and of the `unknown` tier (small frames): ws fixes maxPayload per server. */
   readonly #wss: WebSocketServer;
+  readonly #unknownWss: WebSocketServer;
   readonly #servers: http.Server[] = [];
+  readonly #peerCheck = new PeerUserCheck();
+  #lastRefusalLog = -Infinity;
+  #suppressedRefusals = 0;
 
   constructor(options: AgentServerOptions) {
     this.#options = options;
     this.#log = options.logger ?? silentLogger;
-    this.#wss = new WebSocketServer({
-      noServer: true,
-      perMessageDeflate: false,
-      maxPayload: options.maxPayload,
-      clientTracking: true,
-      // ws >= 8.21: bound fragments and buffered chunks of one message (tiny-fragment DoS).
-      ...({
-        maxFragments: TRANSPORT_LIMITS.maxFragments,
-        maxBufferedChunks: TRANSPORT_LIMITS.maxBufferedChunks,
-      } as object),
-    });
+    this.#wss = webSocketServer(options.maxPayload);
+    this.#unknownWss = webSocketServer(unknownMaxPayload(options.maxPayload));
   }
 
   async listen(): Promise<ListeningPorts> {
@@ -91,6 +92,7 @@ export class AgentServer {
     server.headersTimeout = TRANSPORT_LIMITS.headersTimeoutMs;
     server.requestTimeout = TRANSPORT_LIMITS.requestTimeoutMs;
     server.maxHeadersCount = TRANSPORT_LIMITS.maxHeadersCount;
+    this.#gatePeers(server);
     server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) =>
       this.#upgrade(req, socket, head),
     );
@@ -112,6 +114,36 @@ export class AgentServer {
     const address = server.address();
     if (address === null || typeof address === 'string') throw new TypeError('server has no TCP address');
     return address.port;
+  }
+
+  /**
+   * Run the server's own `connection` listeners (TLS, or the HTTP parser) only for sockets of the
+   * agent's OS user; others are destroyed before a byte is read, whatever route they were heading for.
+   */
+  #gatePeers(server: http.Server): void {
+    const inner = server.listeners('connection') as Array<(socket: net.Socket) => void>;
+    server.removeAllListeners('connection');
+    server.on('connection', (socket: net.Socket) => {
+      const verdict = this.#peerCheck.check(socket);
+      if (!verdict.ok) {
+        // One line per second at most: another account must not be able to fill the log.
+        const now = performance.now();
+        if (now - this.#lastRefusalLog >= 1000) {
+          this.#lastRefusalLog = now;
+          const suppressed = this.#suppressedRefusals;
+          this.#suppressedRefusals = 0;
+          this.#log.warn(
+            { uid: verdict.uid, ...(suppressed > 0 ? { suppressed } : {}) },
+            'connection from another OS user refused',
+          );
+        } else {
+          this.#suppressedRefusals += 1;
+        }
+        socket.destroy();
+        return;
+      }
+      for (const listener of inner) listener.call(server, socket);
+    });
   }
 
   #upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -147,14 +179,16 @@ export class AgentServer {
       this.#log.info('console connection without a valid secret refused');
       return refuse(socket, 403, 'Forbidden');
     }
-    this.#wss.handleUpgrade(req, socket, head, (ws) => {
+    const wss = result.tier === 'unknown' ? this.#unknownWss : this.#wss;
+    wss.handleUpgrade(req, socket, head, (ws) => {
       this.#options.onConnection(ws, { origin: result.origin, tier: result.tier, release });
     });
   }
 
   async close(): Promise<void> {
-    for (const ws of this.#wss.clients) ws.close(1001, 'agent shutting down');
-    for (const ws of this.#wss.clients) ws.terminate();
+    const clients = [...this.#wss.clients, ...this.#unknownWss.clients];
+    for (const ws of clients) ws.close(1001, 'agent shutting down');
+    for (const ws of clients) ws.terminate();
     await Promise.all(
       this.#servers.map(
         (s) =>
@@ -166,7 +200,41 @@ export class AgentServer {
     );
     this.#servers.length = 0;
     await new Promise<void>((resolve) => this.#wss.close(() => resolve()));
+    await new Promise<void>((resolve) => this.#unknownWss.close(() => resolve()));
   }
+}
+
+function webSocketServer(maxPayload: number): WebSocketServer {
+  return new WebSocketServer({
+    noServer: true,
+    perMessageDeflate: false,
+    maxPayload,
+    clientTracking: true,
+    // ws >= 8.21: bound fragments and buffered chunks of one message (tiny-fragment DoS).
+    ...({
+      maxFragments: TRANSPORT_LIMITS.maxFragments,
+      maxBufferedChunks: TRANSPORT_LIMITS.maxBufferedChunks,
+    } as object),
+  });
+}
+
+/** The largest frame of an `unknown`-tier connection (never above the configured maximum). */
+export function unknownMaxPayload(maxPayload: number): number {
+  return Math.min(maxPayload, TRANSPORT_LIMITS.unknownMaxMessageBytes);
+}
+
+/**
+ * Change the largest frame an open connection accepts: a connection's tier changes when its site is
+ * approved (agent.requestAccess) or revoked, and its frame limit follows. ws fixes maxPayload when the
+ * connection opens and has no API to change it, so this sets its receiver's `_maxPayload` (ws 8,
+ * checked against every frame's length header and a fragmented message's total). Returns false when
+ * ws no longer has that field: the caller must then not rely on the new limit.
+ */
+export function setMessageLimit(ws: WebSocket, maxPayload: number): boolean {
+  const receiver = (ws as unknown as { _receiver?: { _maxPayload?: unknown } | null })._receiver;
+  if (receiver === null || receiver === undefined || typeof receiver._maxPayload !== 'number') return false;
+  receiver._maxPayload = maxPayload;
+  return true;
 }
 
 function serverLimits(): http.ServerOptions {

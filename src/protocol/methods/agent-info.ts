@@ -1,7 +1,11 @@
 import { defineMethod } from '../method.js';
 import { object } from '../schema.js';
 
-/** `agent.info`: who is answering, and which tier this connection has. */
+/**
+ * `agent.info`: who is answering, and which tier this connection has. The exact agent version only
+ * goes to the known tiers: any page may call this as `unknown`, and a version tells it which known
+ * holes to try.
+ */
 export const agentInfo = defineMethod<Record<string, never>>({
   name: 'agent.info',
   tiers: ['unknown', 'site', 'ra', 'console'],
@@ -11,7 +15,7 @@ export const agentInfo = defineMethod<Record<string, never>>({
     const { tier, origin } = ctx.connection;
     const info: Record<string, unknown> = {
       name: 'kelid',
-      version: ctx.env.version,
+      ...(tier !== 'unknown' ? { version: ctx.env.version } : {}),
       protocol: 1,
       origin,
       tier,

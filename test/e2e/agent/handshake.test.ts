@@ -244,10 +244,11 @@ describe('AgentServer', () => {
   });
 
   describe('HTTP routes', () => {
-    it('GET /health answers {status, version} with the security headers and no CORS', async () => {
+    it('GET /health answers {status} only (no version) with the security headers and no CORS', async () => {
       const r = await get(agent, '/health', { Origin: 'https://evil.example' });
       expect(r.status).toBe(200);
-      expect(JSON.parse(r.body)).toEqual({ status: 'ok', version: expect.any(String) });
+      expect(JSON.parse(r.body)).toEqual({ status: 'ok' });
+      expect(r.body).not.toMatch(/\d+\.\d+\.\d+/);
       expect(r.headers['content-security-policy']).toBe("default-src 'self'; frame-ancestors 'none'");
       expect(r.headers['x-content-type-options']).toBe('nosniff');
       expect(r.headers['referrer-policy']).toBe('no-referrer');

@@ -74,6 +74,22 @@ describe('Dispatcher tiers', () => {
     for (const [tier, client] of clients) expect((await client.call('agent.info')).tier).toBe(tier);
   });
 
+  it('gives the exact agent version to the known tiers only: unknown gets the protocol version', async () => {
+    const unknown = await clients.get('unknown')!.call('agent.info');
+    expect(unknown).toEqual({
+      name: 'kelid',
+      protocol: 1,
+      origin: 'https://unknown.example',
+      tier: 'unknown',
+    });
+    for (const tier of ['site', 'ra', 'console'] as const) {
+      expect(await clients.get(tier)!.call('agent.info'), tier).toMatchObject({
+        version: expect.stringMatching(/^\d+\.\d+\.\d+/),
+        protocol: 1,
+      });
+    }
+  });
+
   it('serves every method of the protocol table that the agent ships, and nothing else', () => {
     const shipped = METHODS.map((m) => m.name);
     for (const name of shipped) expect(Object.keys(TABLE), name).toContain(name);

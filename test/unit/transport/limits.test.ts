@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { resolveConfig } from '../../../src/config.js';
-import { ConnectionLimits, RequestRateLimiter } from '../../../src/transport/limits.js';
+import { ConnectionLimits, RequestRateLimiter, UnknownByteBudget } from '../../../src/transport/limits.js';
 
 // The bounds of one connection (request rate) and of all of them (slots), on a fake clock.
 
@@ -90,11 +90,58 @@ describe('config limits', () => {
       connections: 64,
       requestsPerSecond: 100,
       requestBurst: 200,
+      unknownBytesPerSecond: 262_144,
     });
     expect(resolveConfig({ limits: { requestsPerSecond: 5 } }).limits).toMatchObject({
       requestsPerSecond: 5,
       requestBurst: 200,
     });
     expect(() => resolveConfig({ limits: { requestBurst: 0 } })).toThrow(/requestBurst/);
+    // Below one unknown-tier frame (8 KiB) a page could never send agent.requestAccess.
+    expect(() => resolveConfig({ limits: { unknownBytesPerSecond: 8191 } })).toThrow(/unknownBytesPerSecond/);
+  });
+});
+
+describe('UnknownByteBudget', () => {
+  function budget(perSecond: number): { b: UnknownByteBudget; advance: (ms: number) => void } {
+    let now = 0;
+    const b = new UnknownByteBudget({ perSecond, burst: perSecond }, () => now);
+    return { b, advance: (ms) => (now += ms) };
+  }
+
+  it('lets a burst through without waiting, then asks the sender to wait for the debt to be paid', () => {
+    const { b } = budget(1000);
+    expect(b.take(600)).toBe(0);
+    expect(b.take(400)).toBe(0);
+    expect(b.take(500)).toBe(500);
+    // Shared: the next sender pays for the earlier debt as well.
+    expect(b.take(500)).toBe(1000);
+  });
+
+  it('refills at perSecond, up to the burst only', () => {
+    const { b, advance } = budget(1000);
+    b.take(1000);
+    advance(250);
+    expect(b.take(250)).toBe(0);
+    expect(b.take(1)).toBe(1);
+    advance(60_000);
+    expect(b.take(1000)).toBe(0);
+    expect(b.take(100)).toBe(100);
+  });
+
+  it('holds all senders together to perSecond on average', () => {
+    const { b, advance } = budget(8192);
+    let sent = 0;
+    let clock = 0;
+    // Four senders of 8 KiB frames, each sending again as soon as it is allowed to.
+    const readyAt = [0, 0, 0, 0];
+    while (clock < 10_000) {
+      const i = readyAt.indexOf(Math.min(...readyAt));
+      advance(readyAt[i] - clock);
+      clock = readyAt[i];
+      readyAt[i] = clock + b.take(8192);
+      sent += 8192;
+    }
+    expect(sent / 8192).toBeLessThanOrEqual(10 + 1 + 4);
   });
 });
