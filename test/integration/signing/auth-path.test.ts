@@ -207,3 +207,29 @@ describe('verifyAuthToken', () => {
     });
   });
 });
+
+// Review of issue 13 (attacker's view): certificates a relying party must not accept, and encodings
+// that must not turn a certificate into a login certificate.
+describe('verifyAuthToken (review attacks)', () => {
+  const UNKNOWN_CRITICAL = '1.3.6.1.4.1.99999.1 = critical,ASN1:NULL';
+
+  it('refuses a leaf with a critical extension it does not understand (RFC 5280 6.1.3)', async () => {
+    // A CA marks a certificate "only for X" with a critical extension: a verifier that cannot read
+    // it must not use the certificate for anything, logins included.
+    const leaf = chain.issue('critical-leaf', ca, { ext: [...AUTHENTICATION_EXTENSIONS, UNKNOWN_CRITICAL] });
+    await expect(verify(await token(leaf))).rejects.toMatchObject(untrusted);
+  });
+
+  it('refuses a CA with a critical extension it does not understand', async () => {
+    const odd = chain.issue('critical-ca', root, { ext: [...caExtensions(), UNKNOWN_CRITICAL] });
+    const leaf = chain.issue('under-critical-ca', odd);
+    await expect(verify(await token(leaf), { intermediates: [odd.der] })).rejects.toMatchObject(untrusted);
+  });
+
+  it('still accepts a leaf whose unknown extension is not critical', async () => {
+    const leaf = chain.issue('noncritical-leaf', ca, {
+      ext: [...AUTHENTICATION_EXTENSIONS, '1.3.6.1.4.1.99999.1 = ASN1:NULL'],
+    });
+    await expect(verify(await token(leaf))).resolves.toMatchObject({ origin });
+  });
+});
