@@ -247,6 +247,14 @@ function checkNameConstraints(
   for (const type of ['directoryName', 'dNSName', 'rfc822Name'] as const) {
     const allowed = permitted.filter((st) => typeOf(st.base) === type);
     const denied = excluded.filter((st) => typeOf(st.base) === type);
+    // A value outside DirectoryString and IA5String (a NumericString…) reads as hex here, and would
+    // slip past an excluded subtree that names the same text: such names are not compared at all.
+    if (
+      type === 'directoryName' &&
+      allowed.length + denied.length > 0 &&
+      names.directoryName.some((n) => n.some((rdn) => rdn.some((atv) => atv.value.anyValue !== undefined)))
+    )
+      return 'a directoryName with a value type this verifier does not compare';
     for (const name of names[type]) {
       if (allowed.length > 0 && !allowed.some((st) => within(type, name, st.base)))
         return `a ${type} outside the permitted subtrees`;

@@ -1,4 +1,7 @@
-import { randomBytes } from 'node:crypto';
+import { X509Certificate, createPrivateKey, randomBytes, sign } from 'node:crypto';
+import * as fs from 'node:fs';
+import { AsnConvert } from '@peculiar/asn1-schema';
+import { AttributeValue, Certificate } from '@peculiar/asn1-x509';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuthToken } from '../../../src/protocol/types.js';
 import { createAuthToken, verifyAuthToken } from '../../../src/signing/auth-token.js';
@@ -231,5 +234,40 @@ describe('verifyAuthToken (review attacks)', () => {
       ext: [...AUTHENTICATION_EXTENSIONS, '1.3.6.1.4.1.99999.1 = ASN1:NULL'],
     });
     await expect(verify(await token(leaf))).resolves.toMatchObject({ origin });
+  });
+
+  it('refuses a subject whose value it cannot compare with an excluded directoryName (a NumericString O=1234)', async () => {
+    // A name-constrained sub-CA (excluded C=IR, O=1234) issues a leaf whose O is the same text in a
+    // string type outside DirectoryString (NumericString, which OpenSSL accepts in names). The relying
+    // party reads "O=1234" (node:crypto decodes it), so the encoding must not carry the name past the
+    // constraint.
+    const constrained = chain.issue('excl-ca', root, {
+      ext: [
+        ...caExtensions(),
+        'nameConstraints = critical,excluded;dirName:excl_sect',
+        '[excl_sect]',
+        'C = IR',
+        'O = 1234',
+      ],
+    });
+    const opts = { intermediates: [constrained.der] };
+    const plain = chain.issue('excl-plain', constrained, { subject: '/C=IR/O=1234/CN=mallory' });
+    await expect(verify(await token(plain), opts)).rejects.toMatchObject(untrusted);
+
+    const cert = AsnConvert.parse(plain.der, Certificate);
+    for (const rdn of cert.tbsCertificate.subject)
+      for (const atv of rdn)
+        if (atv.type === '2.5.4.10') {
+          const numeric = Buffer.concat([Buffer.from([0x12, 4]), Buffer.from('1234', 'ascii')]);
+          atv.value = new AttributeValue({ anyValue: new Uint8Array(numeric).buffer });
+        }
+    const tbs = Buffer.from(AsnConvert.serialize(cert.tbsCertificate));
+    const caKey = createPrivateKey(fs.readFileSync(constrained.keyPath));
+    cert.signatureValue = new Uint8Array(sign('sha256', tbs, caKey)).buffer;
+    const der = new Uint8Array(AsnConvert.serialize(cert));
+    const disguised = { ...plain, der };
+    const t = await token(disguised);
+    expect(new X509Certificate(der).subject).toContain('O=1234');
+    await expect(verify(t, opts)).rejects.toMatchObject(untrusted);
   });
 });
