@@ -270,4 +270,68 @@ describe('verifyAuthToken (review attacks)', () => {
     expect(new X509Certificate(der).subject).toContain('O=1234');
     await expect(verify(t, opts)).rejects.toMatchObject(untrusted);
   });
+
+  it('held: a loop of cross-signed CAs with no way to a trusted root ends, untrusted', async () => {
+    const a = chain.root('loop-a', { subject: '/CN=Loop A' });
+    const b = chain.root('loop-b', { subject: '/CN=Loop B' });
+    const aByB = chain.issue('loop-a-by-b', b, {
+      subject: '/CN=Loop A',
+      keyPath: a.keyPath,
+      ext: caExtensions(),
+    });
+    const bByA = chain.issue('loop-b-by-a', a, {
+      subject: '/CN=Loop B',
+      keyPath: b.keyPath,
+      ext: caExtensions(),
+    });
+    const leaf = chain.issue('loop-leaf', aByB);
+    await expect(
+      verify(await token(leaf), { intermediates: [aByB.der, bByA.der, a.der, b.der] }),
+    ).rejects.toMatchObject(untrusted);
+  });
+
+  it('held: a self-signed root given only as an intermediate is no trust anchor', async () => {
+    const other = chain.root('other-root', { subject: '/CN=Other Root' });
+    const leaf = chain.issue('other-leaf', other);
+    await expect(verify(await token(leaf), { intermediates: [other.der, ca.der] })).rejects.toMatchObject(
+      untrusted,
+    );
+  });
+
+  it('held: name constraints bind two levels down (a sub-CA inside the subtree issues a leaf outside it)', async () => {
+    const constrained = chain.issue('nc2-ca', root, {
+      subject: '/C=IR/O=Bank/CN=Bank CA',
+      ext: [
+        ...caExtensions(),
+        'nameConstraints = critical,permitted;dirName:nc2_sect',
+        '[nc2_sect]',
+        'C = IR',
+        'O = Bank',
+      ],
+    });
+    const sub = chain.issue('nc2-sub', constrained, {
+      subject: '/C=IR/O=Bank/CN=Branch CA',
+      ext: caExtensions(),
+    });
+    const outside = chain.issue('nc2-out', sub, { subject: '/C=IR/O=Evil/CN=mallory' });
+    const inside = chain.issue('nc2-in', sub, { subject: '/C=IR/O=Bank/CN=alice' });
+    const opts = { intermediates: [constrained.der, sub.der] };
+    await expect(verify(await token(inside), opts)).resolves.toBeDefined();
+    await expect(verify(await token(outside), opts)).rejects.toMatchObject(untrusted);
+  });
+
+  it('held: a keyUsage with no bit set and no extendedKeyUsage is no login certificate; keyAgreement + clientAuth neither', async () => {
+    const emptyKu = chain.issue('empty-ku', ca, {
+      ext: ['basicConstraints = critical,CA:false', '2.5.29.15 = critical,DER:03:01:00'],
+    });
+    await expect(verify(await token(emptyKu))).rejects.toMatchObject(purpose);
+    const agreement = chain.issue('agreement', ca, {
+      ext: [
+        'basicConstraints = critical,CA:false',
+        'keyUsage = critical,keyAgreement',
+        'extendedKeyUsage = clientAuth',
+      ],
+    });
+    await expect(verify(await token(agreement))).rejects.toMatchObject(purpose);
+  });
 });
