@@ -153,7 +153,7 @@ describe('Consent flood from unknown origins', () => {
     // page does on load) before withdrawing the request, then asks again from the next subdomain.
     const before = launched().length;
     let opened = 0;
-    for (let i = 0; i < 20; i++) {
+    for (let i = 0; i < 14; i++) {
       const p = await agent.connect(`https://l${i}.loaded.example`);
       const id = p.nextId;
       const call = p.call('agent.requestAccess', {});
