@@ -18,8 +18,8 @@ import type { PromptLimiter } from './rate-limit.js';
 // (requests from known tiers go before queued `unknown` ones). At most `maxPendingUnknown` requests
 // of the `unknown` tier wait at once, across all origins; more are refused with ERR_RATE_LIMITED
 // before anything is shown; and once `wastedPagesPerMinute` pages of that tier were opened for
-// requests withdrawn (or expired) before the user saw them, the next ones wait: requests withdrawn as
-// soon as their page opens cannot make a stream of tabs. A request counts as
+// requests withdrawn (or expired) before the user decided them, the next ones wait: requests withdrawn
+// as soon as their page opens, or once it has loaded, cannot make a stream of tabs. A request counts as
 // seen once its details reached the user (the consent page traded its launch secret or fetched it,
 // `kelid consent list` listed it, or the user decided it): `onSeen` tells the protocol layer, which
 // audits only calls the user saw.
@@ -145,7 +145,7 @@ export interface ConsentBrokerOptions {
   /** Pending requests of the `unknown` tier (site approvals), all origins together; default 3. */
   maxPendingUnknown?: number;
   /**
-   * Pages opened for `unknown` requests that ended unseen, in any 60 s, all origins together, after
+   * Pages opened for `unknown` requests that ended undecided (withdrawn or expired), in any 60 s, all origins together, after
    * which pages for that tier wait; default 10.
    */
   wastedPagesPerMinute?: number;
@@ -174,6 +174,8 @@ interface Entry {
   /** Hash of the page secret handed out by `openPage`. */
   pageHash: string | null;
   seen: boolean;
+  /** The user approved or denied it (a withdrawn or expired page is waste, seen or not). */
+  decided: boolean;
   onSeen?: () => void;
   deadline: number;
   connectionId: string;
@@ -192,7 +194,7 @@ export class ConsentBroker {
   readonly #byConnection = new Map<string, Entry>();
   #shown: Entry | null = null;
   #closing = false;
-  /** When shown `unknown` requests ended unseen, in the last minute (monotonic ms; see #showNext). */
+  /** When shown `unknown` requests ended undecided, in the last minute (monotonic ms; see #showNext). */
   readonly #wasted: number[] = [];
   #showTimer: NodeJS.Timeout | undefined;
 
@@ -260,6 +262,7 @@ export class ConsentBroker {
         launchSpent: false,
         pageHash: null,
         seen: false,
+        decided: false,
         ...(spec.onSeen ? { onSeen: spec.onSeen } : {}),
         deadline: this.#now() + this.#options.timeoutMs,
         connectionId: spec.connectionId,
@@ -332,6 +335,7 @@ export class ConsentBroker {
     if (problem) return { ok: false, error: problem };
     const picked: Secrets = {};
     for (const need of entry.view.needs) picked[need] = (secrets as Record<string, string>)[need];
+    entry.decided = true;
     entry.resolve(picked);
     return { ok: true };
   }
@@ -342,6 +346,7 @@ export class ConsentBroker {
     if (!entry) return false;
     this.#see(entry);
     this.#log.info({ requestId: entry.view.requestId }, 'consent denied');
+    entry.decided = true;
     entry.denied();
     entry.reject(new KelidError('ERR_USER_CANCELLED', 'the user declined'));
     return true;
@@ -431,7 +436,8 @@ export class ConsentBroker {
     if (entry.pageHash !== null) this.#byPage.delete(entry.pageHash);
     if (this.#byConnection.get(entry.connectionId) === entry) this.#byConnection.delete(entry.connectionId);
     if (this.#shown === entry) {
-      if (entry.view.tier === 'unknown' && !entry.seen) this.#wasted.push(performance.now());
+      // Seen is not enough: a flood can wait for each page to load before withdrawing its request.
+      if (entry.view.tier === 'unknown' && !entry.decided) this.#wasted.push(performance.now());
       this.#shown = null;
       this.#showNext();
     }

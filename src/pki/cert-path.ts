@@ -2,8 +2,8 @@
 // a login certificate needs. Every certificate of the path, trust anchor included, is valid at `now`;
 // every link's signature verifies with the issuer's key; every CA has basicConstraints cA, keyCertSign
 // when it has a keyUsage, and its pathLenConstraint and nameConstraints (directoryName, dNSName,
-// rfc822Name; any other critical constraint type is refused) hold below it. Certificate policies are
-// not processed. Trust anchors are the caller's certificates, matched byte for byte.
+// rfc822Name; any other critical constraint type is refused) hold below it; below the anchor, no
+// certificate has a critical extension not understood here. Certificate policies are not processed. Trust anchors are the caller's certificates, matched byte for byte.
 import { X509Certificate } from 'node:crypto';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { BasicConstraints, Certificate, NameConstraints, SubjectAlternativeName } from '@peculiar/asn1-x509';
@@ -14,6 +14,22 @@ import { OID } from './oids.js';
 
 const MAX_PATH_LENGTH = 8;
 const NAME_CONSTRAINTS = '2.5.29.30';
+// RFC 5280 6.1.3/6.1.5: a certificate with a critical extension the verifier does not recognize is
+// refused (a CA restricts a certificate that way). These are read above, or are the policy
+// extensions, recognized and not processed (see the top of this file).
+const UNDERSTOOD_CRITICAL: ReadonlySet<string> = new Set([
+  OID.basicConstraints,
+  OID.keyUsage,
+  OID.extendedKeyUsage,
+  OID.subjectAltName,
+  OID.subjectKeyIdentifier,
+  OID.authorityKeyIdentifier,
+  NAME_CONSTRAINTS,
+  '2.5.29.32', // certificatePolicies
+  '2.5.29.33', // policyMappings
+  '2.5.29.36', // policyConstraints
+  '2.5.29.54', // inhibitAnyPolicy
+]);
 const EMAIL_ADDRESS = '1.2.840.113549.1.9.1';
 
 interface PathCertificate {
@@ -96,6 +112,15 @@ export function validateCertificatePath(
 /** `path` runs from the trust anchor (first) to the leaf (last). Undefined when it is valid. */
 function checkPath(path: PathCertificate[], now: Date): string | undefined {
   for (const c of path) if (!validAt(c, now)) return `${c.d.subject} is not valid at this time`;
+  // The trust anchor is the caller's choice (its extensions are not processed); every other one, the
+  // leaf included, must have no critical extension this verifier does not understand.
+  for (const c of path.slice(1)) {
+    const unknown = c.asn.tbsCertificate.extensions?.find(
+      (x) => x.critical && !UNDERSTOOD_CRITICAL.has(x.extnID),
+    );
+    if (unknown)
+      return `${c.d.subject} has a critical extension this verifier does not understand (${unknown.extnID})`;
+  }
   for (let i = 0; i < path.length - 1; i++) {
     const ca = path[i]!;
     if (!ca.d.isCa) return `${ca.d.subject} is not a CA (basicConstraints cA)`;
@@ -222,6 +247,14 @@ function checkNameConstraints(
   for (const type of ['directoryName', 'dNSName', 'rfc822Name'] as const) {
     const allowed = permitted.filter((st) => typeOf(st.base) === type);
     const denied = excluded.filter((st) => typeOf(st.base) === type);
+    // A value outside DirectoryString and IA5String (a NumericString…) reads as hex here, and would
+    // slip past an excluded subtree that names the same text: such names are not compared at all.
+    if (
+      type === 'directoryName' &&
+      allowed.length + denied.length > 0 &&
+      names.directoryName.some((n) => n.some((rdn) => rdn.some((atv) => atv.value.anyValue !== undefined)))
+    )
+      return 'a directoryName with a value type this verifier does not compare';
     for (const name of names[type]) {
       if (allowed.length > 0 && !allowed.some((st) => within(type, name, st.base)))
         return `a ${type} outside the permitted subtrees`;

@@ -673,6 +673,25 @@
     }, ARM_DELAY_MS);
   }
 
+  // A click, or Enter or Space, that comes before the page is armed starts the delay again: a page
+  // that keeps the user clicking or pressing Enter (a game) would otherwise get the press that lands
+  // one second after this page appeared. Capture phase: disabled buttons get no events of their own.
+  function rearm() {
+    if (armed || state !== 'pending') return;
+    clearTimeout(armTimer);
+    armTimer = null;
+    arm();
+  }
+
+  window.addEventListener('pointerdown', rearm, true);
+  window.addEventListener('mousedown', rearm, true);
+  window.addEventListener(
+    'keydown',
+    (event) => {
+      if (event.key === 'Enter' || event.key === ' ') rearm();
+    },
+    true,
+  );
   window.addEventListener('blur', disarm);
   window.addEventListener('focus', arm);
   document.addEventListener('visibilitychange', () => {

@@ -148,6 +148,36 @@ describe('Consent flood from unknown origins', () => {
     await expect(call).rejects.toMatchObject({ data: { code: 'ERR_USER_CANCELLED' } });
     await late.close();
   });
+  it('requests withdrawn once their page has loaded (seen, never decided) do not make a stream of pages either', async () => {
+    // The hostile page waits for each consent page to load (here: trades its launch secret, as the
+    // page does on load) before withdrawing the request, then asks again from the next subdomain.
+    const before = launched().length;
+    let opened = 0;
+    for (let i = 0; i < 14; i++) {
+      const p = await agent.connect(`https://l${i}.loaded.example`);
+      const id = p.nextId;
+      const call = p.call('agent.requestAccess', {});
+      const outcome = await Promise.race([
+        p.consentFor(id).then(() => 'pending'),
+        call.then(
+          () => 'approved?',
+          () => 'refused',
+        ),
+      ]);
+      expect(outcome).toBe('pending');
+      const urls = await until(launched, (u) => u.length > before + opened, 'a page', 1000).catch(() => null);
+      if (urls !== null) {
+        expect(await openPage(new URL(urls[before + opened]).hash.slice(1))).toBe(200);
+        opened += 1;
+      }
+      await p.call('request.cancel', { id });
+      await call.catch(() => undefined);
+      await p.close();
+    }
+    expect(opened).toBeGreaterThan(0);
+    expect(opened).toBeLessThanOrEqual(10);
+  });
+
   it('requests withdrawn as soon as they are pending do not make a stream of pages', async () => {
     const before = launched().length;
     const pages = await Promise.all(

@@ -447,4 +447,54 @@ describe('Cross-origin login forgery through sign.raw', () => {
       }
     });
   });
+
+  // Last: it writes a login certificate for the signing key onto the shared token.
+  describe('held (review): a certificate imported while a signature waits for consent', () => {
+    const s = withAgent(undefined);
+
+    it('a login certificate imported for the signing key after the prompt was shown: the approved sign.raw is still refused (ERR_KEY_PURPOSE)', async () => {
+      const signing = s.certificates().signature;
+      // The CA certifies the signing key again, for logins (CertChain keeps leaf-02's key there).
+      const login = chain.issue('late-login', ca, {
+        keyPath: path.join(chain.dir, 'leaf-02.key'),
+        subject: '/C=IR/CN=Citizen Late Login',
+        ext: AUTHENTICATION_EXTENSIONS,
+      });
+      const attacker = s.attacker();
+      const n = nonce();
+      const signId = attacker.nextId;
+      const signed = attacker.call('sign.raw', {
+        certificateId: signing.certificateId,
+        digest: createHash('sha256').update(authSignedData(BANK, n)).digest('base64'),
+        digestAlgorithm: 'SHA-256',
+        summary: 'Sign your loan contract #4411',
+      });
+      const signRequest = await attacker.consentFor(signId);
+
+      const ra = await s.agent().connect(RA);
+      try {
+        const { tokens } = await ra.call<{ tokens: Array<{ tokenId: string; label: string }> }>(
+          'tokens.list',
+        );
+        const importId = ra.nextId;
+        const imported = ra.call('certificates.import', {
+          tokenId: tokens.find((t) => t.label === 'citizen')!.tokenId,
+          certificate: fs.readFileSync(login.certPath, 'utf8'),
+        });
+        const importApproved = await s.agent().consent(await ra.consentFor(importId), { userPin: PIN });
+        expect(importApproved.status, importApproved.stderr).toBe(0);
+        await imported;
+      } finally {
+        await ra.close();
+      }
+      // The user now approves the signature shown before the import.
+      const approved = await s.agent().consent(signRequest, { userPin: PIN });
+      expect(approved.status, approved.stderr).toBe(0);
+      const e = await signed.then(
+        () => null,
+        (error: unknown) => error as RpcError,
+      );
+      expect(e?.data?.code).toBe('ERR_KEY_PURPOSE');
+    });
+  });
 });

@@ -242,6 +242,30 @@ describe('Per-origin ids', () => {
     expect((await tokenOf(ra2)).tokenId).not.toBe(ids.ra.token);
   });
 
+  it('held (review): upper-case ids and another origin’s certificateId in auth.challenge name nothing, before any prompt', async () => {
+    // Ids are mapped only in their exact form (32 lower-case hex): an upper-case id passes the mapping
+    // unchanged, and must then match nothing inside the agent either, not even the internal id.
+    const shop = await connect(SHOP);
+    for (const id of [ids.shop, ids.bank, ids.internal]) {
+      const listed = await rpcError(shop.call('certificates.list', { tokenId: id.token.toUpperCase() }));
+      expect(listed.data?.code).toBe('ERR_TOKEN_NOT_FOUND');
+      const status = await rpcError(
+        shop.call('certificates.status', { certificateId: id.certificate.toUpperCase() }),
+      );
+      expect(['ERR_CERTIFICATE_NOT_FOUND', 'ERR_INVALID_INPUT']).toContain(status.data?.code);
+    }
+    for (const other of [ids.bank, ids.ra, ids.internal]) {
+      const login = await rpcError(
+        shop.call('auth.challenge', {
+          nonce: Buffer.alloc(32, 9).toString('base64'),
+          certificateId: other.certificate,
+        }),
+      );
+      expect(login.data?.code).toBe('ERR_CERTIFICATE_NOT_FOUND');
+    }
+    expect(await agent.pendingConsents()).toEqual([]);
+  });
+
   it('sends tokens.changed with each connection’s own ids, added and removed', async () => {
     const bank = await connect(BANK);
     const shop = await connect(SHOP);

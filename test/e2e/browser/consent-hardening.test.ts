@@ -205,6 +205,39 @@ describe('Consent page hardening in Chromium', () => {
       await Promise.all([page.close(), other.close(), site.close()]);
     });
 
+    it('approves nothing while the user keeps clicking or pressing Enter where Approve appears (a click game)', async () => {
+      // The hostile page asks for access, then keeps the user clicking fast at the spot where the
+      // consent page's Approve button will be (or pressing Enter): a click that lands one second after
+      // the page appeared must not approve, since the user never stopped to read it.
+      const site = await agent.connect('https://click-game.example');
+      const { call, requestId, url } = await ask(site, 'agent.requestAccess', {});
+      const page = await open(url);
+      const approve = page.getByTestId('consent-approve');
+      const box = await approve.boundingBox();
+      if (box === null) throw new Error('no Approve button');
+      const end = Date.now() + 2500;
+      for (let i = 0; Date.now() < end; i++) {
+        if (i % 2 === 0) await page.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
+        else await page.keyboard.press('Enter');
+        await new Promise((r) => setTimeout(r, 150));
+        if (await page.locator(testId('consent-result')).isVisible()) break;
+      }
+      expect(await page.locator(testId('consent-result')).isVisible()).toBe(false);
+      expect(await pendingIds()).toContain(requestId);
+
+      // Once the clicking stops for a second, the user's own click approves.
+      await until(
+        () => approve.isEnabled(),
+        (enabled) => enabled,
+        'Approve to be enabled',
+      );
+      await approve.click();
+      await page.locator(testId('consent-result', { 'data-result': 'approved' })).waitFor();
+      expect(await call).toEqual({ tier: 'site' });
+      await page.close();
+      await site.close();
+    });
+
     it('is keyboard-accessible once armed: Tab to Approve and Enter', async () => {
       const site = await agent.connect('https://keyboard.example');
       const { call, url } = await ask(site, 'agent.requestAccess', {});

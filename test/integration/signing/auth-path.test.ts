@@ -1,4 +1,7 @@
-import { randomBytes } from 'node:crypto';
+import { X509Certificate, createPrivateKey, randomBytes, sign } from 'node:crypto';
+import * as fs from 'node:fs';
+import { AsnConvert } from '@peculiar/asn1-schema';
+import { AttributeValue, Certificate } from '@peculiar/asn1-x509';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuthToken } from '../../../src/protocol/types.js';
 import { createAuthToken, verifyAuthToken } from '../../../src/signing/auth-token.js';
@@ -205,5 +208,130 @@ describe('verifyAuthToken', () => {
       await expect(verify(t)).rejects.toMatchObject(purpose);
       await expect(verify(t, { acceptDualUseCertificates: true })).resolves.toMatchObject({ origin });
     });
+  });
+});
+
+// Review of issue 13 (attacker's view): certificates a relying party must not accept, and encodings
+// that must not turn a certificate into a login certificate.
+describe('verifyAuthToken (review attacks)', () => {
+  const UNKNOWN_CRITICAL = '1.3.6.1.4.1.99999.1 = critical,ASN1:NULL';
+
+  it('refuses a leaf with a critical extension it does not understand (RFC 5280 6.1.3)', async () => {
+    // A CA marks a certificate "only for X" with a critical extension: a verifier that cannot read
+    // it must not use the certificate for anything, logins included.
+    const leaf = chain.issue('critical-leaf', ca, { ext: [...AUTHENTICATION_EXTENSIONS, UNKNOWN_CRITICAL] });
+    await expect(verify(await token(leaf))).rejects.toMatchObject(untrusted);
+  });
+
+  it('refuses a CA with a critical extension it does not understand', async () => {
+    const odd = chain.issue('critical-ca', root, { ext: [...caExtensions(), UNKNOWN_CRITICAL] });
+    const leaf = chain.issue('under-critical-ca', odd);
+    await expect(verify(await token(leaf), { intermediates: [odd.der] })).rejects.toMatchObject(untrusted);
+  });
+
+  it('still accepts a leaf whose unknown extension is not critical', async () => {
+    const leaf = chain.issue('noncritical-leaf', ca, {
+      ext: [...AUTHENTICATION_EXTENSIONS, '1.3.6.1.4.1.99999.1 = ASN1:NULL'],
+    });
+    await expect(verify(await token(leaf))).resolves.toMatchObject({ origin });
+  });
+
+  it('refuses a subject whose value it cannot compare with an excluded directoryName (a NumericString O=1234)', async () => {
+    // A name-constrained sub-CA (excluded C=IR, O=1234) issues a leaf whose O is the same text in a
+    // string type outside DirectoryString (NumericString, which OpenSSL accepts in names). The relying
+    // party reads "O=1234" (node:crypto decodes it), so the encoding must not carry the name past the
+    // constraint.
+    const constrained = chain.issue('excl-ca', root, {
+      ext: [
+        ...caExtensions(),
+        'nameConstraints = critical,excluded;dirName:excl_sect',
+        '[excl_sect]',
+        'C = IR',
+        'O = 1234',
+      ],
+    });
+    const opts = { intermediates: [constrained.der] };
+    const plain = chain.issue('excl-plain', constrained, { subject: '/C=IR/O=1234/CN=mallory' });
+    await expect(verify(await token(plain), opts)).rejects.toMatchObject(untrusted);
+
+    const cert = AsnConvert.parse(plain.der, Certificate);
+    for (const rdn of cert.tbsCertificate.subject)
+      for (const atv of rdn)
+        if (atv.type === '2.5.4.10') {
+          const numeric = Buffer.concat([Buffer.from([0x12, 4]), Buffer.from('1234', 'ascii')]);
+          atv.value = new AttributeValue({ anyValue: new Uint8Array(numeric).buffer });
+        }
+    const tbs = Buffer.from(AsnConvert.serialize(cert.tbsCertificate));
+    const caKey = createPrivateKey(fs.readFileSync(constrained.keyPath));
+    cert.signatureValue = new Uint8Array(sign('sha256', tbs, caKey)).buffer;
+    const der = new Uint8Array(AsnConvert.serialize(cert));
+    const disguised = { ...plain, der };
+    const t = await token(disguised);
+    expect(new X509Certificate(der).subject).toContain('O=1234');
+    await expect(verify(t, opts)).rejects.toMatchObject(untrusted);
+  });
+
+  it('held: a loop of cross-signed CAs with no way to a trusted root ends, untrusted', async () => {
+    const a = chain.root('loop-a', { subject: '/CN=Loop A' });
+    const b = chain.root('loop-b', { subject: '/CN=Loop B' });
+    const aByB = chain.issue('loop-a-by-b', b, {
+      subject: '/CN=Loop A',
+      keyPath: a.keyPath,
+      ext: caExtensions(),
+    });
+    const bByA = chain.issue('loop-b-by-a', a, {
+      subject: '/CN=Loop B',
+      keyPath: b.keyPath,
+      ext: caExtensions(),
+    });
+    const leaf = chain.issue('loop-leaf', aByB);
+    await expect(
+      verify(await token(leaf), { intermediates: [aByB.der, bByA.der, a.der, b.der] }),
+    ).rejects.toMatchObject(untrusted);
+  });
+
+  it('held: a self-signed root given only as an intermediate is no trust anchor', async () => {
+    const other = chain.root('other-root', { subject: '/CN=Other Root' });
+    const leaf = chain.issue('other-leaf', other);
+    await expect(verify(await token(leaf), { intermediates: [other.der, ca.der] })).rejects.toMatchObject(
+      untrusted,
+    );
+  });
+
+  it('held: name constraints bind two levels down (a sub-CA inside the subtree issues a leaf outside it)', async () => {
+    const constrained = chain.issue('nc2-ca', root, {
+      subject: '/C=IR/O=Bank/CN=Bank CA',
+      ext: [
+        ...caExtensions(),
+        'nameConstraints = critical,permitted;dirName:nc2_sect',
+        '[nc2_sect]',
+        'C = IR',
+        'O = Bank',
+      ],
+    });
+    const sub = chain.issue('nc2-sub', constrained, {
+      subject: '/C=IR/O=Bank/CN=Branch CA',
+      ext: caExtensions(),
+    });
+    const outside = chain.issue('nc2-out', sub, { subject: '/C=IR/O=Evil/CN=mallory' });
+    const inside = chain.issue('nc2-in', sub, { subject: '/C=IR/O=Bank/CN=alice' });
+    const opts = { intermediates: [constrained.der, sub.der] };
+    await expect(verify(await token(inside), opts)).resolves.toBeDefined();
+    await expect(verify(await token(outside), opts)).rejects.toMatchObject(untrusted);
+  });
+
+  it('held: a keyUsage with no bit set and no extendedKeyUsage is no login certificate; keyAgreement + clientAuth neither', async () => {
+    const emptyKu = chain.issue('empty-ku', ca, {
+      ext: ['basicConstraints = critical,CA:false', '2.5.29.15 = critical,DER:03:01:00'],
+    });
+    await expect(verify(await token(emptyKu))).rejects.toMatchObject(purpose);
+    const agreement = chain.issue('agreement', ca, {
+      ext: [
+        'basicConstraints = critical,CA:false',
+        'keyUsage = critical,keyAgreement',
+        'extendedKeyUsage = clientAuth',
+      ],
+    });
+    await expect(verify(await token(agreement))).rejects.toMatchObject(purpose);
   });
 });

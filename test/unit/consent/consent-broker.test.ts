@@ -252,13 +252,13 @@ describe('ConsentBroker', () => {
         expect(await pc).toBe('c');
       });
 
-      it('opens at most 10 pages a minute for unknown requests withdrawn unseen; seen ones do not count', async () => {
+      it('opens at most 10 pages a minute for unknown requests withdrawn unseen; decided ones do not count', async () => {
         vi.useFakeTimers({
           toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date', 'performance'],
         });
         try {
           const { broker, launched } = setup(10 * 60_000);
-          // Requests whose page was opened and seen are not waste.
+          // Requests whose page was opened, seen and decided are not waste.
           for (let i = 0; i < 15; i++) {
             const s = access(100 + i);
             const p = broker.request(s, async () => 'ok');
@@ -292,6 +292,30 @@ describe('ConsentBroker', () => {
           expect(launched).toHaveLength(27);
           broker.approve({ requestId: await late.pending }, {});
           expect(await pl).toBe('late');
+        } finally {
+          vi.useRealTimers();
+        }
+      });
+
+      it('counts pages withdrawn after they were seen: waiting for the page to load before withdrawing makes no stream of tabs', async () => {
+        // The flood of section 4, one step further: each request is withdrawn only once its page has
+        // loaded (traded its launch secret), so it was "seen", but nobody decided it.
+        vi.useFakeTimers({
+          toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date', 'performance'],
+        });
+        try {
+          const { broker, launched } = setup(10 * 60_000);
+          for (let i = 0; i < 20; i++) {
+            const controller = new AbortController();
+            const s = access(200 + i, { signal: controller.signal });
+            const before = launched.length;
+            const p = broker.request(s, async () => 'never').catch((e: unknown) => e);
+            await s.pending;
+            if (launched.length > before) broker.openPage(new URL(launched[before]).hash.slice(1));
+            controller.abort();
+            expect(isKelidError(await p, 'ERR_USER_CANCELLED')).toBe(true);
+          }
+          expect(launched).toHaveLength(10);
         } finally {
           vi.useRealTimers();
         }
