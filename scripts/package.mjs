@@ -128,6 +128,8 @@ try {
   fs.rmSync(program, { force: true });
   fs.copyFileSync(nodeBinary, program);
   fs.chmodSync(program, 0o755);
+  // Node's own symbols and debug info (addons link against its dynamic symbols, which stay).
+  run('strip', ['--strip-unneeded', '--remove-section=.comment', program], { stdio: 'pipe' });
   run(
     process.execPath,
     [
@@ -146,11 +148,20 @@ try {
   const tree = join(work, 'deb');
   const doc = join(tree, 'usr/share/doc/kelid');
   const man = join(tree, 'usr/share/man/man1');
-  for (const d of ['DEBIAN', 'opt/kelid', 'usr/bin', 'usr/share/doc/kelid', 'usr/share/man/man1'])
+  const overrides = join(tree, 'usr/share/lintian/overrides');
+  for (const d of [
+    'DEBIAN',
+    'opt/kelid',
+    'usr/bin',
+    'usr/share/doc/kelid',
+    'usr/share/man/man1',
+    'usr/share/lintian/overrides',
+  ])
     fs.mkdirSync(join(tree, d), { recursive: true, mode: 0o755 });
   fs.copyFileSync(program, join(tree, 'opt/kelid/kelid'));
   fs.chmodSync(join(tree, 'opt/kelid/kelid'), 0o755);
-  fs.symlinkSync('../../opt/kelid/kelid', join(tree, 'usr/bin/kelid'));
+  // Absolute, as Debian policy wants for a link between top-level folders.
+  fs.symlinkSync('/opt/kelid/kelid', join(tree, 'usr/bin/kelid'));
   const debian = join(root, 'scripts/debian');
   fs.copyFileSync(join(debian, 'copyright'), join(doc, 'copyright'));
   const date = new Date(Number(process.env.SOURCE_DATE_EPOCH ?? 0) * 1000 || Date.now()).toUTCString();
@@ -158,10 +169,16 @@ try {
     .readFileSync(join(debian, 'changelog'), 'utf8')
     .replaceAll('@VERSION@', version)
     .replaceAll('@DATE@', date.replace('GMT', '+0000'));
-  fs.writeFileSync(join(doc, 'changelog.Debian.gz'), gzipSync(changelog, { level: 9 }));
+  fs.writeFileSync(join(doc, 'changelog.gz'), gzipSync(changelog, { level: 9 }));
   const manPage = fs.readFileSync(join(debian, 'kelid.1'), 'utf8').replaceAll('@VERSION@', version);
   fs.writeFileSync(join(man, 'kelid.1.gz'), gzipSync(manPage, { level: 9 }));
-  for (const f of [join(doc, 'copyright'), join(doc, 'changelog.Debian.gz'), join(man, 'kelid.1.gz')])
+  fs.copyFileSync(join(debian, 'lintian-overrides'), join(overrides, 'kelid'));
+  for (const f of [
+    join(doc, 'copyright'),
+    join(doc, 'changelog.gz'),
+    join(man, 'kelid.1.gz'),
+    join(overrides, 'kelid'),
+  ])
     fs.chmodSync(f, 0o644);
 
   // Depends: what the program and its addon link against, as dpkg-shlibdeps reads it from the ELF
@@ -178,16 +195,13 @@ try {
   const depends = /shlibs:Depends=(.*)/.exec(shlibs)?.[1]?.trim();
   if (!depends) throw new Error(`dpkg-shlibdeps gave no Depends: ${shlibs}`);
 
-  const installedKb = Math.ceil(
-    [
-      join(tree, 'opt/kelid/kelid'),
-      join(doc, 'copyright'),
-      join(doc, 'changelog.Debian.gz'),
-      join(man, 'kelid.1.gz'),
-    ]
-      .map((f) => fs.statSync(f).size)
-      .reduce((a, b) => a + b, 0) / 1024,
-  );
+  // As dpkg-gencontrol counts it: KiB per file rounded up, one per folder or link.
+  let installedKb = 0;
+  for (const d of fs.readdirSync(tree, { recursive: true, withFileTypes: true })) {
+    const file = join(d.parentPath ?? d.path, d.name);
+    if (relative(tree, file).startsWith('DEBIAN')) continue;
+    installedKb += d.isFile() ? Math.ceil(fs.statSync(file).size / 1024) : 1;
+  }
   const control = fs
     .readFileSync(join(debian, 'control'), 'utf8')
     .replaceAll('@VERSION@', version)

@@ -30,6 +30,7 @@ export function defaultCacheBase(): string {
 function ensureOwnPrivateDir(dir: string): void {
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   const st = fs.lstatSync(dir);
+  if (st.isSymbolicLink()) throw new Error(`${dir} is a symbolic link: refusing to extract there`);
   if (!st.isDirectory()) throw new Error(`${dir} is not a directory`);
   const uid = process.getuid?.();
   if (uid !== undefined && st.uid !== uid) throw new Error(`${dir} belongs to another user (uid ${st.uid})`);
