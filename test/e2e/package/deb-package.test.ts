@@ -135,6 +135,7 @@ describe('Packaged Kelid (single-file program and .deb)', () => {
   });
 
   it('extracts its files to a private per-user cache, once per build, and replaces an altered copy', () => {
+    expect(kelid(['--version']).status).toBe(0);
     const cache = path.join(home, '.cache', 'kelid');
     const [dir, ...others] = fs.readdirSync(cache);
     expect(others).toEqual([]);
@@ -165,6 +166,17 @@ describe('Packaged Kelid (single-file program and .deb)', () => {
     expect(r.status).toBe(1);
     expect(r.stderr).toContain('is a symbolic link');
     expect(fs.readdirSync(elsewhere)).toEqual([]);
+  });
+
+  it.runIf(process.getuid?.() === 0)('refuses a cache folder that another account owns', () => {
+    const otherHome = path.join(work, 'home-other-owner');
+    const cache = path.join(otherHome, '.cache', 'kelid');
+    fs.mkdirSync(cache, { recursive: true, mode: 0o700 });
+    fs.chownSync(cache, 65534, 65534);
+    const r = sh(program, ['--version'], { env: { ...env, HOME: otherHome }, cwd: otherHome });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('belongs to another user');
+    expect(fs.readdirSync(cache)).toEqual([]);
   });
 
   it('serves /health, the SDK and the pages, and lists the SoftHSM token over a WebSocket', async () => {
