@@ -43,6 +43,16 @@ function listFiles(dir) {
     .sort();
 }
 
+const [major, minor] = process.versions.node.split('.').map(Number);
+if (major < 20 || (major === 20 && minor < 12)) {
+  console.error(`package: Node ${process.version} cannot embed assets: build with Node 20.12 or later`);
+  process.exit(1);
+}
+// Distribution builds of node that link a shared libnode have no fuse: they cannot become the program.
+if (!fs.readFileSync(nodeBinary).includes(SEA_FUSE)) {
+  console.error(`package: ${nodeBinary} has no single-executable fuse: build with a Node.js release binary`);
+  process.exit(1);
+}
 if (!fs.existsSync(join(root, SDK))) {
   console.error(`package: ${SDK} is missing: run "npm run build" first`);
   process.exit(1);

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
-import { homedir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
 
 /** What the packaged program carries: file path (relative, '/'-separated) → SHA-256 (hex). */
@@ -56,10 +56,20 @@ function verify(dir: string, manifest: AssetManifest): boolean {
  * to a temporary sibling and renamed into place, so two programs starting at once never see half a
  * folder. Returns the folder (absolute).
  */
-export function extractAssets(read: AssetReader, base: string = defaultCacheBase()): string {
+export function extractAssets(read: AssetReader, preferred: string = defaultCacheBase()): string {
   const manifestBytes = new Uint8Array(read(MANIFEST_ASSET));
   const manifest = JSON.parse(Buffer.from(manifestBytes).toString('utf8')) as AssetManifest;
-  ensureOwnPrivateDir(base);
+  let base = preferred;
+  try {
+    ensureOwnPrivateDir(base);
+  } catch (e) {
+    // No usable home (a service account, a read-only home): a folder of our own in the temporary
+    // directory, under the same checks. A cache folder we refused is not worked around.
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === undefined) throw e;
+    base = join(tmpdir(), `kelid-${process.getuid?.() ?? 'user'}`);
+    ensureOwnPrivateDir(base);
+  }
   const target = join(base, sha256(manifestBytes).slice(0, 32));
   if (verify(target, manifest)) return target;
 

@@ -168,6 +168,18 @@ describe('Packaged Kelid (single-file program and .deb)', () => {
     expect(fs.readdirSync(elsewhere)).toEqual([]);
   });
 
+  it('uses a private folder in TMPDIR when the home folder cannot hold a cache', () => {
+    const notAFolder = path.join(work, 'home-file');
+    const tmp = path.join(work, 'tmp');
+    fs.writeFileSync(notAFolder, '');
+    fs.mkdirSync(tmp);
+    const r = sh(program, ['--version'], { env: { ...env, HOME: notAFolder, TMPDIR: tmp }, cwd: work });
+    expect(r.stdout.trim(), r.stderr).toBe(VERSION);
+    const own = path.join(tmp, `kelid-${process.getuid?.()}`);
+    expect(fs.statSync(own).mode & 0o777).toBe(0o700);
+    expect(fs.readdirSync(own)).toEqual([expect.stringMatching(/^[0-9a-f]{32}$/)]);
+  });
+
   it.runIf(process.getuid?.() === 0)('refuses a cache folder that another account owns', () => {
     const otherHome = path.join(work, 'home-other-owner');
     const cache = path.join(otherHome, '.cache', 'kelid');
