@@ -121,6 +121,13 @@ describe('Packaged Kelid (single-file program and .deb)', () => {
     expect(modules.stdout).toMatch(/softhsm\s+LOADED/);
     expect(modules.stdout).toContain('SoftHSM');
 
+    // Without setpriv the module hosts are forked straight from the program.
+    const bare = sh(program, ['modules', '--config', config], {
+      env: { ...env, PATH: '/nonexistent' },
+      cwd: home,
+    });
+    expect(bare.stdout).toMatch(/softhsm\s+LOADED/);
+
     const tokens = kelid(['tokens', '--json', '--config', config]);
     expect(tokens.status, tokens.stderr).toBe(0);
     const list = JSON.parse(tokens.stdout) as Array<{
