@@ -16,7 +16,8 @@ for arg in "$@"; do
   esac
 done
 
-packages=(softhsm2 opensc p11-kit libp11-kit-dev gnutls-bin libnss3-tools openssl python3 make gcc g++ ca-certificates)
+# dpkg-dev: dpkg-shlibdeps and strip for `npm run package` (and its test).
+packages=(softhsm2 opensc p11-kit libp11-kit-dev gnutls-bin libnss3-tools openssl python3 make gcc g++ ca-certificates dpkg-dev)
 [ "$want_browser" = 1 ] && packages+=(chromium)
 
 missing=()

@@ -17,6 +17,7 @@ import { SITE_GRANTS_FILE, SiteGrants } from './consent/site-grants.js';
 import { KelidError } from './errors.js';
 import { silentLogger } from './log.js';
 import type { Logger } from './log.js';
+import { packageVersion } from './package-files.js';
 import type { ConnectionContext, PendingCall, ProtocolEnv } from './protocol/context.js';
 import { Dispatcher, JSON_RPC, rateLimitedResponse } from './protocol/dispatcher.js';
 import { METHODS } from './protocol/methods/index.js';
@@ -70,16 +71,6 @@ export interface AgentOptions {
 }
 
 /** Prompts per origin per minute: sites are held to few; an RA desk provisions token after token. */
-function packageVersion(): string {
-  try {
-    const pkg = JSON.parse(fs.readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
-      version?: string;
-    };
-    return pkg.version ?? '0.0.0';
-  } catch {
-    return '0.0.0';
-  }
-}
 
 class Connection implements ConnectionContext {
   readonly id = randomBytes(8).toString('hex');

@@ -2,10 +2,11 @@
 // them against their JSON Schemas. A broken shipped file is a packaging bug, hence ERR_INTERNAL.
 
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { sep } from 'node:path';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import type { ValidateFunction } from 'ajv/dist/2020.js';
 import { KelidError } from './errors.js';
+import { packagePath } from './package-files.js';
 
 /** Operating systems native-config lists paths for. */
 export type ModulePlatform = 'linux' | 'darwin' | 'win32';
@@ -56,12 +57,9 @@ export interface PinPolicies {
   so: PinPolicy;
 }
 
-// src/native-config.ts and dist/native-config.js both sit one level below the package root.
-const CONFIG_DIR = fileURLToPath(new URL('../native-config/', import.meta.url));
-
 /** Absolute path of the package's native-config directory (ends with a separator). */
 export function nativeConfigDir(): string {
-  return CONFIG_DIR;
+  return packagePath('native-config') + sep;
 }
 
 const MODULES_FILE = 'pkcs11-modules.json';
@@ -76,7 +74,7 @@ function validatorFor(schemaFile: string): ValidateFunction {
   if (v === undefined) {
     // One Ajv per schema: both schemas carry an $id, and an Ajv refuses the same $id twice.
     const ajv = new Ajv2020({ allErrors: true, strict: true, allowUnionTypes: true });
-    v = ajv.compile(readJson(CONFIG_DIR + schemaFile) as object);
+    v = ajv.compile(readJson(nativeConfigDir() + schemaFile) as object);
     validators.set(schemaFile, v);
   }
   return v;
@@ -137,7 +135,7 @@ interface RawPinPolicy {
  * the shipped schema. Throws KelidError ERR_INTERNAL when the file is missing, malformed, does not
  * match the schema or repeats an id.
  */
-export function loadKnownModules(file: string = CONFIG_DIR + MODULES_FILE): KnownModule[] {
+export function loadKnownModules(file: string = nativeConfigDir() + MODULES_FILE): KnownModule[] {
   const raw = readValidated(file, MODULES_SCHEMA) as { modules: RawModule[] };
   const seen = new Set<string>();
   return raw.modules.map((m) => {
@@ -182,7 +180,7 @@ function pinPolicy(file: string, role: string, p: RawPinPolicy): PinPolicy {
  * shipped schema, with the optional flags resolved to false. Throws KelidError ERR_INTERNAL when the
  * file is missing, malformed, does not match the schema or has minLength > maxLength.
  */
-export function loadPinPolicies(file: string = CONFIG_DIR + PIN_FILE): PinPolicies {
+export function loadPinPolicies(file: string = nativeConfigDir() + PIN_FILE): PinPolicies {
   const raw = readValidated(file, PIN_SCHEMA) as { user: RawPinPolicy; so: RawPinPolicy };
   return { user: pinPolicy(file, 'user', raw.user), so: pinPolicy(file, 'so', raw.so) };
 }

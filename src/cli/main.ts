@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { auditCommand } from './commands/audit.js';
 import { caCommand } from './commands/ca.js';
@@ -20,20 +19,14 @@ import { statusCommand } from './commands/status.js';
 import { sitesCommand } from './commands/sites.js';
 import { tokensCommand } from './commands/tokens.js';
 import { uiCommand } from './commands/ui.js';
+import { packageVersion } from '../package-files.js';
 import { reportError } from './context.js';
-
-function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
-    version: string;
-  };
-  return pkg.version;
-}
 
 /** Build the `kelid` command tree (the composition root of the CLI). */
 export function buildProgram(): Command {
   const program = new Command('kelid')
     .description('Kelid — PKCS#11 tokens for web pages: provisioning, signatures and status checks')
-    .version(version())
+    .version(packageVersion())
     .showHelpAfterError()
     .exitOverride();
   const commands = [

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { afterWrite, beforeWrite } from '../crash-points.js';
 import { KelidError } from '../errors.js';
 import { silentLogger } from '../log.js';
+import { MODULE_HOST_ARG, isPackagedProgram } from '../package-files.js';
 import type { Logger } from '../log.js';
 import type {
   HostEvent,
@@ -40,11 +41,17 @@ interface Pending {
   timer: NodeJS.Timeout;
 }
 
-const here = fileURLToPath(import.meta.url);
-// Under vitest/tsx this file is the .ts source; after the build it is dist/pkcs11/host-client.js.
-const runningFromSource = here.endsWith('.ts');
-const HOST_ENTRY = join(dirname(here), runningFromSource ? 'module-host.ts' : 'module-host.js');
-const HOST_EXEC_ARGV = runningFromSource ? ['--import', 'tsx'] : [];
+/** The host's entry and node options: the packaged program is its own host (src/packaged/sea-main.ts). */
+function hostEntry(): { entry: string; execArgv: string[] } {
+  if (isPackagedProgram()) return { entry: MODULE_HOST_ARG, execArgv: [] };
+  const here = fileURLToPath(import.meta.url);
+  // Under vitest/tsx this file is the .ts source; after the build it is dist/pkcs11/host-client.js.
+  const runningFromSource = here.endsWith('.ts');
+  return {
+    entry: join(dirname(here), runningFromSource ? 'module-host.ts' : 'module-host.js'),
+    execArgv: runningFromSource ? ['--import', 'tsx'] : [],
+  };
+}
 
 // A host whose agent died exits when its IPC channel closes, but not while it is stuck in a
 // synchronous PKCS#11 call (its event loop never sees the close) — and then it would live on holding
@@ -150,13 +157,10 @@ export class HostClient extends EventEmitter implements ModuleHost {
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
     };
     const wrapper = deathSignalWrapper();
+    const { entry, execArgv } = hostEntry();
     const child = wrapper
-      ? spawn(
-          wrapper[0],
-          [...wrapper.slice(1), process.execPath, ...HOST_EXEC_ARGV, HOST_ENTRY, this.path],
-          options,
-        )
-      : fork(HOST_ENTRY, [this.path], { ...options, execArgv: HOST_EXEC_ARGV });
+      ? spawn(wrapper[0], [...wrapper.slice(1), process.execPath, ...execArgv, entry, this.path], options)
+      : fork(entry, [this.path], { ...options, execArgv });
     this.child = child;
     child.stderr?.setEncoding('utf8');
     child.stderr?.on('data', (chunk: string) => {

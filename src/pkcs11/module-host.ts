@@ -2,8 +2,6 @@
 // A vendor library that crashes or hangs takes down only this process; the agent restarts it.
 // This file and the rest of src/pkcs11/ are the only code that imports pkcs11js.
 
-import { createRequire } from 'node:module';
-import type * as Pkcs11 from 'pkcs11js';
 import type { IParams, Mechanism, Template } from 'pkcs11js';
 import { afterWrite, beforeWrite } from '../crash-points.js';
 import { KelidError } from '../errors.js';
@@ -21,10 +19,7 @@ import type {
   TokenRef,
   UserType,
 } from './host-protocol.js';
-
-// pkcs11js is CommonJS whose constants come from the native binding: load it through require so they
-// are all present (an ESM namespace import only sees statically detectable exports).
-const pkcs11js = createRequire(import.meta.url)('pkcs11js') as typeof Pkcs11;
+import { pkcs11js } from './pkcs11js.js';
 
 type Handle = Buffer;
 

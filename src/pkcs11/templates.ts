@@ -1,11 +1,10 @@
 // PKCS#11 numbers and object templates. Templates are spelled out attribute by attribute: SoftHSM
 // (and other modules) default usage attributes to true and CKA_SENSITIVE to false.
 
-import { createRequire } from 'node:module';
-import type * as Pkcs11 from 'pkcs11js';
 import type { AttrTemplateItem, AttrValue } from './host-protocol.js';
+import { pkcs11js } from './pkcs11js.js';
 
-const P = createRequire(import.meta.url)('pkcs11js') as typeof Pkcs11;
+const P = pkcs11js;
 
 export const CKA = {
   CLASS: P.CKA_CLASS,

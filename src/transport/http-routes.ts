@@ -1,9 +1,10 @@
 import * as fs from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { sep } from 'node:path';
 import express from 'express';
 import type { NextFunction, Request, Response } from 'express';
 import type { ConsentBroker } from '../consent/consent-broker.js';
 import { silentLogger } from '../log.js';
+import { packagePath } from '../package-files.js';
 import type { Logger } from '../log.js';
 import { TRANSPORT_LIMITS } from './limits.js';
 
@@ -44,11 +45,11 @@ throw new Error('Kelid SDK is not available: build it with "npm run build" in th
 const BEARER = /^Bearer ([A-Za-z0-9_-]{16,128})$/;
 
 export function defaultUiDir(): string {
-  return fileURLToPath(new URL('../../src/ui/', import.meta.url));
+  return packagePath('src', 'ui') + sep;
 }
 
 export function defaultSdkFile(): string {
-  return fileURLToPath(new URL('../../dist/client/kelid.js', import.meta.url));
+  return packagePath('dist', 'client', 'kelid.js');
 }
 
 export function createHttpApp(options: HttpRoutesOptions): express.Express {

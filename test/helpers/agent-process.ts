@@ -174,6 +174,8 @@ export interface StartOptions {
   prefix?: string;
   /** Restart in the directory (state dir and config) of an earlier agent, e.g. one that was killed. */
   dir?: string;
+  /** Run this program (e.g. the packaged one) instead of `node bin/kelid.js`, with `env` only. */
+  program?: string;
 }
 
 export class AgentProcess {
@@ -199,24 +201,25 @@ export class AgentProcess {
       consent: { launcher: 'none', ...(options.config?.consent as object | undefined) },
     };
     fs.writeFileSync(this.configFile, JSON.stringify(config, null, 2));
-    this.child = spawn(
-      process.execPath,
-      [
-        ...(options.nodeArgs ?? []),
-        BIN,
-        'serve',
-        '--config',
-        this.configFile,
-        '--state-dir',
-        this.stateDir,
-        ...(options.verbose === false ? [] : ['--verbose']),
-      ],
-      {
-        cwd: REPO,
-        env: { ...process.env, ...options.env },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
+    const serve = [
+      'serve',
+      '--config',
+      this.configFile,
+      '--state-dir',
+      this.stateDir,
+      ...(options.verbose === false ? [] : ['--verbose']),
+    ];
+    this.child = options.program
+      ? spawn(options.program, serve, {
+          cwd: this.dir,
+          env: options.env ?? {},
+          stdio: ['ignore', 'pipe', 'pipe'],
+        })
+      : spawn(process.execPath, [...(options.nodeArgs ?? []), BIN, ...serve], {
+          cwd: REPO,
+          env: { ...process.env, ...options.env },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
     this.child.stdout?.on('data', (d: Buffer) => (this.stdout += d.toString('utf8')));
     this.child.stderr?.on('data', (d: Buffer) => (this.stderr += d.toString('utf8')));
     this.exited = new Promise((resolve) => this.child.once('exit', (code) => resolve(code)));
@@ -224,7 +227,7 @@ export class AgentProcess {
 
   /** Spawn `kelid serve` and wait until agent.json appears. */
   static async start(options: StartOptions = {}): Promise<AgentProcess> {
-    assertBuilt();
+    if (!options.program) assertBuilt();
     const agent = new AgentProcess(options);
     const file = path.join(agent.stateDir, 'agent.json');
     const deadline = Date.now() + 30_000;
