@@ -24,6 +24,8 @@ export type ModuleQuirks = {
   };
   noParallelSessions?: boolean;
   maxLabelBytes?: number;
+  /** "device-wide": wrong PINs count against one lockout for the whole device (a TPM), unflagged. */
+  lockout?: 'token' | 'device-wide';
 };
 
 /** One entry of native-config/pkcs11-modules.json, with optional flags resolved to their defaults. */

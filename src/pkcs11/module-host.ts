@@ -144,24 +144,38 @@ class ModuleHostProcess {
     return { slots, reinitialized };
   }
 
-  /** Find the slot of a token: the remembered slot id first, then by serial (slot ids are not stable). */
+  /**
+   * Find the slot of a token: the remembered slot id first, then by serial (slot ids are not stable),
+   * and by label and slot description too when the serial does not tell tokens apart. Never another
+   * token: when two slots fit, neither is taken.
+   */
   private resolve(ref: TokenRef): Handle {
     if (!this.initialized) this.initialize();
+    const fits = (slot: Handle): boolean => {
+      const ti = this.p11.C_GetTokenInfo(slot);
+      if (trim(ti.serialNumber) !== ref.serial) return false;
+      if (ref.label !== undefined && trim(ti.label) !== ref.label) return false;
+      if (ref.slotDescription !== undefined) {
+        return trim(this.p11.C_GetSlotInfo(slot).slotDescription) === ref.slotDescription;
+      }
+      return true;
+    };
     const remembered = unhex(ref.slotId);
     try {
-      const ti = this.p11.C_GetTokenInfo(remembered);
-      if (trim(ti.serialNumber) === ref.serial) return remembered;
+      if (fits(remembered)) return remembered;
     } catch (e) {
       if (hasCkr(e, 'CKR_DEVICE_ERROR')) throw e;
     }
-    if (ref.serial !== '') {
+    if (ref.serial !== '' && ref.slotBound !== true) {
+      const found: Handle[] = [];
       for (const slot of this.p11.C_GetSlotList(true)) {
         try {
-          if (trim(this.p11.C_GetTokenInfo(slot).serialNumber) === ref.serial) return slot;
+          if (fits(slot)) found.push(slot);
         } catch {
           // keep looking
         }
       }
+      if (found.length === 1) return found[0]!;
     }
     throw new KelidError('ERR_TOKEN_REMOVED', 'the token is no longer connected');
   }

@@ -20,7 +20,6 @@ import type { InterruptedWrites } from './interrupted-writes.js';
 import { findSigningKey, generateSigningKey, listPrivateKeys, listPublicKeys } from './key-store.js';
 import type { TemplateQuirks } from '../pkcs11/templates.js';
 import { Pkcs11Signer } from './token-signer.js';
-import { toToken } from './token-info.js';
 import type { LoginRole, TokenService, TokenSession } from './token-service.js';
 
 const MAX_LABEL_BYTES = 32;
@@ -108,8 +107,9 @@ export class ProvisioningService {
       { token: loc.ref, soPin, label: input.label },
       { timeoutMs: 180_000 },
     );
-    const initialized = toToken(loc.module.spec.id, slot);
-    await this.tokens.listTokens();
+    // Re-found by what the token reads now, never by a tokenId computed from the serial alone: on a
+    // module that repeats serials (tpm2-pkcs11) that id is also another token's.
+    const initialized = (await this.tokens.relocate(loc.module, slot)).token;
     await this.writeSession(initialized.tokenId, async (s) => {
       await s.login('so', soPin);
       await s.call('initPin', { pin: userPin });

@@ -4,6 +4,8 @@ import type { Logger } from '../log.js';
 import type { HostMethod, HostMethods, RawSlot, TokenRef } from '../pkcs11/host-protocol.js';
 import type { LoadedModule } from '../pkcs11/module-manager.js';
 import type { PinState, Token } from '../protocol/types.js';
+import { identityLevels, tokenRefOf } from './token-id.js';
+import type { IdentityLevel } from './token-id.js';
 import { toToken } from './token-info.js';
 
 export interface ModuleSource {
@@ -15,6 +17,8 @@ export interface TokenLocation {
   module: LoadedModule;
   ref: TokenRef;
   token: Token;
+  /** What the tokenId is made of (repeated serials need more than the serial). */
+  level: IdentityLevel;
 }
 
 export type LoginRole = 'user' | 'so';
@@ -27,6 +31,10 @@ export type PinEntry = string | null;
 
 /** Default deadline of C_Login: long, because a PIN pad reader waits for the user to type. */
 const LOGIN_TIMEOUT_MS = 120_000;
+
+function locationOf(module: LoadedModule, slot: RawSlot, level: IdentityLevel): TokenLocation {
+  return { module, ref: tokenRefOf(slot, level), token: toToken(module.spec.id, slot, level), level };
+}
 
 /** Distinguishes "no token with this id" from "the module it lived on is down". */
 function notFound(tokenId: string): KelidError {
@@ -100,18 +108,35 @@ export class TokenService {
   /** Read the slots of one module; `reinitialize` lets modules that need it notice new tokens. */
   async scanModule(module: LoadedModule, reinitialize = false): Promise<TokenLocation[]> {
     const { slots } = await module.host.call('listSlots', { reinitialize });
-    return slots.map((slot) => this.locate(module, slot));
+    const levels = identityLevels(slots);
+    return slots.map((slot, i) => this.locate(module, slot, levels[i]!));
   }
 
-  private locate(module: LoadedModule, slot: RawSlot): TokenLocation {
-    const token = toToken(module.spec.id, slot);
-    const loc: TokenLocation = {
-      module,
-      ref: { slotId: slot.slotId, serial: slot.token.serialNumber },
-      token,
-    };
-    this.locations.set(token.tokenId, loc);
+  private locate(module: LoadedModule, slot: RawSlot, level: IdentityLevel): TokenLocation {
+    const loc = locationOf(module, slot, level);
+    this.locations.set(loc.token.tokenId, loc);
     return loc;
+  }
+
+  /**
+   * Where a token read straight from the host (after C_InitToken) is now listed: by what it now
+   * reads (serial, label, slot description), and by its slot only when those repeat. Not a lookup
+   * by tokenId, which would take any token whose serial repeats this one's.
+   */
+  async relocate(module: LoadedModule, slot: RawSlot): Promise<TokenLocation> {
+    await this.listTokens();
+    const same = (l: TokenLocation) =>
+      l.module.spec.id === module.spec.id &&
+      l.token.serialNumber === slot.token.serialNumber &&
+      l.token.label === slot.token.label &&
+      l.token.slotDescription === slot.slotDescription &&
+      l.token.manufacturer === slot.token.manufacturerId &&
+      l.token.model === slot.token.model;
+    const candidates = [...this.locations.values()].filter(same);
+    const found =
+      candidates.length === 1 ? candidates[0] : candidates.find((l) => l.ref.slotId === slot.slotId);
+    if (!found) throw new KelidError('ERR_TOKEN_REMOVED', 'the token is no longer connected');
+    return found;
   }
 
   /**
@@ -162,7 +187,7 @@ export class TokenService {
     if (cached?.module.isReady()) {
       try {
         const slot = await cached.module.host.call('tokenInfo', { token: cached.ref });
-        const loc = this.locate(cached.module, slot);
+        const loc = this.locate(cached.module, slot, cached.level);
         if (loc.token.tokenId === tokenId) return loc;
       } catch (e) {
         if (!isKelidError(e, 'ERR_TOKEN_REMOVED')) throw e;
@@ -249,11 +274,7 @@ export class TokenSession {
   /** Re-read CK_TOKEN_INFO (PIN flags change with every attempt). */
   async refresh(): Promise<Token> {
     const slot = await this.loc.module.host.call('tokenInfo', { token: this.loc.ref });
-    this.loc = {
-      ...this.loc,
-      ref: { slotId: slot.slotId, serial: slot.token.serialNumber },
-      token: toToken(this.loc.module.spec.id, slot),
-    };
+    this.loc = locationOf(this.loc.module, slot, this.loc.level);
     return this.loc.token;
   }
 
