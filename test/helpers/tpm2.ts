@@ -175,8 +175,7 @@ export class Tpm2Stack {
       TPM2_PKCS11_TCTI: 'tabrmd:bus_type=session',
       TPM2_PKCS11_STORE: this.store,
       DBUS_SESSION_BUS_ADDRESS: this.busAddress,
-      // tpm2-pkcs11 warns on stderr otherwise (it goes to the module host's debug log).
-      TPM2_PKCS11_LOG_LEVEL: '0',
+      // The TSS warns on stderr otherwise; tpm2-pkcs11's own errors (which name refused attributes) stay.
       TSS2_LOG: 'all+NONE',
     };
   }

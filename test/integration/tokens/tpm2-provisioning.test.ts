@@ -1,0 +1,79 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_PIN_POLICY } from '../../../src/consent/pin-policy.js';
+import { KelidError } from '../../../src/errors.js';
+import { loadKnownModules } from '../../../src/native-config.js';
+import { ModuleManager } from '../../../src/pkcs11/module-manager.js';
+import { ProvisioningService } from '../../../src/tokens/provisioning-service.js';
+import { TokenService } from '../../../src/tokens/token-service.js';
+import { Tpm2Stack, tpm2SkipReason } from '../../helpers/tpm2.js';
+
+const skip = tpm2SkipReason();
+const PIN = '11111111';
+const RSA = { name: 'RSA', modulusLength: 2048 } as const;
+
+async function rejection(p: Promise<unknown>): Promise<KelidError> {
+  return p.then(
+    () => {
+      throw new Error('expected a rejection');
+    },
+    (e: unknown) => e as KelidError,
+  );
+}
+
+// Provisioning on tpm2-pkcs11 (issue 18, findings 2-6). One swtpm for the file: the lockout test,
+// which uses up the TPM's dictionary-attack counter, runs last.
+describe.skipIf(skip !== undefined)(
+  `ProvisioningService on tpm2-pkcs11${skip ? ` — skipped: ${skip}` : ''}`,
+  () => {
+    let tpm: Tpm2Stack;
+    let bare: ModuleManager;
+    let quirked: ModuleManager;
+    const quirks = loadKnownModules().find((m) => m.id === 'tpm2-pkcs11')!.quirks;
+
+    beforeAll(async () => {
+      tpm = await Tpm2Stack.start();
+      tpm.addToken('prov', 'so-prov1', PIN);
+      // the same module twice: without quirks (as an unknown path would load) and with its entry's
+      bare = new ModuleManager([{ id: 'tpm2-bare', path: tpm.module, env: tpm.env }]);
+      quirked = new ModuleManager([{ id: 'tpm2', path: tpm.module, env: tpm.env, quirks }]);
+      await Promise.all([bare.start(), quirked.start()]);
+    }, 60_000);
+    afterAll(async () => {
+      await Promise.all([bare?.stop(), quirked?.stop()]);
+      tpm?.cleanup();
+    });
+
+    async function tokenOf(modules: ModuleManager): Promise<{ tokens: TokenService; tokenId: string }> {
+      const tokens = new TokenService(modules);
+      const t = (await tokens.listTokens()).find((x) => x.label === 'prov')!;
+      return { tokens, tokenId: t.tokenId };
+    }
+
+    describe('#generateKey (finding 2: key template)', () => {
+      it('names the refused attribute and points at the quirks file when the module refuses the template', async () => {
+        const { tokens, tokenId } = await tokenOf(bare);
+        const e = await rejection(
+          new ProvisioningService(tokens, DEFAULT_PIN_POLICY).generateKey(tokenId, PIN, {
+            algorithm: RSA,
+          }),
+        );
+        expect(e).toBeInstanceOf(KelidError);
+        expect(e.data.attribute).toBe('CKA_VERIFY');
+        expect(e.message).toContain('CKA_VERIFY');
+        expect(e.message).toContain('native-config/pkcs11-modules.json');
+        expect(e.message).not.toContain(PIN);
+      });
+
+      it('generates the RSA key with the tpm2-pkcs11 entry of native-config (pkcs11-tool lists it)', async () => {
+        const { tokens, tokenId } = await tokenOf(quirked);
+        const { key } = await new ProvisioningService(tokens, DEFAULT_PIN_POLICY).generateKey(tokenId, PIN, {
+          algorithm: RSA,
+          label: 'quirked',
+        });
+        expect(
+          tpm.tool(['--token-label', 'prov', '--login', '--pin', PIN, '--list-objects', '--type', 'privkey']),
+        ).toContain(`ID:         ${key.keyId}`);
+      });
+    });
+  },
+);
