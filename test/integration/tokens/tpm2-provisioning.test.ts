@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_PIN_POLICY } from '../../../src/consent/pin-policy.js';
 import { KelidError } from '../../../src/errors.js';
@@ -74,6 +75,37 @@ describe.skipIf(skip !== undefined)(
           tpm.tool(['--token-label', 'prov', '--login', '--pin', PIN, '--list-objects', '--type', 'privkey']),
         ).toContain(`ID:         ${key.keyId}`);
       });
+    });
+
+    describe('#createCsr (finding 3: RSA PKCS#1 v1.5 through the hash-and-sign mechanism)', () => {
+      let keyId = '';
+      beforeAll(async () => {
+        const { tokens, tokenId } = await tokenOf(quirked);
+        const service = new ProvisioningService(tokens, DEFAULT_PIN_POLICY);
+        keyId = (await service.generateKey(tokenId, PIN, { algorithm: RSA, label: 'csr key' })).key.keyId;
+      });
+
+      for (const [name, withQuirks] of [
+        ['with the quirk (CKM_SHA256_RSA_PKCS straight away)', true],
+        ['without it (after CKM_RSA_PKCS fails)', false],
+      ] as const) {
+        it(`signs the request ${name}: openssl req -verify accepts it`, async () => {
+          // a new host: tpm2-pkcs11 reads the store's objects when it starts
+          const modules = new ModuleManager([
+            { id: 'tpm2-csr', path: tpm.module, env: tpm.env, ...(withQuirks ? { quirks } : {}) },
+          ]);
+          await modules.start();
+          try {
+            const { tokens, tokenId } = await tokenOf(modules);
+            const service = new ProvisioningService(tokens, DEFAULT_PIN_POLICY);
+            const pem = await service.createCsr(tokenId, PIN, keyId, { subject: 'CN=TPM RSA' });
+            const v = spawnSync('openssl', ['req', '-verify', '-noout'], { input: pem, encoding: 'utf8' });
+            expect(v.stdout + v.stderr).toMatch(/verify OK/);
+          } finally {
+            await modules.stop();
+          }
+        });
+      }
     });
   },
 );
