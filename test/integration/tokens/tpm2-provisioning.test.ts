@@ -3,12 +3,35 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_PIN_POLICY } from '../../../src/consent/pin-policy.js';
 import { KelidError } from '../../../src/errors.js';
 import { loadKnownModules } from '../../../src/native-config.js';
+import type { ModuleHost } from '../../../src/pkcs11/host-protocol.js';
 import { ModuleManager } from '../../../src/pkcs11/module-manager.js';
+import type { LoadedModule } from '../../../src/pkcs11/module-manager.js';
 import { ProvisioningService } from '../../../src/tokens/provisioning-service.js';
 import { TokenService } from '../../../src/tokens/token-service.js';
 import { Tpm2Stack, tpm2SkipReason } from '../../helpers/tpm2.js';
 
 const skip = tpm2SkipReason();
+
+/** The module as it is, except that signatures fail as tpm2-pkcs11's CKM_RSA_PKCS did (the seam). */
+class FailingSignatures {
+  constructor(private readonly inner: ModuleManager) {}
+  modules(): LoadedModule[] {
+    return this.inner.modules().map((m) => {
+      const host: ModuleHost = {
+        moduleId: m.host.moduleId,
+        call: (method, params, options) =>
+          method === 'sign'
+            ? Promise.reject(
+                new KelidError('ERR_DEVICE_ERROR', 'the PKCS#11 module reported a general error', {
+                  data: { ckr: 'CKR_GENERAL_ERROR' },
+                }),
+              )
+            : m.host.call(method, params, options),
+      };
+      return { ...m, host };
+    });
+  }
+}
 const PIN = '11111111';
 const RSA = { name: 'RSA', modulusLength: 2048 } as const;
 
@@ -106,6 +129,46 @@ describe.skipIf(skip !== undefined)(
           }
         });
       }
+    });
+
+    describe('#generateKey with a CSR (finding 4: no orphan key pair)', () => {
+      const privateKeys = () =>
+        (
+          tpm
+            .tool(['--token-label', 'prov', '--login', '--pin', PIN, '--list-objects', '--type', 'privkey'])
+            .match(/Private Key Object/g) ?? []
+        ).length;
+
+      it('removes the new key pair in the same session when signing the CSR fails', async () => {
+        const tokens = new TokenService(new FailingSignatures(quirked));
+        const tokenId = (await tokens.listTokens()).find((x) => x.label === 'prov')!.tokenId;
+        const before = privateKeys();
+        const e = await rejection(
+          new ProvisioningService(tokens, DEFAULT_PIN_POLICY).generateKey(tokenId, PIN, {
+            algorithm: RSA,
+            label: 'orphan?',
+            csr: { subject: 'CN=orphan' },
+          }),
+        );
+        expect(e.code).toBe('ERR_DEVICE_ERROR');
+        expect(e.data.keyRolledBack).toBe(true);
+        expect(privateKeys()).toBe(before);
+        const keys = await new ProvisioningService(tokens, DEFAULT_PIN_POLICY).listKeys(tokenId);
+        expect(keys.map((k) => k.label)).not.toContain('orphan?');
+      });
+
+      it('refuses a CSR this key cannot sign before generating anything', async () => {
+        const { tokens, tokenId } = await tokenOf(quirked);
+        const before = privateKeys();
+        const e = await rejection(
+          new ProvisioningService(tokens, DEFAULT_PIN_POLICY).generateKey(tokenId, PIN, {
+            algorithm: { name: 'EC', namedCurve: 'P-256' },
+            csr: { subject: 'CN=pss on EC', signatureAlgorithm: { scheme: 'RSA-PSS' } },
+          }),
+        );
+        expect(e.code).toBe('ERR_INVALID_INPUT');
+        expect(privateKeys()).toBe(before);
+      });
     });
   },
 );
