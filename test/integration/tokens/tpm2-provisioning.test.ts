@@ -57,6 +57,7 @@ describe.skipIf(skip !== undefined)(
     beforeAll(async () => {
       tpm = await Tpm2Stack.start();
       tpm.addToken('prov', 'so-prov1', PIN);
+      tpm.addToken('other', 'so-other', '33333333');
       // the same module twice: without quirks (as an unknown path would load) and with its entry's
       bare = new ModuleManager([{ id: 'tpm2-bare', path: tpm.module, env: tpm.env }]);
       quirked = new ModuleManager([{ id: 'tpm2', path: tpm.module, env: tpm.env, quirks }]);
@@ -168,6 +169,54 @@ describe.skipIf(skip !== undefined)(
         );
         expect(e.code).toBe('ERR_INVALID_INPUT');
         expect(privateKeys()).toBe(before);
+      });
+    });
+
+    // Last: it uses up the TPM's dictionary-attack counter, shared by every token.
+    describe('login (finding 5: a device-wide lockout no flag shows)', () => {
+      it('reports every token of the module locked, and says the SO-PIN cannot unblock it', async () => {
+        const tokens = new TokenService(quirked);
+        const byLabel = async (label: string) => (await tokens.listTokens()).find((t) => t.label === label)!;
+        const prov = await byLabel('prov');
+        expect(prov.userPin.locked).toBe(false);
+        const codes: string[] = [];
+        for (let i = 0; i < 6 && !codes.includes('ERR_PIN_LOCKED'); i++) {
+          const e = await rejection(
+            tokens.withSession(prov.tokenId, { readWrite: false }, (s) => s.login('user', '99999999')),
+          );
+          codes.push(e.code);
+        }
+        expect(codes[0]).toBe('ERR_PIN_INCORRECT');
+        expect(codes.at(-1)).toBe('ERR_PIN_LOCKED');
+        // the flags still say unlocked (pkcs11-tool reads them), Kelid does not
+        expect(tpm.tool(['--token-label', 'prov', '-T'])).not.toMatch(/locked/);
+        const after = await byLabel('prov');
+        expect(after.userPin.locked).toBe(true);
+        expect(after.soPin.locked).toBe(true);
+        expect((await byLabel('other')).userPin.locked).toBe(true);
+        expect(after.lockout).toBe('device-wide');
+        // the right PIN is refused without another attempt, with advice for this kind of lockout
+        const e = await rejection(
+          tokens.withSession(prov.tokenId, { readWrite: false }, (s) => s.login('user', PIN)),
+        );
+        expect(e.code).toBe('ERR_PIN_LOCKED');
+        expect(e.data.lockout).toBe('device-wide');
+        expect(e.message).toMatch(/SO-PIN cannot unblock/);
+        expect(e.message).not.toContain(PIN);
+      });
+
+      it('without the quirk, reports the token whose login said locked (from C_Login, not the flags)', async () => {
+        const tokens = new TokenService(bare);
+        const prov = (await tokens.listTokens()).find((t) => t.label === 'prov')!;
+        expect(prov.userPin.locked).toBe(false);
+        const e = await rejection(
+          tokens.withSession(prov.tokenId, { readWrite: false }, (s) => s.login('user', PIN)),
+        );
+        expect(e.code).toBe('ERR_PIN_LOCKED');
+        expect(e.data.lockout).toBeUndefined();
+        const list = await tokens.listTokens();
+        expect(list.find((t) => t.label === 'prov')?.userPin.locked).toBe(true);
+        expect(list.find((t) => t.label === 'other')?.userPin.locked).toBe(false);
       });
     });
   },
