@@ -31,6 +31,8 @@ type Handle = Buffer;
 const hex = (h: Handle): string => h.toString('hex');
 const unhex = (s: string): Handle => Buffer.from(s, 'hex');
 const trim = (s: string): string => s.replace(/[\s\0]+$/u, '');
+/** How long an exiting host waits for running calls before it exits without C_Finalize. */
+const FINALIZE_WAIT_MS = 1500;
 /** Below this, a signature is made synchronously in signMany (see there). */
 const FAST_SIGNATURE_MS = 1;
 /** signMany yields to the event loop after this much synchronous work. */
@@ -69,6 +71,14 @@ class ModuleHostProcess {
       if (!hasCkr(e, 'CKR_CRYPTOKI_ALREADY_INITIALIZED')) throw e;
     }
     this.initialized = true;
+  }
+
+  /**
+   * Orderly exit: C_Finalize, so that modules which release device resources only there (tpm2-pkcs11
+   * left TPM transient objects loaded after a failed keygen) let go of them.
+   */
+  shutdown(): void {
+    this.finalize();
   }
 
   private finalize(): void {
@@ -572,8 +582,10 @@ function main(): void {
   }
 
   const handlers = host as unknown as Record<HostMethod, (params: unknown) => unknown>;
+  let inFlight = 0;
   process.on('message', (raw: HostRequest) => {
     void (async () => {
+      inFlight++;
       try {
         const fn = HOST_METHODS.has(raw.method) ? handlers[raw.method] : undefined;
         if (typeof fn !== 'function') {
@@ -589,11 +601,32 @@ function main(): void {
         send({ id: raw.id, ok: true, result });
       } catch (e) {
         send({ id: raw.id, ok: false, error: mapPkcs11Error(e, `${raw.method}`).toJSON() });
+      } finally {
+        inFlight--;
       }
     })();
   });
-  // The agent went away: do not linger holding the token.
-  process.on('disconnect', () => process.exit(0));
+  // The agent went away or stops us: finalize and exit, without lingering holding the token. A call
+  // still running on a worker thread (C_SignAsync, C_GenerateKeyPairAsync) gets a moment to end:
+  // C_Finalize under a running call is undefined, so past that the host exits without it.
+  let exiting = false;
+  const exit = (): void => {
+    if (exiting) return;
+    exiting = true;
+    const deadline = Date.now() + FINALIZE_WAIT_MS;
+    const attempt = (): void => {
+      if (inFlight > 0 && Date.now() < deadline) {
+        setTimeout(attempt, 10);
+        return;
+      }
+      if (inFlight === 0) host.shutdown();
+      process.exit(0);
+    };
+    attempt();
+  };
+  process.on('disconnect', exit);
+  process.on('SIGTERM', exit);
+  process.on('SIGINT', exit);
 }
 
 main();
