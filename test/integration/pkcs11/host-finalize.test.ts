@@ -39,7 +39,7 @@ describe.skipIf(SPY === undefined)(
       await host.start();
       expect(host.state).toBe('ready');
       // a session open and a login held, as after an operation that failed halfway (the spy's log
-    // holds the PIN: it stays in this test's temporary directory)
+      // holds the PIN: it stays in this test's temporary directory)
       const { slots } = await host.call('listSlots', {});
       const slot = slots.find((s) => s.token.label === 'fin')!;
       const { sessionId } = await host.call('openSession', {
