@@ -19,6 +19,7 @@ import { repairInterruptedWrites } from './interrupted-writes.js';
 import type { InterruptedWrites } from './interrupted-writes.js';
 import { findSigningKey, generateSigningKey, listPrivateKeys, listPublicKeys } from './key-store.js';
 import type { GeneratedKey } from './key-store.js';
+import { CKA } from '../pkcs11/templates.js';
 import type { TemplateQuirks } from '../pkcs11/templates.js';
 import { Pkcs11Signer } from './token-signer.js';
 import type { LoginRole, TokenService, TokenSession } from './token-service.js';
@@ -302,6 +303,14 @@ function defaultKeyLabel(): string {
 async function rollBack(s: TokenSession, g: GeneratedKey, e: unknown): Promise<KelidError> {
   const error = toKelidError(e, 'creating the certification request failed');
   try {
+    // Handles are only valid in the host incarnation that made them: destroy an object only if it
+    // still carries this pair's CKA_ID (a restarted host could have given the number to another).
+    const id = Buffer.from(g.keyId, 'hex');
+    for (const handle of [g.privateHandle, g.publicHandle]) {
+      const { values } = await s.call('getAttributes', { handle, attributes: [CKA.ID] });
+      const found = values[CKA.ID];
+      if (!found || !id.equals(Buffer.from(found))) throw new Error('not this pair');
+    }
     await s.call('destroyObject', { handle: g.privateHandle });
     await s.call('destroyObject', { handle: g.publicHandle });
   } catch {

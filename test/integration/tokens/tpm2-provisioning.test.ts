@@ -158,6 +158,51 @@ describe.skipIf(skip !== undefined)(
         expect(keys.map((k) => k.label)).not.toContain('orphan?');
       });
 
+      it('destroys nothing whose CKA_ID is not the new pair (handles of a restarted host), and names the pair', async () => {
+        const calls: string[] = [];
+        let signFailed = false;
+        const source = {
+          modules: (): LoadedModule[] =>
+            quirked.modules().map((m) => {
+              const host: ModuleHost = {
+                moduleId: m.host.moduleId,
+                call: async (method, params, options) => {
+                  calls.push(method);
+                  if (method === 'sign') {
+                    signFailed = true;
+                    throw new KelidError('ERR_MODULE_FAILED', 'the PKCS#11 module host stopped unexpectedly');
+                  }
+                  const r = await m.host.call(method, params, options);
+                  // after the "restart", the handles name other objects
+                  if (method === 'getAttributes' && signFailed) {
+                    return {
+                      ...(r as { handle: string }),
+                      values: { [0x102]: new Uint8Array([1, 2, 3]) },
+                    } as typeof r;
+                  }
+                  return r;
+                },
+              };
+              return { ...m, host };
+            }),
+        };
+        const tokens = new TokenService(source);
+        const tokenId = (await tokens.listTokens()).find((x) => x.label === 'prov')!.tokenId;
+        const e = await rejection(
+          new ProvisioningService(tokens, DEFAULT_PIN_POLICY).generateKey(tokenId, PIN, {
+            algorithm: { name: 'EC', namedCurve: 'P-256' },
+            label: 'pending one',
+            csr: { subject: 'CN=pending' },
+          }),
+        );
+        expect(e.code).toBe('ERR_MODULE_FAILED');
+        expect(calls.slice(calls.indexOf('sign'))).not.toContain('destroyObject');
+        const keys = await new ProvisioningService(new TokenService(quirked), DEFAULT_PIN_POLICY).listKeys(
+          tokenId,
+        );
+        expect(keys.find((k) => k.label === 'pending one')?.keyId).toBe(e.data.pendingKeyId);
+      });
+
       it('refuses a CSR this key cannot sign before generating anything', async () => {
         const { tokens, tokenId } = await tokenOf(quirked);
         const before = privateKeys();
