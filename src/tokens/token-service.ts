@@ -330,11 +330,17 @@ export class TokenSession {
     options?: { timeoutMs?: number },
   ): Promise<HostMethods[M]['result']> {
     if (this.closed) throw new TypeError('session used after close');
-    return this.loc.module.host.call(
+    const result = this.loc.module.host.call(
       method,
       { ...params, sessionId: this.sessionId } as HostMethods[M]['params'],
       options,
     );
+    if (method !== 'initPin') return result;
+    // A user PIN just set (unblock, init) ends a lockout that only C_Login had reported.
+    return result.then((r) => {
+      this.observedLocks.clear(this.loc.module, this.loc.token.tokenId, 'user');
+      return r;
+    });
   }
 
   /** Re-read CK_TOKEN_INFO (PIN flags change with every attempt). */
