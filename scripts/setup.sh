@@ -18,6 +18,8 @@ done
 
 # dpkg-dev: dpkg-shlibdeps and strip for `npm run package` (and its test).
 packages=(softhsm2 opensc p11-kit libp11-kit-dev gnutls-bin libnss3-tools openssl python3 make gcc g++ ca-certificates dpkg-dev)
+# The second PKCS#11 implementation of the suite: tpm2-pkcs11 on a software TPM (test/helpers/tpm2.ts).
+packages+=(swtpm tpm2-tools tpm2-abrmd libtss2-tcti-tabrmd0 libtpm2-pkcs11-1 libtpm2-pkcs11-tools dbus-daemon)
 [ "$want_browser" = 1 ] && packages+=(chromium)
 
 missing=()

@@ -25,6 +25,10 @@ export type ModuleQuirks = {
   };
   noParallelSessions?: boolean;
   maxLabelBytes?: number;
+  /** "device-wide": wrong PINs count against one lockout for the whole device (a TPM), unflagged. */
+  lockout?: 'token' | 'device-wide';
+  /** false: CKM_RSA_PKCS cannot sign a digest (tpm2-pkcs11); PKCS#1 v1.5 only through hash-and-sign. */
+  rsaPkcsSignsDigest?: boolean;
 };
 
 /** One entry of native-config/pkcs11-modules.json, with optional flags resolved to their defaults. */

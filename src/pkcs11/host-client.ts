@@ -7,6 +7,7 @@ import { afterWrite, beforeWrite } from '../crash-points.js';
 import { KelidError } from '../errors.js';
 import { silentLogger } from '../log.js';
 import { MODULE_HOST_ARG, isPackagedProgram } from '../package-files.js';
+import { CKA } from './templates.js';
 import type { Logger } from '../log.js';
 import type {
   HostEvent,
@@ -34,11 +35,35 @@ export interface HostClientOptions {
 
 interface Pending {
   method: HostMethod;
+  /** Index in the module's output when the call was sent. */
+  outputMark: number;
   /** Its number among this process's token writes (0: not a write); for the test crash points. */
   write: number;
   resolve: (v: unknown) => void;
   reject: (e: KelidError) => void;
   timer: NodeJS.Timeout;
+}
+
+/** Calls whose template a module may refuse, naming the attribute only on stderr. */
+const TEMPLATE_METHODS: ReadonlySet<HostMethod> = new Set<HostMethod>(['generateKeyPair', 'createObject']);
+/** How long a refused template call waits for the module's stderr (a separate pipe from the answer). */
+const OUTPUT_GRACE_MS = 30;
+const OUTPUT_LINES = 20;
+const CKA_NAMES = new Map<number, string>(Object.entries(CKA).map(([name, value]) => [value, `CKA_${name}`]));
+
+/**
+ * The attribute a module names in its own output when it refuses a template, e.g. tpm2-pkcs11's
+ * "User specified and TPM specified attr mismatch: 0x10a". Only the attribute is taken from the
+ * output: the rest of a vendor library's output is never passed on.
+ */
+export function refusedAttribute(lines: readonly string[]): string | undefined {
+  for (const line of [...lines].reverse()) {
+    const m = /\battr(?:ibute)?\b[^\n]*?\b0x([0-9a-f]{1,8})\b/i.exec(line);
+    if (!m) continue;
+    const value = Number.parseInt(m[1]!, 16);
+    return CKA_NAMES.get(value) ?? `0x${value.toString(16)}`;
+  }
+  return undefined;
 }
 
 /** The host's entry and node options: the packaged program is its own host (src/packaged/sea-main.ts). */
@@ -95,6 +120,9 @@ export class HostClient extends EventEmitter implements ModuleHost {
   private restartTimer: NodeJS.Timeout | undefined;
   private readyWaiters: Array<() => void> = [];
   private _generation = 0;
+  /** The module's last stderr lines, and how many were ever received (marks for calls). */
+  private output: string[] = [];
+  private outputCount = 0;
 
   constructor(options: HostClientOptions) {
     super();
@@ -164,8 +192,13 @@ export class HostClient extends EventEmitter implements ModuleHost {
     this.child = child;
     child.stderr?.setEncoding('utf8');
     child.stderr?.on('data', (chunk: string) => {
-      for (const line of chunk.split('\n'))
-        if (line.trim()) this.log.debug({ stderr: line.slice(0, 500) }, 'module output');
+      for (const line of chunk.split('\n')) {
+        if (!line.trim()) continue;
+        this.log.debug({ stderr: line.slice(0, 500) }, 'module output');
+        this.output.push(line.slice(0, 500));
+        this.outputCount++;
+        if (this.output.length > OUTPUT_LINES) this.output.shift();
+      }
     });
     child.on('message', (m: HostResponse | HostEvent) => this.onMessage(m));
     child.on('error', (e) => this.log.warn({ err: e.message }, 'module host process error'));
@@ -196,7 +229,21 @@ export class HostClient extends EventEmitter implements ModuleHost {
     clearTimeout(p.timer);
     afterWrite('agent', p.method, p.write);
     if (m.ok) p.resolve(m.result);
-    else p.reject(KelidError.fromJSON(m.error));
+    else if (TEMPLATE_METHODS.has(p.method)) {
+      const error = m.error;
+      setTimeout(
+        () => p.reject(this.withRefusedAttribute(KelidError.fromJSON(error), p.outputMark)),
+        OUTPUT_GRACE_MS,
+      );
+    } else p.reject(KelidError.fromJSON(m.error));
+  }
+
+  /** Adds `data.attribute` when the module named the attribute it refused in its output since `mark`. */
+  private withRefusedAttribute(e: KelidError, mark: number): KelidError {
+    const since = this.output.slice(Math.max(0, this.output.length - (this.outputCount - mark)));
+    const attribute = refusedAttribute(since);
+    if (attribute === undefined) return e;
+    return new KelidError(e.code, e.message, { retriable: e.retriable, data: { ...e.data, attribute } });
   }
 
   private onExit(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
@@ -256,7 +303,14 @@ export class HostClient extends EventEmitter implements ModuleHost {
         child.kill('SIGKILL');
       }, timeoutMs);
       const write = beforeWrite('agent', method);
-      this.pending.set(id, { method, write, resolve: resolve as (v: unknown) => void, reject, timer });
+      this.pending.set(id, {
+        method,
+        outputMark: this.outputCount,
+        write,
+        resolve: resolve as (v: unknown) => void,
+        reject,
+        timer,
+      });
       child.send({ id, method, params }, (err) => {
         if (err && this.pending.delete(id)) {
           clearTimeout(timer);

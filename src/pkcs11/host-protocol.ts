@@ -22,6 +22,14 @@ export interface TokenRef {
   slotId: string;
   /** Serial number (trimmed); empty for tokens that are not initialized yet. */
   serial: string;
+  /**
+   * Set when the serial does not tell this token apart within its module (repeated or empty
+   * serials): the token's label and slot description must match too.
+   */
+  label?: string;
+  slotDescription?: string;
+  /** Not even those tell it apart: only the remembered slot is this token. */
+  slotBound?: boolean;
 }
 
 export interface RawTokenInfo {

@@ -26,6 +26,8 @@ type Handle = Buffer;
 const hex = (h: Handle): string => h.toString('hex');
 const unhex = (s: string): Handle => Buffer.from(s, 'hex');
 const trim = (s: string): string => s.replace(/[\s\0]+$/u, '');
+/** How long an exiting host waits for running calls before it exits without C_Finalize. */
+const FINALIZE_WAIT_MS = 1500;
 /** Below this, a signature is made synchronously in signMany (see there). */
 const FAST_SIGNATURE_MS = 1;
 /** signMany yields to the event loop after this much synchronous work. */
@@ -64,6 +66,14 @@ class ModuleHostProcess {
       if (!hasCkr(e, 'CKR_CRYPTOKI_ALREADY_INITIALIZED')) throw e;
     }
     this.initialized = true;
+  }
+
+  /**
+   * Orderly exit: C_Finalize, so that modules which release device resources only there (tpm2-pkcs11
+   * left TPM transient objects loaded after a failed keygen) let go of them.
+   */
+  shutdown(): void {
+    this.finalize();
   }
 
   private finalize(): void {
@@ -139,24 +149,38 @@ class ModuleHostProcess {
     return { slots, reinitialized };
   }
 
-  /** Find the slot of a token: the remembered slot id first, then by serial (slot ids are not stable). */
+  /**
+   * Find the slot of a token: the remembered slot id first, then by serial (slot ids are not stable),
+   * and by label and slot description too when the serial does not tell tokens apart. Never another
+   * token: when two slots fit, neither is taken.
+   */
   private resolve(ref: TokenRef): Handle {
     if (!this.initialized) this.initialize();
+    const fits = (slot: Handle): boolean => {
+      const ti = this.p11.C_GetTokenInfo(slot);
+      if (trim(ti.serialNumber) !== ref.serial) return false;
+      if (ref.label !== undefined && trim(ti.label) !== ref.label) return false;
+      if (ref.slotDescription !== undefined) {
+        return trim(this.p11.C_GetSlotInfo(slot).slotDescription) === ref.slotDescription;
+      }
+      return true;
+    };
     const remembered = unhex(ref.slotId);
     try {
-      const ti = this.p11.C_GetTokenInfo(remembered);
-      if (trim(ti.serialNumber) === ref.serial) return remembered;
+      if (fits(remembered)) return remembered;
     } catch (e) {
       if (hasCkr(e, 'CKR_DEVICE_ERROR')) throw e;
     }
-    if (ref.serial !== '') {
+    if (ref.serial !== '' && ref.slotBound !== true) {
+      const found: Handle[] = [];
       for (const slot of this.p11.C_GetSlotList(true)) {
         try {
-          if (trim(this.p11.C_GetTokenInfo(slot).serialNumber) === ref.serial) return slot;
+          if (fits(slot)) found.push(slot);
         } catch {
           // keep looking
         }
       }
+      if (found.length === 1) return found[0]!;
     }
     throw new KelidError('ERR_TOKEN_REMOVED', 'the token is no longer connected');
   }
@@ -553,8 +577,10 @@ function main(): void {
   }
 
   const handlers = host as unknown as Record<HostMethod, (params: unknown) => unknown>;
+  let inFlight = 0;
   process.on('message', (raw: HostRequest) => {
     void (async () => {
+      inFlight++;
       try {
         const fn = HOST_METHODS.has(raw.method) ? handlers[raw.method] : undefined;
         if (typeof fn !== 'function') {
@@ -570,11 +596,32 @@ function main(): void {
         send({ id: raw.id, ok: true, result });
       } catch (e) {
         send({ id: raw.id, ok: false, error: mapPkcs11Error(e, `${raw.method}`).toJSON() });
+      } finally {
+        inFlight--;
       }
     })();
   });
-  // The agent went away: do not linger holding the token.
-  process.on('disconnect', () => process.exit(0));
+  // The agent went away or stops us: finalize and exit, without lingering holding the token. A call
+  // still running on a worker thread (C_SignAsync, C_GenerateKeyPairAsync) gets a moment to end:
+  // C_Finalize under a running call is undefined, so past that the host exits without it.
+  let exiting = false;
+  const exit = (): void => {
+    if (exiting) return;
+    exiting = true;
+    const deadline = Date.now() + FINALIZE_WAIT_MS;
+    const attempt = (): void => {
+      if (inFlight > 0 && Date.now() < deadline) {
+        setTimeout(attempt, 10);
+        return;
+      }
+      if (inFlight === 0) host.shutdown();
+      process.exit(0);
+    };
+    attempt();
+  };
+  process.on('disconnect', exit);
+  process.on('SIGTERM', exit);
+  process.on('SIGINT', exit);
 }
 
 main();

@@ -355,7 +355,9 @@ export async function createCsr(options: CsrOptions): Promise<CsrResult> {
 
   let signature: Uint8Array;
   try {
-    signature = await signer.signDigest(digest, digestAlgorithm, scheme);
+    signature = signer.signMessage
+      ? await signer.signMessage(infoDer, digestAlgorithm, scheme)
+      : await signer.signDigest(digest, digestAlgorithm, scheme);
   } catch (e) {
     throw toKelidError(e, 'signing the certification request failed');
   }

@@ -56,6 +56,12 @@ export interface Token {
   pinLength: { min: number; max: number };
   userPin: PinState;
   soPin: PinState;
+  /**
+   * Present when wrong PINs lock the whole device rather than this token (a TPM's dictionary-attack
+   * lockout, shared by every token of the module, never shown by the PIN flags): the SO-PIN does
+   * not unblock it. `locked` is then what Kelid saw at the last login, not a flag.
+   */
+  lockout?: 'device-wide';
 }
 
 export type KeyAlgorithm =

@@ -120,7 +120,9 @@ export async function createAuthToken(o: CreateAuthTokenOptions): Promise<AuthTo
   const name = algorithmFor(cert.publicKey, o.digestAlgorithm, scheme);
   const { hash } = ALGORITHMS[name];
   const data = authSignedData(o.origin, o.nonce);
-  const signature = await o.signer.signDigest(digest(hash, data), hash, scheme);
+  const signature = o.signer.signMessage
+    ? await o.signer.signMessage(data, hash, scheme)
+    : await o.signer.signDigest(digest(hash, data), hash, scheme);
   if (!verifySignature(cert.publicKey, scheme, hash, data, signature)) {
     throw new KelidError('ERR_DEVICE_ERROR', 'the token returned a signature that does not verify');
   }

@@ -205,7 +205,9 @@ export async function signCms(o: CmsSignOptions): Promise<Uint8Array> {
 
   let signature: Uint8Array;
   try {
-    signature = await o.signer.signDigest(digest(alg, signedAttrsSet), alg, scheme);
+    signature = o.signer.signMessage
+      ? await o.signer.signMessage(signedAttrsSet, alg, scheme)
+      : await o.signer.signDigest(digest(alg, signedAttrsSet), alg, scheme);
   } catch (e) {
     throw toKelidError(e, 'signing failed');
   }

@@ -18,4 +18,14 @@ export interface DigestSigner {
     digestAlgorithm: DigestAlgorithm,
     scheme: SignatureScheme,
   ): Promise<Uint8Array>;
+  /**
+   * Optional: sign the message itself, hashed by the signer (a token's hash-and-sign mechanism).
+   * Callers that hold the whole message (CSR, CMS signed attributes, login tokens) use it when
+   * present; the result is the same signature as {@link signDigest} of the message's digest.
+   */
+  signMessage?(
+    message: Uint8Array,
+    digestAlgorithm: DigestAlgorithm,
+    scheme: SignatureScheme,
+  ): Promise<Uint8Array>;
 }

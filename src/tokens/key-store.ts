@@ -293,6 +293,30 @@ export async function generateSigningKey(
   }
 }
 
+const TEMPLATE_CKRS = new Set([
+  'CKR_TEMPLATE_INCONSISTENT',
+  'CKR_TEMPLATE_INCOMPLETE',
+  'CKR_ATTRIBUTE_VALUE_INVALID',
+  'CKR_ATTRIBUTE_TYPE_INVALID',
+]);
+
+/**
+ * A module that refuses Kelid's key template (tpm2-pkcs11 answers CKR_GENERAL_ERROR and names the
+ * attribute only on stderr): say which attribute when the module said so, and where the fix goes —
+ * a keyTemplate quirk — instead of a bare "general error".
+ */
+function templateRefusal(e: unknown, moduleId: string): unknown {
+  if (!(e instanceof KelidError)) return e;
+  const attribute = typeof e.data.attribute === 'string' ? e.data.attribute : undefined;
+  if (attribute === undefined && !TEMPLATE_CKRS.has(String(e.data.ckr))) return e;
+  return new KelidError(
+    e.code,
+    `the token refused the key template${attribute ? ` (${attribute})` : ''}: module "${moduleId}" may ` +
+      'need a keyTemplate quirk in native-config/pkcs11-modules.json (see docs/modules.md)',
+    { retriable: e.retriable, data: { ...e.data, quirks: 'native-config/pkcs11-modules.json' } },
+  );
+}
+
 async function generateWithPendingId(
   session: TokenSession,
   options: GenerateKeyOptions,
@@ -305,15 +329,19 @@ async function generateWithPendingId(
     alwaysAuthenticate: options.alwaysAuthenticate,
     ...(quirks ? { quirks } : {}),
   });
-  const pair = await session.call(
-    'generateKeyPair',
-    {
-      mechanism: { mechanism: t.mechanism },
-      publicTemplate: t.publicTemplate,
-      privateTemplate: t.privateTemplate,
-    },
-    { timeoutMs: 300_000 },
-  );
+  const pair = await session
+    .call(
+      'generateKeyPair',
+      {
+        mechanism: { mechanism: t.mechanism },
+        publicTemplate: t.publicTemplate,
+        privateTemplate: t.privateTemplate,
+      },
+      { timeoutMs: 300_000 },
+    )
+    .catch((e: unknown) => {
+      throw templateRefusal(e, session.moduleSpec.id);
+    });
   try {
     const pub = await session.call('getAttributes', { handle: pair.publicKey, attributes: KEY_ATTRS });
     const k = spkiFromAttributes(pub);

@@ -1,7 +1,7 @@
-import { KelidError } from '../errors.js';
+import { KelidError, toKelidError } from '../errors.js';
 import { checkPin, effectiveRule, normalizePin, normalizePinEntry } from '../consent/pin-policy.js';
 import type { PinPolicy, PinRule } from '../consent/pin-policy.js';
-import { createCsr } from '../pki/csr.js';
+import { createCsr, validateCsrRequest } from '../pki/csr.js';
 import type { CsrRequest } from '../pki/csr.js';
 import { describeCertificate, parseCertificateInput } from '../pki/certificate.js';
 import type { UserPin } from '../protocol/services.js';
@@ -18,9 +18,10 @@ import type { DualUseMode } from '../pki/key-purpose.js';
 import { repairInterruptedWrites } from './interrupted-writes.js';
 import type { InterruptedWrites } from './interrupted-writes.js';
 import { findSigningKey, generateSigningKey, listPrivateKeys, listPublicKeys } from './key-store.js';
+import type { GeneratedKey } from './key-store.js';
+import { CKA } from '../pkcs11/templates.js';
 import type { TemplateQuirks } from '../pkcs11/templates.js';
 import { Pkcs11Signer } from './token-signer.js';
-import { toToken } from './token-info.js';
 import type { LoginRole, TokenService, TokenSession } from './token-service.js';
 
 const MAX_LABEL_BYTES = 32;
@@ -108,8 +109,9 @@ export class ProvisioningService {
       { token: loc.ref, soPin, label: input.label },
       { timeoutMs: 180_000 },
     );
-    const initialized = toToken(loc.module.spec.id, slot);
-    await this.tokens.listTokens();
+    // Re-found by what the token reads now, never by a tokenId computed from the serial alone: on a
+    // module that repeats serials (tpm2-pkcs11) that id is also another token's.
+    const initialized = (await this.tokens.relocate(loc.module, slot)).token;
     await this.writeSession(initialized.tokenId, async (s) => {
       await s.login('so', soPin);
       await s.call('initPin', { pin: userPin });
@@ -151,6 +153,8 @@ export class ProvisioningService {
   ): Promise<{ key: Key; csr?: string }> {
     const label = request.label ?? defaultKeyLabel();
     checkLabel(label, 'key label');
+    // A request that cannot be signed by this key is refused before a key pair exists.
+    if (request.csr) validateCsrRequest(request.csr, request.algorithm);
     return this.writeSession(tokenId, async (s) => {
       await s.login('user', normalizePinEntry(userPin));
       await this.repair(s);
@@ -171,8 +175,12 @@ export class ProvisioningService {
         alwaysAuthenticate: request.alwaysAuthenticate ?? false,
       };
       if (!request.csr) return { key };
-      const csr = await this.csrInSession(s, g.keyId, request.csr, normalizePinEntry(userPin));
-      return { key, csr };
+      try {
+        const csr = await this.csrInSession(s, g.keyId, request.csr, normalizePinEntry(userPin));
+        return { key, csr };
+      } catch (e) {
+        throw await rollBack(s, g, e);
+      }
     });
   }
 
@@ -284,4 +292,37 @@ export class ProvisioningService {
 function defaultKeyLabel(): string {
   const d = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
   return `kelid-${d}`;
+}
+
+/**
+ * Keygen + CSR is one consented operation: when the CSR fails after the key pair was made, the pair
+ * is removed in the same session (still logged in), so no orphan is left for the RA page to find.
+ * When the removal fails too, the error names the pair (`data.pendingKeyId`) so the page can offer
+ * to delete it (objects.delete).
+ */
+async function rollBack(s: TokenSession, g: GeneratedKey, e: unknown): Promise<KelidError> {
+  const error = toKelidError(e, 'creating the certification request failed');
+  try {
+    // Handles are only valid in the host incarnation that made them: destroy an object only if it
+    // still carries this pair's CKA_ID (a restarted host could have given the number to another).
+    const id = Buffer.from(g.keyId, 'hex');
+    for (const handle of [g.privateHandle, g.publicHandle]) {
+      const { values } = await s.call('getAttributes', { handle, attributes: [CKA.ID] });
+      const found = values[CKA.ID];
+      if (!found || !id.equals(Buffer.from(found))) throw new Error('not this pair');
+    }
+    await s.call('destroyObject', { handle: g.privateHandle });
+    await s.call('destroyObject', { handle: g.publicHandle });
+  } catch {
+    return new KelidError(
+      error.code,
+      `${error.message}; the new key pair is still on the token, pending (keyId ${g.keyId})`,
+      { cause: error, retriable: error.retriable, data: { ...error.data, pendingKeyId: g.keyId } },
+    );
+  }
+  return new KelidError(error.code, `${error.message}; the new key pair was removed`, {
+    cause: error,
+    retriable: error.retriable,
+    data: { ...error.data, keyRolledBack: true },
+  });
 }

@@ -2,6 +2,7 @@ import type { RawSlot } from '../pkcs11/host-protocol.js';
 import { CKF } from '../pkcs11/templates.js';
 import type { PinState, Token } from '../protocol/types.js';
 import { tokenIdOf } from './token-id.js';
+import type { IdentityLevel } from './token-id.js';
 
 // CK_EFFECTIVELY_INFINITE / CK_UNAVAILABLE_INFORMATION as pkcs11js reports them.
 const UNAVAILABLE = new Set([0xffffffff, Number.MAX_SAFE_INTEGER]);
@@ -38,19 +39,27 @@ export function soPinState(flags: number): PinState {
   );
 }
 
-/** The Token object of PROTOCOL.md section 4, from what the module host read. */
-export function toToken(moduleId: string, slot: RawSlot): Token {
+/**
+ * The Token object of PROTOCOL.md section 4, from what the module host read; `level` comes from
+ * {@link identityLevels} over the module's whole listing.
+ */
+export function toToken(moduleId: string, slot: RawSlot, level: IdentityLevel = 'serial'): Token {
   const t = slot.token;
   const initialized = (t.flags & CKF.TOKEN_INITIALIZED) !== 0;
   const userPinInitialized = (t.flags & CKF.USER_PIN_INITIALIZED) !== 0;
   return {
-    tokenId: tokenIdOf({
-      moduleId,
-      manufacturer: t.manufacturerId,
-      model: t.model,
-      serialNumber: t.serialNumber,
-      slotDescription: slot.slotDescription,
-    }),
+    tokenId: tokenIdOf(
+      {
+        moduleId,
+        manufacturer: t.manufacturerId,
+        model: t.model,
+        serialNumber: t.serialNumber,
+        slotDescription: slot.slotDescription,
+        label: t.label,
+        slotId: slot.slotId,
+      },
+      level,
+    ),
     moduleId,
     label: t.label,
     manufacturer: t.manufacturerId,

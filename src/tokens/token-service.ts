@@ -4,6 +4,8 @@ import type { Logger } from '../log.js';
 import type { HostMethod, HostMethods, RawSlot, TokenRef } from '../pkcs11/host-protocol.js';
 import type { LoadedModule } from '../pkcs11/module-manager.js';
 import type { PinState, Token } from '../protocol/types.js';
+import { identityLevels, tokenRefOf } from './token-id.js';
+import type { IdentityLevel } from './token-id.js';
 import { toToken } from './token-info.js';
 
 export interface ModuleSource {
@@ -15,6 +17,8 @@ export interface TokenLocation {
   module: LoadedModule;
   ref: TokenRef;
   token: Token;
+  /** What the tokenId is made of (repeated serials need more than the serial). */
+  level: IdentityLevel;
 }
 
 export type LoginRole = 'user' | 'so';
@@ -25,8 +29,73 @@ export type LoginRole = 'user' | 'so';
  */
 export type PinEntry = string | null;
 
+/**
+ * How long a lockout that only C_Login reported (the PIN flags say unlocked) is shown as locked. The
+ * flags will never say when it ends (a TPM recovers on its own clock), so after this a login may try
+ * again; a successful login ends it at once.
+ */
+const OBSERVED_LOCK_MS = 10 * 60_000;
+
+/**
+ * Lockouts that C_Login reported while the token's flags said unlocked (tpm2-pkcs11 never sets the
+ * lock flags): per token and role, or for the whole module when its quirks say `lockout:
+ * "device-wide"` (every token and both roles share one counter). Applied to the Token objects
+ * reported, so `tokens` and the pre-login check see the lock.
+ */
+export class ObservedLocks {
+  readonly #until = new Map<string, number>();
+
+  constructor(
+    private readonly memoryMs = OBSERVED_LOCK_MS,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  private keys(module: LoadedModule, tokenId: string, role: LoginRole): string[] {
+    return deviceWide(module) ? [`module\u0000${module.spec.id}`] : [`token\u0000${tokenId}\u0000${role}`];
+  }
+
+  note(module: LoadedModule, tokenId: string, role: LoginRole): void {
+    for (const k of this.keys(module, tokenId, role)) this.#until.set(k, this.now() + this.memoryMs);
+  }
+
+  clear(module: LoadedModule, tokenId: string, role: LoginRole): void {
+    for (const k of this.keys(module, tokenId, role)) this.#until.delete(k);
+  }
+
+  private holds(key: string): boolean {
+    const until = this.#until.get(key);
+    if (until === undefined) return false;
+    if (until > this.now()) return true;
+    this.#until.delete(key);
+    return false;
+  }
+
+  apply(module: LoadedModule, token: Token): Token {
+    const out: Token = deviceWide(module) ? { ...token, lockout: 'device-wide' } : token;
+    const locked = (role: LoginRole) =>
+      token.initialized && this.keys(module, token.tokenId, role).some((k) => this.holds(k));
+    if (locked('user')) out.userPin = { ...token.userPin, locked: true };
+    if (locked('so')) out.soPin = { ...token.soPin, locked: true };
+    return out;
+  }
+}
+
+function deviceWide(module: LoadedModule): boolean {
+  return module.spec.quirks?.lockout === 'device-wide';
+}
+
 /** Default deadline of C_Login: long, because a PIN pad reader waits for the user to type. */
 const LOGIN_TIMEOUT_MS = 120_000;
+
+function locationOf(
+  module: LoadedModule,
+  slot: RawSlot,
+  level: IdentityLevel,
+  observed: ObservedLocks,
+): TokenLocation {
+  const token = observed.apply(module, toToken(module.spec.id, slot, level));
+  return { module, ref: tokenRefOf(slot, level), token, level };
+}
 
 /** Distinguishes "no token with this id" from "the module it lived on is down". */
 function notFound(tokenId: string): KelidError {
@@ -38,6 +107,7 @@ export interface TokenServiceOptions {
   loginTimeoutMs?: number;
   /** How long `listTokens` waits for one module before reporting its last known tokens. */
   listWaitMs?: number;
+  observedLocks?: ObservedLocks;
 }
 
 const LIST_WAIT_MS = 1000;
@@ -76,6 +146,7 @@ export class TokenService {
   /** A token's mechanism list does not change while it is plugged in (C_GetMechanismInfo per mechanism is slow). */
   private readonly mechanismCache = new Map<string, Promise<HostMethods['mechanisms']['result']>>();
   private readonly loginLocks = new LoginLocks();
+  private readonly observedLocks: ObservedLocks;
   #generation = 0;
 
   private readonly listWaitMs: number;
@@ -87,6 +158,7 @@ export class TokenService {
     this.log = options.logger ?? silentLogger;
     this.listWaitMs = options.listWaitMs ?? LIST_WAIT_MS;
     this.loginTimeoutMs = options.loginTimeoutMs ?? LOGIN_TIMEOUT_MS;
+    this.observedLocks = options.observedLocks ?? new ObservedLocks();
   }
 
   /**
@@ -100,18 +172,35 @@ export class TokenService {
   /** Read the slots of one module; `reinitialize` lets modules that need it notice new tokens. */
   async scanModule(module: LoadedModule, reinitialize = false): Promise<TokenLocation[]> {
     const { slots } = await module.host.call('listSlots', { reinitialize });
-    return slots.map((slot) => this.locate(module, slot));
+    const levels = identityLevels(slots);
+    return slots.map((slot, i) => this.locate(module, slot, levels[i]!));
   }
 
-  private locate(module: LoadedModule, slot: RawSlot): TokenLocation {
-    const token = toToken(module.spec.id, slot);
-    const loc: TokenLocation = {
-      module,
-      ref: { slotId: slot.slotId, serial: slot.token.serialNumber },
-      token,
-    };
-    this.locations.set(token.tokenId, loc);
+  private locate(module: LoadedModule, slot: RawSlot, level: IdentityLevel): TokenLocation {
+    const loc = locationOf(module, slot, level, this.observedLocks);
+    this.locations.set(loc.token.tokenId, loc);
     return loc;
+  }
+
+  /**
+   * Where a token read straight from the host (after C_InitToken) is now listed: by what it now
+   * reads (serial, label, slot description), and by its slot only when those repeat. Not a lookup
+   * by tokenId, which would take any token whose serial repeats this one's.
+   */
+  async relocate(module: LoadedModule, slot: RawSlot): Promise<TokenLocation> {
+    await this.listTokens();
+    const same = (l: TokenLocation) =>
+      l.module.spec.id === module.spec.id &&
+      l.token.serialNumber === slot.token.serialNumber &&
+      l.token.label === slot.token.label &&
+      l.token.slotDescription === slot.slotDescription &&
+      l.token.manufacturer === slot.token.manufacturerId &&
+      l.token.model === slot.token.model;
+    const candidates = [...this.locations.values()].filter(same);
+    const found =
+      candidates.length === 1 ? candidates[0] : candidates.find((l) => l.ref.slotId === slot.slotId);
+    if (!found) throw new KelidError('ERR_TOKEN_REMOVED', 'the token is no longer connected');
+    return found;
   }
 
   /**
@@ -162,7 +251,7 @@ export class TokenService {
     if (cached?.module.isReady()) {
       try {
         const slot = await cached.module.host.call('tokenInfo', { token: cached.ref });
-        const loc = this.locate(cached.module, slot);
+        const loc = this.locate(cached.module, slot, cached.level);
         if (loc.token.tokenId === tokenId) return loc;
       } catch (e) {
         if (!isKelidError(e, 'ERR_TOKEN_REMOVED')) throw e;
@@ -199,6 +288,7 @@ export class TokenService {
       this.mechanismCache,
       this.loginLocks,
       this.loginTimeoutMs,
+      this.observedLocks,
     );
     try {
       return await fn(session);
@@ -223,6 +313,7 @@ export class TokenSession {
     private readonly mechanismCache: Map<string, Promise<HostMethods['mechanisms']['result']>> = new Map(),
     private readonly loginLocks: LoginLocks = new LoginLocks(),
     private readonly loginTimeoutMs = LOGIN_TIMEOUT_MS,
+    private readonly observedLocks = new ObservedLocks(),
   ) {}
 
   get token(): Token {
@@ -239,21 +330,23 @@ export class TokenSession {
     options?: { timeoutMs?: number },
   ): Promise<HostMethods[M]['result']> {
     if (this.closed) throw new TypeError('session used after close');
-    return this.loc.module.host.call(
+    const result = this.loc.module.host.call(
       method,
       { ...params, sessionId: this.sessionId } as HostMethods[M]['params'],
       options,
     );
+    if (method !== 'initPin') return result;
+    // A user PIN just set (unblock, init) ends a lockout that only C_Login had reported.
+    return result.then((r) => {
+      this.observedLocks.clear(this.loc.module, this.loc.token.tokenId, 'user');
+      return r;
+    });
   }
 
   /** Re-read CK_TOKEN_INFO (PIN flags change with every attempt). */
   async refresh(): Promise<Token> {
     const slot = await this.loc.module.host.call('tokenInfo', { token: this.loc.ref });
-    this.loc = {
-      ...this.loc,
-      ref: { slotId: slot.slotId, serial: slot.token.serialNumber },
-      token: toToken(this.loc.module.spec.id, slot),
-    };
+    this.loc = locationOf(this.loc.module, slot, this.loc.level, this.observedLocks);
     return this.loc.token;
   }
 
@@ -299,15 +392,7 @@ export class TokenSession {
       throw new KelidError('ERR_TOKEN_NOT_INITIALIZED', 'the user PIN of this token has not been set');
     }
     const before = role === 'user' ? token.userPin : token.soPin;
-    if (before.locked) {
-      throw new KelidError(
-        'ERR_PIN_LOCKED',
-        role === 'user' ? 'the user PIN is locked' : 'the SO-PIN is locked',
-        {
-          data: { role, pin: before },
-        },
-      );
-    }
+    if (before.locked) throw this.lockedError(role, before);
     if (pin === null && !token.protectedAuthenticationPath) {
       // Consent was given for a PIN pad and the token no longer reports one (moved to another reader).
       throw new KelidError('ERR_DEVICE_ERROR', 'the token no longer reports a PIN pad: try again', {
@@ -317,13 +402,23 @@ export class TokenSession {
     try {
       await this.call('login', { userType: role, pin }, { timeoutMs: this.loginTimeoutMs });
     } catch (e) {
-      if (isKelidError(e, 'ERR_PIN_INCORRECT') || isKelidError(e, 'ERR_PIN_LOCKED')) {
+      if (isKelidError(e, 'ERR_PIN_LOCKED')) {
         const after = await this.pinState(role);
-        const code = after?.locked ? 'ERR_PIN_LOCKED' : e.code;
-        throw new KelidError(code, e.message, { data: { role, pin: after ?? before } });
+        if (!after?.locked) {
+          // Locked though the flags say not (tpm2-pkcs11): report it from what the module said.
+          this.observedLocks.note(this.loc.module, token.tokenId, role);
+          await this.pinState(role);
+        }
+        throw this.lockedError(role, { ...(after ?? before), locked: true });
+      }
+      if (isKelidError(e, 'ERR_PIN_INCORRECT')) {
+        const after = await this.pinState(role);
+        if (after?.locked) throw this.lockedError(role, after);
+        throw new KelidError(e.code, e.message, { data: { role, pin: after ?? before } });
       }
       throw e;
     }
+    this.observedLocks.clear(this.loc.module, token.tokenId, role);
     this.loggedIn = true;
     if (before.toBeChanged) {
       // Logged in, but the token wants a new PIN first: the caller must run the PIN change flow.
@@ -332,6 +427,26 @@ export class TokenSession {
         data: { role },
       });
     }
+  }
+
+  /** The advice depends on the module: a device-wide lockout is not undone by the SO-PIN. */
+  private lockedError(role: LoginRole, pin: PinState): KelidError {
+    if (deviceWide(this.loc.module)) {
+      return new KelidError(
+        'ERR_PIN_LOCKED',
+        `the ${role === 'user' ? 'user PIN' : 'SO-PIN'} is locked by the device-wide lockout of module ` +
+          `"${this.loc.module.spec.id}" (too many wrong PINs on any of its tokens): the SO-PIN cannot ` +
+          'unblock it; wait for the device to end the lockout, or reset it with the device tools',
+        { data: { role, pin, lockout: 'device-wide' } },
+      );
+    }
+    return new KelidError(
+      'ERR_PIN_LOCKED',
+      role === 'user' ? 'the user PIN is locked' : 'the SO-PIN is locked',
+      {
+        data: { role, pin },
+      },
+    );
   }
 
   private async pinState(role: LoginRole): Promise<PinState | undefined> {

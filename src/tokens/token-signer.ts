@@ -1,8 +1,9 @@
-import { KelidError } from '../errors.js';
+import { createHash } from 'node:crypto';
+import { KelidError, isKelidError } from '../errors.js';
 import type { RawMechanism } from '../pkcs11/host-protocol.js';
 import { CKG_MGF1, CKM, CKM_HASH, CK_PARAMS_RSA_PSS } from '../pkcs11/templates.js';
 import type { MechanismSpec } from '../pkcs11/host-protocol.js';
-import { DIGEST_LENGTH, ecdsaRawToDer, encodeDigestInfo } from '../pki/der.js';
+import { DIGEST_LENGTH, DIGEST_NODE_NAME, ecdsaRawToDer, encodeDigestInfo } from '../pki/der.js';
 import type { DigestAlgorithm, SignatureScheme } from '../protocol/types.js';
 import type { DigestSigner } from '../signing/signer.js';
 import type { TokenSession } from './token-service.js';
@@ -12,6 +13,13 @@ const SIGN_RUN_BUDGET_MS = 50;
 /** Inputs sent with the first signMany call, and at most with any (the IPC message stays small). */
 const SIGN_RUN_FIRST_ITEMS = 64;
 const SIGN_RUN_MAX_ITEMS = 4096;
+
+/** RSA PKCS#1 v1.5 hash-and-sign mechanisms: the token hashes the message itself. */
+const HASH_AND_SIGN: Readonly<Record<DigestAlgorithm, number>> = {
+  'SHA-256': CKM.SHA256_RSA_PKCS,
+  'SHA-384': CKM.SHA384_RSA_PKCS,
+  'SHA-512': CKM.SHA512_RSA_PKCS,
+};
 
 export interface TokenKeyRef {
   /** Private key object handle (valid only in the session that found it). */
@@ -86,12 +94,41 @@ export class Pkcs11Signer implements DigestSigner {
     if (key.alwaysAuthenticate && contextPin === undefined) {
       throw new TypeError('a key with CKA_ALWAYS_AUTHENTICATE needs the PIN for its context login');
     }
-    return new Pkcs11Signer(
-      session,
-      key,
-      new Set(mechs.map((m) => m.type)),
-      key.alwaysAuthenticate ? contextPin : undefined,
-    );
+    const available = new Set(mechs.map((m) => m.type));
+    // tpm2-pkcs11 lists CKM_RSA_PKCS with CKF_SIGN but performs it as an RSA decryption, which a
+    // sign-only key may not do: only its hash-and-sign mechanisms sign PKCS#1 v1.5 (quirk).
+    if (session.moduleSpec.quirks?.rsaPkcsSignsDigest === false) available.delete(CKM.RSA_PKCS);
+    return new Pkcs11Signer(session, key, available, key.alwaysAuthenticate ? contextPin : undefined);
+  }
+
+  /**
+   * The whole message is at hand (CSR, CMS signed attributes, login token). Kelid signs the digest it
+   * computed itself (CKM_RSA_PKCS, CKM_ECDSA, CKM_RSA_PKCS_PSS: one path with sign.raw and batches,
+   * and the digest the user consented to is the one signed); RSA PKCS#1 v1.5 falls back to the
+   * token's hash-and-sign mechanism (CKM_SHA*_RSA_PKCS) when the module cannot sign a digest
+   * (quirk `rsaPkcsSignsDigest: false`) or fails with a device error doing it.
+   */
+  async signMessage(
+    message: Uint8Array,
+    digestAlgorithm: DigestAlgorithm,
+    scheme: SignatureScheme,
+  ): Promise<Uint8Array> {
+    const hashAndSign =
+      this.keyType === 'RSA' &&
+      scheme === 'RSASSA-PKCS1-v1_5' &&
+      this.available.has(HASH_AND_SIGN[digestAlgorithm])
+        ? HASH_AND_SIGN[digestAlgorithm]
+        : undefined;
+    if (hashAndSign !== undefined && !this.available.has(CKM.RSA_PKCS)) {
+      return this.signWith({ mechanism: hashAndSign }, message);
+    }
+    const digest = new Uint8Array(createHash(DIGEST_NODE_NAME[digestAlgorithm]).update(message).digest());
+    try {
+      return await this.signDigest(digest, digestAlgorithm, scheme);
+    } catch (e) {
+      if (hashAndSign === undefined || !isKelidError(e, 'ERR_DEVICE_ERROR')) throw e;
+      return this.signWith({ mechanism: hashAndSign }, message);
+    }
   }
 
   /** What the token signs for a digest: the DigestInfo (RSA PKCS#1 v1.5) or the digest itself. */
@@ -157,7 +194,10 @@ export class Pkcs11Signer implements DigestSigner {
     scheme: SignatureScheme,
   ): Promise<Uint8Array> {
     const data = this.input(digest, digestAlgorithm, scheme);
-    const mechanism = mechanismFor(this.keyType, scheme, digestAlgorithm, this.available);
+    return this.signWith(mechanismFor(this.keyType, scheme, digestAlgorithm, this.available), data);
+  }
+
+  private async signWith(mechanism: MechanismSpec, data: Uint8Array): Promise<Uint8Array> {
     const params: {
       mechanism: MechanismSpec;
       key: string;

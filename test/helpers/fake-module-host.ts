@@ -17,6 +17,8 @@ export class FakeModuleHost implements ModuleHost {
   userToBeChanged = false;
   /** C_Login answers CKR_PIN_EXPIRED for the user (some SafeNet tokens do this on first use). */
   userPinExpired = false;
+  /** Never set a PIN flag (tpm2-pkcs11): a lockout shows only as CKR_PIN_LOCKED from C_Login. */
+  unflagged = false;
   private loggedIn: 'user' | 'so' | undefined;
 
   constructor(
@@ -30,6 +32,7 @@ export class FakeModuleHost implements ModuleHost {
 
   private flags(): number {
     let f = CKF.TOKEN_INITIALIZED | CKF.USER_PIN_INITIALIZED | CKF.LOGIN_REQUIRED;
+    if (this.unflagged) return f;
     const pinFlags = (tries: number, low: number, final: number, locked: number) =>
       tries === 0 ? locked : tries === 1 ? final | low : tries < this.maxTries ? low : 0;
     f |= pinFlags(this.userTries, CKF.USER_PIN_COUNT_LOW, CKF.USER_PIN_FINAL_TRY, CKF.USER_PIN_LOCKED);

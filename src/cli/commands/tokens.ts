@@ -11,6 +11,9 @@ function pinSummary(t: Token): string {
   else if (u.countLow) flags.push('user PIN: wrong tries entered');
   if (u.toBeChanged) flags.push('user PIN must be changed');
   if (t.soPin.locked) flags.push('SO-PIN LOCKED');
+  // A TPM's dictionary-attack lockout: every token of the module, and no SO-PIN undoes it.
+  if (t.lockout === 'device-wide' && (u.locked || t.soPin.locked))
+    flags.push('locked device-wide: the SO-PIN cannot unblock it');
   return flags.join(', ');
 }
 

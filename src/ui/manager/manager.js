@@ -55,6 +55,8 @@ const STRINGS = {
     'err.ERR_PIN_INCORRECT': 'Wrong PIN. Nothing was changed.',
     'err.ERR_PIN_INCORRECT_FINAL': 'Wrong PIN. One more wrong PIN locks the token.',
     'err.ERR_PIN_LOCKED': 'The PIN is locked. Use “Unblock PIN” with the SO-PIN.',
+    'err.ERR_PIN_LOCKED_DEVICE':
+      'The device is locked after too many wrong PINs (on any of its tokens). The SO-PIN cannot unblock it: wait until the device ends the lockout.',
     'err.ERR_PIN_POLICY': 'The new PIN does not meet the rules.',
     'err.ERR_TOKEN_REMOVED': 'The token was removed.',
     'err.ERR_BUSY': 'Kelid is busy with another request. Try again shortly.',
@@ -110,6 +112,8 @@ const STRINGS = {
     'err.ERR_PIN_INCORRECT': 'رمز اشتباه است. چیزی تغییر نکرد.',
     'err.ERR_PIN_INCORRECT_FINAL': 'رمز اشتباه است. یک رمز اشتباه دیگر توکن را قفل می‌کند.',
     'err.ERR_PIN_LOCKED': 'رمز قفل شده است. با رمز مدیر از «رفع انسداد رمز» استفاده کنید.',
+    'err.ERR_PIN_LOCKED_DEVICE':
+      'دستگاه پس از چند رمز اشتباه (روی هر یک از توکن‌هایش) قفل شده است. رمز مدیر آن را باز نمی‌کند: صبر کنید تا دستگاه خودش قفل را بردارد.',
     'err.ERR_PIN_POLICY': 'رمز جدید با قواعد سازگار نیست.',
     'err.ERR_TOKEN_REMOVED': 'توکن جدا شد.',
     'err.ERR_BUSY': 'کلید مشغول درخواست دیگری است. کمی بعد دوباره تلاش کنید.',
@@ -331,7 +335,8 @@ function renderTokens() {
           {
             type: 'button',
             testid: 'manager-unblock-pin',
-            class: token.userPin.locked ? 'primary' : undefined,
+            // A device-wide lockout (TPM) is not undone by the SO-PIN: do not point at this button.
+            class: token.userPin.locked && token.lockout !== 'device-wide' ? 'primary' : undefined,
             disabled: busy || !token.initialized,
             onclick: () => run('unblockPin', token),
           },
@@ -426,6 +431,8 @@ function errorMessage(e) {
   if (e instanceof KelidError) {
     if (e.code === 'ERR_PIN_INCORRECT' && e.pin && e.pin.finalTry)
       return ['err.ERR_PIN_INCORRECT_FINAL', {}, 'bad'];
+    if (e.code === 'ERR_PIN_LOCKED' && e.data && e.data.lockout === 'device-wide')
+      return ['err.ERR_PIN_LOCKED_DEVICE', {}, 'bad'];
     if (STRINGS.en[`err.${e.code}`]) return [`err.${e.code}`, {}, e.userCancelled ? 'info' : 'bad'];
   }
   return ['err.other', { message: e && e.message ? e.message : String(e) }, 'bad'];
