@@ -15,8 +15,10 @@ import type { Launcher } from './consent/launcher.js';
 import { PromptLimiter } from './consent/rate-limit.js';
 import { SITE_GRANTS_FILE, SiteGrants } from './consent/site-grants.js';
 import { KelidError } from './errors.js';
+import { reinstallTrust } from './install/installer.js';
 import { silentLogger } from './log.js';
 import type { Logger } from './log.js';
+import { currentPlatformEnv } from './platform-paths.js';
 import type { ConnectionContext, PendingCall, ProtocolEnv } from './protocol/context.js';
 import { Dispatcher, JSON_RPC, rateLimitedResponse } from './protocol/dispatcher.js';
 import { METHODS } from './protocol/methods/index.js';
@@ -199,8 +201,11 @@ export class Agent {
       if (servicesResult.status === 'rejected') throw servicesResult.reason;
       const tls = tlsResult.value;
       const services = servicesResult.value;
-      if (tls.generated)
-        this.#log.info('generated a new local CA and TLS certificate (run "kelid ca install")');
+      if (tls.generated) {
+        this.#log.info('generated a new local CA and TLS certificate');
+        // Browsers trusted the old CA only if `kelid install` put it in their stores: re-trust there.
+        reinstallTrust(this.stateDir, currentPlatformEnv(), this.#log);
+      }
       this.#audit = new AuditLog(path.join(this.stateDir, AUDIT_LOG_FILE));
       const grants = new SiteGrants(path.join(this.stateDir, SITE_GRANTS_FILE));
       return await this.#startServing(config, tls, services, grants);

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { auditCommand } from './commands/audit.js';
 import { caCommand } from './commands/ca.js';
+import { installCommand, uninstallCommand } from './commands/install.js';
 import { consentCommand } from './commands/consent.js';
 import { modulesCommand } from './commands/modules.js';
 import {
@@ -55,6 +56,8 @@ export function buildProgram(): Command {
     sitesCommand(),
     caCommand(),
     uiCommand(),
+    installCommand(),
+    uninstallCommand(),
   ];
   for (const cmd of commands) {
     cmd.exitOverride();
