@@ -18,7 +18,7 @@ import { KelidError } from './errors.js';
 import { reinstallTrust } from './install/installer.js';
 import { silentLogger } from './log.js';
 import type { Logger } from './log.js';
-import { currentPlatformEnv } from './platform-paths.js';
+import { AGENT_PORT_RANGE, currentPlatformEnv } from './platform-paths.js';
 import type { ConnectionContext, PendingCall, ProtocolEnv } from './protocol/context.js';
 import { Dispatcher, JSON_RPC, rateLimitedResponse } from './protocol/dispatcher.js';
 import { METHODS } from './protocol/methods/index.js';
@@ -274,7 +274,7 @@ export class Agent {
       logger: this.#log,
     });
     const server = new AgentServer({
-      port: config.port,
+      port: this.#candidatePorts(),
       insecurePort: config.insecureWsPort,
       tls,
       app,
@@ -297,6 +297,7 @@ export class Agent {
     this.#server = server;
     const ports = await server.listen();
     this.#port = ports.port;
+    if (config.port === AGENT_PORT_RANGE[0]) rememberPort(this.stateDir, ports.port);
 
     this.#onTokensChanged = (change) => {
       for (const c of this.#connections)
@@ -317,6 +318,16 @@ export class Agent {
     this.#wroteInfo = true;
     this.#log.info({ port: ports.port, insecureWsPort: ports.insecurePort }, 'Kelid agent listening');
     return info;
+  }
+
+  /**
+   * The default port stands for the range 17443–17447 (one agent per user on a shared machine):
+   * the port this state directory used last, then the range in order. Any other port is exact.
+   */
+  #candidatePorts(): number | readonly number[] {
+    if (this.config.port !== AGENT_PORT_RANGE[0]) return this.config.port;
+    const last = readRememberedPort(this.stateDir);
+    return last === null ? AGENT_PORT_RANGE : [last, ...AGENT_PORT_RANGE.filter((p) => p !== last)];
   }
 
   #accept(ws: WebSocket, info: AcceptedConnection, dispatcher: Dispatcher): void {
@@ -510,4 +521,21 @@ function writeFileAtomic(file: string, text: string): void {
   const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
   fs.writeFileSync(tmp, text, { mode: 0o600, flag: 'wx' });
   fs.renameSync(tmp, file);
+}
+
+/** `<stateDir>/port`: the port of the range this user's agent got last time (kept across restarts). */
+export const PORT_FILE = 'port';
+
+function readRememberedPort(stateDir: string): number | null {
+  try {
+    const port = Number(fs.readFileSync(path.join(stateDir, PORT_FILE), 'utf8').trim());
+    return AGENT_PORT_RANGE.includes(port) ? port : null;
+  } catch {
+    return null;
+  }
+}
+
+function rememberPort(stateDir: string, port: number): void {
+  if (readRememberedPort(stateDir) === port) return;
+  writeFileAtomic(path.join(stateDir, PORT_FILE), `${port}\n`);
 }

@@ -35,9 +35,17 @@ import type {
 /** The agent's default address (PROTOCOL.md section 1). */
 export const DEFAULT_AGENT_URL = 'wss://127.0.0.1:17443/v1';
 
+/**
+ * The URLs tried when no `url` is given: the agent's port range 17443–17447 (each user of a shared
+ * machine runs an agent on the first free one), probed in parallel, the lowest answering port winning.
+ */
+export const DEFAULT_AGENT_URLS: readonly string[] = [17443, 17444, 17445, 17446, 17447].map(
+  (port) => `wss://127.0.0.1:${port}/v1`,
+);
+
 /** Options of {@link KelidClient.connect}. */
 export interface ConnectOptions {
-  /** WebSocket URL of the agent. Default {@link DEFAULT_AGENT_URL}. */
+  /** WebSocket URL of the agent. Default: the first of {@link DEFAULT_AGENT_URLS} that answers. */
   url?: string;
   /**
    * How long one connection attempt may take before it fails with `ERR_AGENT_UNREACHABLE`
@@ -101,8 +109,8 @@ type Listener<E extends KelidClientEvent> = (payload: KelidClientEvents[E]) => v
  * ```
  */
 export class KelidClient {
-  /** The agent URL this client talks to. */
-  readonly url: string;
+  private readonly urls: readonly string[];
+  private connectedUrl: string | undefined;
   private readonly timeoutMs: number;
   private readonly promptWaitMs: number;
   private readonly reconnectEnabled: boolean;
@@ -122,7 +130,7 @@ export class KelidClient {
   private nextId = 1;
 
   private constructor(options: ConnectOptions) {
-    this.url = options.url ?? DEFAULT_AGENT_URL;
+    this.urls = options.url !== undefined ? [options.url] : DEFAULT_AGENT_URLS;
     this.timeoutMs = options.timeoutMs ?? 2000;
     this.promptWaitMs = options.permissionPromptWaitMs ?? 60_000;
     this.reconnectEnabled = options.reconnect ?? true;
@@ -142,6 +150,11 @@ export class KelidClient {
     const client = new KelidClient(options);
     client.connection = await client.openConnection();
     return client;
+  }
+
+  /** The agent URL this client talks to (the one it connected to, of the probed range). */
+  get url(): string {
+    return this.connectedUrl ?? this.urls[0];
   }
 
   /** Whether the client has an open connection right now. */
@@ -456,10 +469,45 @@ export class KelidClient {
     });
   }
 
-  private openConnection(): Promise<RpcConnection> {
-    return new Promise<RpcConnection>((resolve, reject) => {
-      let permission: LoopbackPermission = 'unsupported';
-      const permissionKnown = loopbackPermission().then((p) => (permission = p));
+  /**
+   * Open a socket to every candidate URL at once and keep the lowest one that opens (the default port
+   * first); the others are closed. A port held by another user's agent is refused at TCP level (the
+   * peer-uid check) or fails TLS (its CA is not trusted by this user's browser): it is skipped.
+   */
+  private async openConnection(): Promise<RpcConnection> {
+    let permission: LoopbackPermission = 'unsupported';
+    const permissionKnown = loopbackPermission().then((p) => (permission = p));
+    const attempts = this.urls.map((url) => this.openSocket(url, () => permission));
+    // Every attempt is awaited in order below; until then a rejection is not "unhandled".
+    for (const a of attempts) a.catch(() => undefined);
+    let firstReason = '';
+    for (let i = 0; i < attempts.length; i++) {
+      let socket: WebSocketLike;
+      try {
+        socket = await attempts[i];
+      } catch (reason) {
+        if (i === 0) firstReason = String(reason);
+        continue;
+      }
+      for (const other of attempts.slice(i + 1))
+        other.then(
+          (s) => s.close(),
+          () => undefined,
+        );
+      this.connectedUrl = this.urls[i];
+      return new RpcConnection(socket, {
+        onNotification: (method, params) => this.notification(method, params),
+        onClose: (event) => this.lost(event),
+      });
+    }
+    // The permission state decides the hint; the query answers within milliseconds.
+    await Promise.race([permissionKnown, new Promise((r) => setTimeout(r, 300))]);
+    throw unreachable(this.urls[0], firstReason, permission);
+  }
+
+  /** One WebSocket to `url`: resolves when open, rejects with the reason it could not open. */
+  private openSocket(url: string, permission: () => LoopbackPermission): Promise<WebSocketLike> {
+    return new Promise<WebSocketLike>((resolve, reject) => {
       const started = Date.now();
       let socket: WebSocketLike;
       let done = false;
@@ -475,22 +523,19 @@ export class KelidClient {
         } catch {
           // never opened
         }
-        // The permission state decides the hint; the query answers within milliseconds.
-        void Promise.race([permissionKnown, new Promise((r) => setTimeout(r, 300))]).then(() =>
-          reject(unreachable(this.url, reason, permission)),
-        );
+        reject(reason);
       };
       try {
-        socket = this.factory(this.url);
+        socket = this.factory(url);
       } catch (e) {
-        reject(unreachable(this.url, e instanceof Error ? e.message : 'invalid URL', permission));
+        reject(e instanceof Error ? e.message : 'invalid URL');
         return;
       }
       const arm = (ms: number): void => {
         timer = setTimeout(() => {
           // A pending browser permission prompt holds the connection until the user answers.
           const waited = Date.now() - started;
-          if (permission === 'prompt' && waited < this.promptWaitMs)
+          if (permission() === 'prompt' && waited < this.promptWaitMs)
             arm(Math.min(1000, this.promptWaitMs - waited));
           else fail(`no answer within ${waited} ms`);
         }, ms);
@@ -500,12 +545,7 @@ export class KelidClient {
         if (done) return;
         done = true;
         if (timer !== undefined) clearTimeout(timer);
-        resolve(
-          new RpcConnection(socket, {
-            onNotification: (method, params) => this.notification(method, params),
-            onClose: (event) => this.lost(event),
-          }),
-        );
+        resolve(socket);
       };
       socket.onerror = () => undefined;
       socket.onclose = (event) => fail(`connection closed (code ${event.code})`);
