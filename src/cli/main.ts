@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { auditCommand } from './commands/audit.js';
 import { caCommand } from './commands/ca.js';
 import { installCommand, uninstallCommand } from './commands/install.js';
+import { doctorCommand } from './commands/doctor.js';
 import { consentCommand } from './commands/consent.js';
 import { modulesCommand } from './commands/modules.js';
 import {
@@ -58,6 +59,7 @@ export function buildProgram(): Command {
     uiCommand(),
     installCommand(),
     uninstallCommand(),
+    doctorCommand(),
   ];
   for (const cmd of commands) {
     cmd.exitOverride();
