@@ -63,6 +63,14 @@ export interface ConnectOptions {
   callTimeoutMs?: number;
   /** Opens the socket; default: the browser's `WebSocket`. */
   webSocket?: WebSocketFactory;
+  /**
+   * The oldest agent version this page works with (`major.minor.patch`). An older agent fails with
+   * `ERR_AGENT_OUTDATED` as soon as its version is known: at connect when this site is approved, else
+   * on `requestAccess` (the agent tells its version only to approved sites).
+   */
+  minimumAgentVersion?: string;
+  /** Where users get a new agent; put in `ERR_AGENT_OUTDATED`'s `data.hint`. */
+  downloadUrl?: string;
 }
 
 /** The events of {@link KelidClient.on} and their payloads. */
@@ -110,6 +118,8 @@ type Listener<E extends KelidClientEvent> = (payload: KelidClientEvents[E]) => v
  */
 export class KelidClient {
   private readonly urls: readonly string[];
+  private readonly minimumVersion: string | undefined;
+  private readonly downloadUrl: string | undefined;
   private connectedUrl: string | undefined;
   private readonly timeoutMs: number;
   private readonly promptWaitMs: number;
@@ -131,6 +141,8 @@ export class KelidClient {
 
   private constructor(options: ConnectOptions) {
     this.urls = options.url !== undefined ? [options.url] : DEFAULT_AGENT_URLS;
+    this.minimumVersion = options.minimumAgentVersion;
+    this.downloadUrl = options.downloadUrl;
     this.timeoutMs = options.timeoutMs ?? 2000;
     this.promptWaitMs = options.permissionPromptWaitMs ?? 60_000;
     this.reconnectEnabled = options.reconnect ?? true;
@@ -149,6 +161,14 @@ export class KelidClient {
   static async connect(options: ConnectOptions = {}): Promise<KelidClient> {
     const client = new KelidClient(options);
     client.connection = await client.openConnection();
+    if (client.minimumVersion !== undefined) {
+      try {
+        await client.info();
+      } catch (e) {
+        client.close();
+        throw e;
+      }
+    }
     return client;
   }
 
@@ -210,7 +230,27 @@ export class KelidClient {
 
   /** `agent.info`: the agent's version and this connection's origin and tier. Needs no consent. */
   async info(options?: CallOptions): Promise<AgentInfo> {
-    return this.call<AgentInfo>('agent.info', {}, this.quick(options));
+    const info = await this.call<AgentInfo>('agent.info', {}, this.quick(options));
+    this.checkVersion(info.version);
+    return info;
+  }
+
+  /** Fails with `ERR_AGENT_OUTDATED` when the agent's (known) version is below `minimumAgentVersion`. */
+  private checkVersion(version: string | undefined): void {
+    if (this.minimumVersion === undefined || version === undefined) return;
+    if (compareVersions(version, this.minimumVersion) >= 0) return;
+    throw new KelidError(
+      'ERR_AGENT_OUTDATED',
+      `the Kelid agent ${version} is older than ${this.minimumVersion}, which this page needs`,
+      {
+        retriable: false,
+        data: {
+          version,
+          minimumVersion: this.minimumVersion,
+          hint: `Install Kelid ${this.minimumVersion} or newer${this.downloadUrl ? ` from ${this.downloadUrl}` : ''}, then reload this page.`,
+        },
+      },
+    );
   }
 
   /**
@@ -219,7 +259,14 @@ export class KelidClient {
    * the user says no.
    */
   async requestAccess(reason?: string, options?: CallOptions): Promise<{ tier: Tier }> {
-    return this.call<{ tier: Tier }>('agent.requestAccess', reason === undefined ? {} : { reason }, options);
+    const r = await this.call<{ tier: Tier }>(
+      'agent.requestAccess',
+      reason === undefined ? {} : { reason },
+      options,
+    );
+    // Approved now: the agent tells its version, so `minimumAgentVersion` can be checked.
+    if (this.minimumVersion !== undefined) await this.info();
+    return r;
   }
 
   /**
@@ -684,4 +731,22 @@ function fileSummary(file: BlobLike, algorithm: string, digest: Uint8Array): str
   const name = typeof rawName === 'string' && rawName.length > 0 ? rawName : 'file';
   const shortName = name.length > 200 ? `${name.slice(0, 197)}...` : name;
   return `File "${shortName}" (${file.size} bytes, ${algorithm} ${toHex(digest).slice(0, 16)}…)`;
+}
+
+/** Compare `major.minor.patch` versions (a pre-release suffix sorts before its release). */
+export function compareVersions(a: string, b: string): number {
+  const parse = (v: string): [number[], string] => {
+    const [core, pre = ''] = v.trim().replace(/^v/, '').split('-', 2);
+    return [core.split('.').map((n) => Number.parseInt(n, 10) || 0), pre];
+  };
+  const [ca, pa] = parse(a);
+  const [cb, pb] = parse(b);
+  for (let i = 0; i < 3; i++) {
+    const d = (ca[i] ?? 0) - (cb[i] ?? 0);
+    if (d !== 0) return Math.sign(d);
+  }
+  if (pa === pb) return 0;
+  if (pa === '') return 1;
+  if (pb === '') return -1;
+  return pa < pb ? -1 : 1;
 }
