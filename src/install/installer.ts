@@ -276,10 +276,12 @@ export async function install(options: InstallOptions): Promise<InstallState> {
   const stateDir = path.resolve(options.stateDir);
   const program = options.program ?? kelidProgram();
   for (const p of program) assertNotWritableByOthers(p);
+  const createdParents = fs.existsSync(stateDir) ? [] : mkdirTracked(path.dirname(stateDir));
+  // install.json says what to delete later: only trusted from a directory no one else can write.
+  ensurePrivateDirectory(stateDir);
   const previous = readInstallState(stateDir);
   if (previous) await uninstall({ ...options, purge: false });
-  const stateDirCreated = previous?.stateDirCreated ?? mkdirTracked(path.dirname(stateDir));
-  ensurePrivateDirectory(stateDir);
+  const stateDirCreated = previous?.stateDirCreated ?? createdParents;
   await ensureTlsMaterial(stateDir);
   const command = [...program, 'serve', '--state-dir', stateDir];
   if (options.config !== undefined) command.push('--config', path.resolve(options.config));
@@ -334,6 +336,9 @@ function stopRunningAgent(stateDir: string, log: (line: string) => void): void {
 /** `kelid uninstall [--purge]`: undo what install recorded; `purge` also removes the state directory. */
 export async function uninstall(options: InstallOptions & { purge: boolean }): Promise<boolean> {
   const stateDir = path.resolve(options.stateDir);
+  if (!fs.existsSync(stateDir)) return false;
+  // A planted install.json would make us delete what it lists: refuse a directory others can write.
+  ensurePrivateDirectory(stateDir);
   const state = readInstallState(stateDir);
   const log = options.log ?? (() => undefined);
   if (state) {

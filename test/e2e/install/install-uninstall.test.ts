@@ -149,13 +149,18 @@ describe('kelid install / uninstall', () => {
         path.join(home.dir, '.config', 'systemd', 'user', 'default.target.wants', 'kelid.service'),
       ),
     ).toBe(unit);
-    // systemd itself reads the unit (and checks that ExecStart is executable).
-    const verify = spawnSync('systemd-analyze', ['--user', 'verify', unit], {
-      env: { ...process.env, ...home.env },
-      encoding: 'utf8',
-    });
-    expect(verify.stderr).toBe('');
-    expect(verify.status).toBe(0);
+    // systemd itself reads the unit (and checks that ExecStart is executable), where it is installed.
+    if (spawnSync('systemd-analyze', ['--version']).status === 0) {
+      const verify = spawnSync('systemd-analyze', ['--user', 'verify', unit], {
+        env: { ...process.env, ...home.env },
+        encoding: 'utf8',
+      });
+      expect(verify.stderr).toBe('');
+      expect(verify.status).toBe(0);
+    }
+    // a database install created is private like the ones browsers create
+    expect(fs.statSync(path.join(home.dir, '.pki')).mode & 0o777).toBe(0o700);
+    expect(fs.statSync(path.join(home.dir, '.pki', 'nssdb', 'cert9.db')).mode & 0o077).toBe(0);
 
     const ca = fs.readFileSync(path.join(stateDir, 'tls', 'ca-cert.pem'), 'utf8').trim();
     const dbs = [
@@ -196,6 +201,42 @@ describe('kelid install / uninstall', () => {
     expect(fs.existsSync(path.join(home.dir, stateDir, 'tls', 'ca-cert.pem'))).toBe(true);
     expect(nssKelidCa(path.join(home.dir, '.mozilla', 'firefox', 'abcd1234.default-release'))).toEqual([]);
     expect(kelid(home, ['uninstall', '--purge', '--no-start']).status).toBe(0);
+  });
+
+  it('refuses a state directory that another account may write to (attack: swap the CA or install.json)', () => {
+    const home = makeHome({ userSystemd: false });
+    homes.push(home);
+    const open = path.join(home.dir, 'shared-state');
+    fs.mkdirSync(open);
+    fs.chmodSync(open, 0o777);
+    const r = kelid(home, ['install', '--no-start', '--state-dir', open]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('ERR_FORBIDDEN');
+    expect(fs.readdirSync(open)).toEqual([]);
+    expect(fs.existsSync(path.join(home.dir, '.config'))).toBe(false);
+    expect(fs.existsSync(path.join(home.dir, '.pki'))).toBe(false);
+  });
+
+  it('uninstall refuses an install.json in a directory others may write to (attack: make us delete our own files)', () => {
+    const home = makeHome({ userSystemd: false });
+    homes.push(home);
+    const open = path.join(home.dir, 'shared-state');
+    fs.mkdirSync(open);
+    fs.chmodSync(open, 0o777);
+    const victim = path.join(home.dir, '.bashrc');
+    const planted = {
+      version: 1,
+      command: ['/bin/true'],
+      stateDirCreated: [],
+      steps: {
+        autostart: { kind: 'xdg-autostart', files: [victim], links: [], createdDirs: [], removeCommands: [] },
+      },
+    };
+    fs.writeFileSync(path.join(open, 'install.json'), JSON.stringify(planted));
+    const r = kelid(home, ['uninstall', '--no-start', '--state-dir', open]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('ERR_FORBIDDEN');
+    expect(fs.existsSync(victim)).toBe(true);
   });
 
   it('re-trusts a regenerated CA in the stores install used, and only there', async () => {
