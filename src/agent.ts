@@ -16,6 +16,7 @@ import { PromptLimiter } from './consent/rate-limit.js';
 import { SITE_GRANTS_FILE, SiteGrants } from './consent/site-grants.js';
 import { KelidError } from './errors.js';
 import { reinstallTrust } from './install/installer.js';
+import { UPDATE_PUBLIC_KEY_PEM, checkForUpdate, recordUpdateCheck } from './install/update-manifest.js';
 import { silentLogger } from './log.js';
 import type { Logger } from './log.js';
 import { AGENT_PORT_RANGE, currentPlatformEnv } from './platform-paths.js';
@@ -69,6 +70,8 @@ export interface AgentOptions {
   /** Open the agent's pages (default: from config `consent.launcher`). */
   launcher?: Launcher;
   version?: string;
+  /** The update manifest's signing key (default: the one pinned in the build, none in development). */
+  updatePublicKeyPem?: string | null;
 }
 
 /** Prompts per origin per minute: sites are held to few; an RA desk provisions token after token. */
@@ -152,6 +155,7 @@ export class Agent {
   #port = 0;
   #onTokensChanged: ((change: { added: Token[]; removed: string[] }) => void) | undefined;
   #version: string;
+  #updateTimer: NodeJS.Timeout | undefined;
 
   constructor(options: AgentOptions) {
     this.#options = options;
@@ -317,7 +321,31 @@ export class Agent {
     writeFileAtomic(path.join(this.stateDir, AGENT_INFO_FILE), `${JSON.stringify(info, null, 2)}\n`);
     this.#wroteInfo = true;
     this.#log.info({ port: ports.port, insecureWsPort: ports.insecurePort }, 'Kelid agent listening');
+    this.#scheduleUpdateChecks();
     return info;
+  }
+
+  /** Check the signed update manifest now and once a day; only tells (log, update.json), never installs. */
+  #scheduleUpdateChecks(): void {
+    const url = this.config.updates.url;
+    const key =
+      this.#options.updatePublicKeyPem === undefined
+        ? UPDATE_PUBLIC_KEY_PEM
+        : this.#options.updatePublicKeyPem;
+    if (url === null || key === null) return;
+    const check = (): void => {
+      void checkForUpdate({ url, publicKeyPem: key, currentVersion: this.#version }).then((result) => {
+        if (this.#updateTimer === undefined) return;
+        recordUpdateCheck(this.stateDir, result);
+        if (result.status === 'available')
+          this.#log.info({ latest: result.latest, download: result.download }, 'a newer Kelid is available');
+        else if (result.status === 'invalid' || result.status === 'unreachable')
+          this.#log.warn({ reason: result.reason }, 'update check failed');
+      });
+    };
+    this.#updateTimer = setInterval(check, 24 * 60 * 60 * 1000);
+    this.#updateTimer.unref();
+    check();
   }
 
   /**
@@ -450,6 +478,8 @@ export class Agent {
 
   /** Stop serving, withdraw pending consents, stop the module hosts and remove agent.json. */
   async stop(): Promise<void> {
+    if (this.#updateTimer !== undefined) clearInterval(this.#updateTimer);
+    this.#updateTimer = undefined;
     if (this.#wroteInfo) fs.rmSync(path.join(this.stateDir, AGENT_INFO_FILE), { force: true });
     this.#wroteInfo = false;
     this.#handler = undefined;

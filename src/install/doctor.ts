@@ -15,6 +15,7 @@ import { moduleSpecs } from '../services.js';
 import { TokenService } from '../tokens/token-service.js';
 import { readCaCertificate } from '../transport/tls.js';
 import { readInstallState } from './installer.js';
+import { readUpdateCheck } from './update-manifest.js';
 import { NSS_NICKNAME, hasCertutil, nssDatabases, readNssEntry } from './trust-stores.js';
 
 // `kelid doctor`: what a help desk asks first, checked and reported without secrets. Every check
@@ -366,6 +367,30 @@ async function networkChecks(o: DoctorOptions, timeoutMs: number): Promise<Docto
   return checks;
 }
 
+function updateCheck(o: DoctorOptions): DoctorCheck {
+  if (o.config.updates.url === null)
+    return { id: 'updates', status: 'skip', summary: 'no updates.url configured' };
+  const last = readUpdateCheck(o.stateDir);
+  if (!last) return { id: 'updates', status: 'skip', summary: 'the agent has not checked for updates yet' };
+  switch (last.status) {
+    case 'available':
+      return {
+        id: 'updates',
+        status: 'warn',
+        summary: `Kelid ${last.latest} is available: ${last.download}`,
+        details: last,
+      };
+    case 'current':
+      return {
+        id: 'updates',
+        status: 'ok',
+        summary: `up to date (latest ${last.latest}, checked ${last.checkedAt})`,
+      };
+    default:
+      return { id: 'updates', status: 'warn', summary: `last update check: ${last.reason}`, details: last };
+  }
+}
+
 /** Run every check. */
 export async function runDoctor(o: DoctorOptions): Promise<DoctorReport> {
   const timeoutMs = o.timeoutMs ?? 5000;
@@ -386,6 +411,7 @@ export async function runDoctor(o: DoctorOptions): Promise<DoctorReport> {
     ...(await moduleChecks(o)),
     pcscdCheck(o),
     ...(await networkChecks(o, timeoutMs)),
+    updateCheck(o),
   ];
   return { generatedAt: new Date().toISOString(), versions, stateDir: o.stateDir, checks };
 }
