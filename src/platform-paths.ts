@@ -90,18 +90,24 @@ export const WINDOWS_RUN_VALUE = 'Kelid';
 
 /**
  * The control channel of the agent of `stateDir`: a Unix socket inside the (0700) state directory, or
- * on Windows a named pipe (pipes live in their own namespace, not on a file path). The pipe name is
- * derived from the state directory, which is per user, so two users' agents never share a name.
+ * on Windows a named pipe (pipes live in their own namespace, not on a file path). Pipe names are
+ * visible to every account, so the name also hashes `pipeId`, a random value kept in the private
+ * state directory: another user can neither guess the name to squat it before the agent starts (and
+ * receive the PINs `kelid consent approve` sends) nor collide with ours.
  */
-export function controlChannelPath(stateDir: string, platform: Platform): string {
+export function controlChannelPath(stateDir: string, platform: Platform, pipeId = ''): string {
   if (platform === 'win32') {
-    const id = createHash('sha256').update(path.win32.resolve(stateDir).toLowerCase()).digest('hex');
-    return `\\\\.\\pipe\\kelid-control-${id.slice(0, 24)}`;
+    const id = createHash('sha256')
+      .update(`${path.win32.resolve(stateDir).toLowerCase()}\0${pipeId}`)
+      .digest('hex');
+    return `\\\\.\\pipe\\kelid-control-${id.slice(0, 32)}`;
   }
   return path.posix.join(stateDir, CONTROL_SOCKET);
 }
 
-/** The ports the agent tries, in order, unless a port is configured (PROTOCOL.md section 1). */
+/** `<stateDir>/control-pipe.id` (Windows): the random part of the control pipe's name. */
+export const CONTROL_PIPE_ID_FILE = 'control-pipe.id';
+
 export const CONTROL_SOCKET = 'control.sock';
 
 export const AGENT_PORT_RANGE: readonly number[] = [17443, 17444, 17445, 17446, 17447];

@@ -1,10 +1,12 @@
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import * as net from 'node:net';
 import { KelidError, isKelidError } from '../errors.js';
 import type { ErrorCode } from '../errors.js';
 import { silentLogger } from '../log.js';
 import type { Logger } from '../log.js';
-import { controlChannelPath, currentPlatformEnv } from '../platform-paths.js';
+import { CONTROL_PIPE_ID_FILE, controlChannelPath, currentPlatformEnv } from '../platform-paths.js';
 
 // PROTOCOL.md section 5, the CLI's way to the running agent: a Unix socket `<stateDir>/control.sock`
 // that only the same OS user can open (the socket is 0600 inside a 0700 directory the user owns).
@@ -39,7 +41,21 @@ export type ControlHandler = (request: ControlRequest) => Promise<unknown>;
 
 /** The control channel of the agent of `stateDir`: a socket in it, or a per-user named pipe on Windows. */
 export function controlSocketPath(stateDir: string): string {
-  return controlChannelPath(stateDir, currentPlatformEnv().platform);
+  const platform = currentPlatformEnv().platform;
+  if (platform !== 'win32') return controlChannelPath(stateDir, platform);
+  const idFile = path.join(stateDir, CONTROL_PIPE_ID_FILE);
+  let id: string;
+  try {
+    id = fs.readFileSync(idFile, 'utf8').trim();
+  } catch {
+    id = randomBytes(16).toString('hex');
+    try {
+      fs.writeFileSync(idFile, id, { mode: 0o600, flag: 'wx' });
+    } catch {
+      id = fs.readFileSync(idFile, 'utf8').trim();
+    }
+  }
+  return controlChannelPath(stateDir, platform, id);
 }
 
 /**

@@ -104,4 +104,6 @@ export function writeBundle(file: string, report: DoctorReport, config: KelidCon
     { name: 'kelid-doctor/log.txt', content: `${tailLog(logFileOf(stateDir), LOG_LINES).join('\n')}\n` },
   ].map((f) => ({ name: f.name, content: redact(f.content, secrets) }));
   fs.writeFileSync(file, gzipSync(tarArchive(files)), { mode: 0o600 });
+  // An existing file keeps its mode on write: the bundle is private even then.
+  fs.chmodSync(file, 0o600);
 }

@@ -276,6 +276,12 @@ export async function install(options: InstallOptions): Promise<InstallState> {
   const stateDir = path.resolve(options.stateDir);
   const program = options.program ?? kelidProgram();
   for (const p of program) assertNotWritableByOthers(p);
+  // Run from a checkout (node + bin/kelid.js): the code it loads lives beside bin/, check it too.
+  if (program.length > 1) {
+    const root = path.dirname(path.dirname(program[1]));
+    for (const d of ['dist', 'node_modules'])
+      if (fs.existsSync(path.join(root, d))) assertNotWritableByOthers(path.join(root, d));
+  }
   const createdParents = fs.existsSync(stateDir) ? [] : mkdirTracked(path.dirname(stateDir));
   // install.json says what to delete later: only trusted from a directory no one else can write.
   ensurePrivateDirectory(stateDir);

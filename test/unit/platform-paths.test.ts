@@ -57,11 +57,19 @@ describe('platform paths', () => {
       expect(controlChannelPath('/Users/ana/x', 'darwin')).toBe('/Users/ana/x/control.sock');
     });
     it('is a named pipe on Windows, distinct per user (state directory), case-insensitively stable', () => {
-      const ana = controlChannelPath('C:\\Users\\ana\\AppData\\Local\\kelid\\Data', 'win32');
-      const bob = controlChannelPath('C:\\Users\\bob\\AppData\\Local\\kelid\\Data', 'win32');
-      expect(ana).toMatch(/^\\\\\.\\pipe\\kelid-control-[0-9a-f]{24}$/);
+      const ana = controlChannelPath('C:\\Users\\ana\\AppData\\Local\\kelid\\Data', 'win32', 'id1');
+      const bob = controlChannelPath('C:\\Users\\bob\\AppData\\Local\\kelid\\Data', 'win32', 'id1');
+      expect(ana).toMatch(/^\\\\\.\\pipe\\kelid-control-[0-9a-f]{32}$/);
       expect(bob).not.toBe(ana);
-      expect(controlChannelPath('c:\\users\\ANA\\AppData\\Local\\kelid\\Data', 'win32')).toBe(ana);
+      expect(controlChannelPath('c:\\users\\ANA\\AppData\\Local\\kelid\\Data', 'win32', 'id1')).toBe(ana);
+    });
+    it('hides the pipe name behind the random id kept in the private state directory (attack: squat the pipe)', () => {
+      const dir = 'C:\\Users\\ana\\AppData\\Local\\kelid\\Data';
+      // another user knows the state directory's path, not the id: the name they can compute differs
+      expect(controlChannelPath(dir, 'win32', 'a1b2c3d4e5f60718293a4b5c6d7e8f90')).not.toBe(
+        controlChannelPath(dir, 'win32'),
+      );
+      expect(controlChannelPath(dir, 'win32', 'x')).not.toBe(controlChannelPath(dir, 'win32', 'y'));
     });
   });
 

@@ -129,3 +129,24 @@ describe('installer', () => {
     });
   });
 });
+
+describe('installer (checkout)', () => {
+  it('refuses a checkout whose dist/ others may write to (attack: replace the code bin/kelid.js loads)', async () => {
+    const root = tmp();
+    fs.mkdirSync(path.join(root, 'bin'));
+    fs.writeFileSync(path.join(root, 'bin', 'kelid.js'), '', { mode: 0o755 });
+    fs.mkdirSync(path.join(root, 'dist'));
+    fs.chmodSync(path.join(root, 'dist'), 0o777);
+    const p = { platform: 'linux' as const, env: { XDG_CONFIG_HOME: path.join(root, 'cfg') }, home: root };
+    await expect(
+      install({
+        platform: p,
+        stateDir: path.join(root, 'state'),
+        program: [process.execPath, path.join(root, 'bin', 'kelid.js')],
+        autostart: 'xdg-autostart',
+        start: false,
+      }),
+    ).rejects.toMatchObject({ code: 'ERR_FORBIDDEN' });
+    expect(fs.existsSync(path.join(root, 'state'))).toBe(false);
+  });
+});
