@@ -174,6 +174,10 @@ describe('kelid install / uninstall', () => {
     expect(list).toMatch(/Kelid local CA\s+C,,\s*\n/);
     expect(list).toContain('Users own CA');
 
+    // installing again replaces the first install (same CA, one entry per database)
+    expect(kelid(home, ['install', '--no-start']).status).toBe(0);
+    for (const db of dbs) expect(nssKelidCa(db)).toEqual([ca]);
+
     const u = kelid(home, ['uninstall', '--purge', '--no-start']);
     expect(u.stderr).toBe('');
     expect(u.status).toBe(0);
