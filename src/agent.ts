@@ -16,7 +16,12 @@ import { PromptLimiter } from './consent/rate-limit.js';
 import { SITE_GRANTS_FILE, SiteGrants } from './consent/site-grants.js';
 import { KelidError } from './errors.js';
 import { reinstallTrust } from './install/installer.js';
-import { UPDATE_PUBLIC_KEY_PEM, checkForUpdate, recordUpdateCheck } from './install/update-manifest.js';
+import {
+  UPDATE_PUBLIC_KEY_PEM,
+  checkForUpdate,
+  readUpdateCheck,
+  recordUpdateCheck,
+} from './install/update-manifest.js';
 import { silentLogger } from './log.js';
 import type { Logger } from './log.js';
 import { AGENT_PORT_RANGE, currentPlatformEnv } from './platform-paths.js';
@@ -253,6 +258,10 @@ export class Agent {
       consent: broker,
       version: this.#version,
       defaultPinRules,
+      updateAvailable: () => {
+        const last = readUpdateCheck(this.stateDir);
+        return last?.status === 'available' ? { latest: last.latest, download: last.download } : null;
+      },
       sites: {
         isApproved: (origin) => configuredSites.includes(origin) || grants.has(origin),
         approve: (origin) => {

@@ -5,6 +5,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent } from '../../../src/agent.js';
+import type { CallContext } from '../../../src/protocol/context.js';
+import { agentInfo } from '../../../src/protocol/methods/agent-info.js';
 import { resolveConfig } from '../../../src/config.js';
 import {
   checkForUpdate,
@@ -108,6 +110,25 @@ describe('update manifest', () => {
         await agent.stop();
         fs.rmSync(stateDir, { recursive: true, force: true });
       }
+    }
+  });
+});
+
+describe('agent.info update field', () => {
+  const ctx = (tier: string): CallContext =>
+    ({
+      connection: { tier, origin: 'https://a.example' },
+      env: {
+        version: '0.1.0',
+        services: { modules: () => [] },
+        updateAvailable: () => ({ latest: '9.0.0', download: 'https://kelid.example/download' }),
+      },
+    }) as unknown as CallContext;
+
+  it("tells the console (the user's token manager) about a newer version, and no page", async () => {
+    expect(await agentInfo.run(ctx('console'), {})).toMatchObject({ update: { latest: '9.0.0' } });
+    for (const tier of ['ra', 'site', 'unknown']) {
+      expect(await agentInfo.run(ctx(tier), {})).not.toHaveProperty('update');
     }
   });
 });
