@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ensurePrivateDirectory } from '../consent/control-channel.js';
@@ -116,12 +116,19 @@ const autostartStep: InstallStep = {
       record.links.push(l.path);
     }
     if (ctx.start) for (const c of plan.commands) run(c, ctx.log);
+    // XDG autostart and the Run key only act at the next login: start the agent now as well.
+    if (ctx.start && (plan.kind === 'xdg-autostart' || plan.kind === 'windows-run-key')) {
+      startDetached(ctx.command, ctx.stateDir, ctx.log);
+    }
     return record;
   },
   async uninstall(ctx, raw) {
     const record = raw as AutostartRecord | null;
     if (!record) return;
     if (ctx.start) for (const c of record.removeCommands) run(c, ctx.log);
+    if (ctx.start && (record.kind === 'xdg-autostart' || record.kind === 'windows-run-key')) {
+      await stopRunningAgent(ctx.stateDir, ctx.log);
+    }
     for (const l of record.links) fs.rmSync(l, { force: true });
     for (const f of record.files) fs.rmSync(f, { force: true });
     if (record.kind === 'systemd' && ctx.start) run(['systemctl', '--user', 'daemon-reload'], ctx.log);
@@ -318,25 +325,63 @@ async function undoSteps(ctx: InstallContext, state: InstallState): Promise<void
   }
 }
 
-/** Stop this state directory's running agent (its pid from agent.json, checked to be a kelid process of ours). */
-function stopRunningAgent(stateDir: string, log: (line: string) => void): void {
+/** Whether `pid` runs (a zombie, exited but not yet reaped by its parent, does not). */
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  if (process.platform !== 'linux') return true;
+  try {
+    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+/** Start `command` in the background, unless this state directory's agent already runs. */
+function startDetached(command: string[], stateDir: string, log: (line: string) => void): void {
+  if (runningAgentPid(stateDir) !== null) return;
+  const child = spawn(command[0], command.slice(1), { detached: true, stdio: 'ignore' });
+  child.on('error', (e) => log(`warning: could not start the agent: ${e.message}`));
+  child.unref();
+  log(`started the agent (pid ${child.pid ?? '?'})`);
+}
+
+function runningAgentPid(stateDir: string): number | null {
   let pid: number;
   try {
     pid = (JSON.parse(fs.readFileSync(path.join(stateDir, 'agent.json'), 'utf8')) as { pid: number }).pid;
   } catch {
-    return;
+    return null;
   }
-  if (!Number.isInteger(pid) || pid <= 1 || pid === process.pid) return;
+  if (!Number.isInteger(pid) || pid <= 1 || pid === process.pid) return null;
   try {
     if (process.platform === 'linux') {
       const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-      if (!cmdline.includes('kelid') || !cmdline.includes('serve')) return;
+      if (!cmdline.includes('kelid') || !cmdline.includes('serve')) return null;
+    } else {
+      process.kill(pid, 0);
     }
-    process.kill(pid, 'SIGTERM');
-    log(`stopped the running agent (pid ${pid})`);
+    return pid;
   } catch {
-    // not running
+    return null;
   }
+}
+
+/** Stop this state directory's running agent (its pid from agent.json, checked to be a kelid process of ours). */
+async function stopRunningAgent(stateDir: string, log: (line: string) => void): Promise<void> {
+  const pid = runningAgentPid(stateDir);
+  if (pid === null) return;
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {
+    return;
+  }
+  // Wait (up to 10 s) until it is gone: it removes its own files from the state directory on exit.
+  for (let i = 0; i < 200 && isAlive(pid); i++) await new Promise((r) => setTimeout(r, 50));
+  log(`stopped the running agent (pid ${pid})`);
 }
 
 /** `kelid uninstall [--purge]`: undo what install recorded; `purge` also removes the state directory. */
@@ -353,7 +398,7 @@ export async function uninstall(options: InstallOptions & { purge: boolean }): P
     fs.rmSync(path.join(stateDir, INSTALL_STATE_FILE), { force: true });
   }
   if (options.purge) {
-    stopRunningAgent(stateDir, log);
+    await stopRunningAgent(stateDir, log);
     fs.rmSync(stateDir, { recursive: true, force: true });
     removeEmptyDirs(state?.stateDirCreated ?? []);
     log(`removed ${stateDir}`);

@@ -207,6 +207,42 @@ describe('kelid install / uninstall', () => {
     expect(kelid(home, ['uninstall', '--purge', '--no-start']).status).toBe(0);
   });
 
+  it('starts the agent at once with XDG autostart, and uninstall --purge stops it and leaves the HOME as it was', async () => {
+    const home = makeHome({ userSystemd: false });
+    homes.push(home);
+    const config = path.join(home.dir, 'kelid.json');
+    fs.writeFileSync(
+      config,
+      JSON.stringify({ port: 0, autoDetectModules: false, consent: { launcher: 'none' } }),
+    );
+    const before = snapshot(home.dir);
+    const r = kelid(home, ['install', '--config', config]);
+    expect(r.status).toBe(0);
+    const info = path.join(home.dir, '.local', 'share', 'kelid', 'agent.json');
+    for (let i = 0; i < 300 && !fs.existsSync(info); i++) await new Promise((res) => setTimeout(res, 50));
+    const pid = (JSON.parse(fs.readFileSync(info, 'utf8')) as { pid: number }).pid;
+    expect(fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')).toEqual([
+      process.execPath,
+      BIN,
+      'serve',
+      '--state-dir',
+      path.join(home.dir, '.local', 'share', 'kelid'),
+      '--config',
+      config,
+      '',
+    ]);
+    // the agent logs to its rotating file (stderr is no terminal)
+    expect(fs.existsSync(path.join(home.dir, '.local', 'share', 'kelid', 'logs', 'kelid.log'))).toBe(true);
+
+    const u = kelid(home, ['uninstall', '--purge']);
+    expect(u.status).toBe(0);
+    expect(u.stdout).toContain(`stopped the running agent (pid ${pid})`);
+    // gone (or a zombie waiting for init to reap it, when the test runs without one)
+    const stat = fs.existsSync(`/proc/${pid}/stat`) ? fs.readFileSync(`/proc/${pid}/stat`, 'utf8') : '';
+    expect(stat === '' || / Z /.test(stat)).toBe(true);
+    expect(snapshot(home.dir)).toEqual(before);
+  });
+
   it('refuses a state directory that another account may write to (attack: swap the CA or install.json)', () => {
     const home = makeHome({ userSystemd: false });
     homes.push(home);
