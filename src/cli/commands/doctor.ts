@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { loadConfig } from '../../config.js';
 import { writeBundle } from '../../install/bundle.js';
@@ -12,18 +11,6 @@ interface DoctorCliOptions {
   stateDir?: string;
   json?: boolean;
   bundle?: string;
-}
-
-function version(): string {
-  try {
-    return (
-      JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
-        version: string;
-      }
-    ).version;
-  } catch {
-    return '0.0.0';
-  }
 }
 
 /** `kelid doctor [--json] [--bundle <file>]`: the help desk's first questions, answered. */
@@ -42,14 +29,16 @@ export function doctorCommand(): Command {
       '--bundle <file>',
       'also write a redacted .tar.gz (config, versions, last log lines, this report)',
     )
-    .action(async (opts: DoctorCliOptions) => {
+    .action(async (opts: DoctorCliOptions, cmd: Command) => {
+      // The version the program was built with, as `kelid --version` prints it.
+      const version = cmd.parent?.version() ?? '0.0.0';
       const config = loadConfig(opts.config);
       const stateDir = resolveStateDir(opts.stateDir ?? config.stateDir);
       const report = await runDoctor({
         config,
         stateDir,
         platform: currentPlatformEnv(),
-        version: version(),
+        version,
       });
       if (opts.json) printJson(report);
       else process.stdout.write(formatDoctor(report));
