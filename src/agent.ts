@@ -15,9 +15,17 @@ import type { Launcher } from './consent/launcher.js';
 import { PromptLimiter } from './consent/rate-limit.js';
 import { SITE_GRANTS_FILE, SiteGrants } from './consent/site-grants.js';
 import { KelidError } from './errors.js';
+import { reinstallTrust } from './install/installer.js';
+import {
+  UPDATE_PUBLIC_KEY_PEM,
+  checkForUpdate,
+  readUpdateCheck,
+  recordUpdateCheck,
+} from './install/update-manifest.js';
 import { silentLogger } from './log.js';
 import type { Logger } from './log.js';
 import { packageVersion } from './package-files.js';
+import { AGENT_PORT_RANGE, currentPlatformEnv } from './platform-paths.js';
 import type { ConnectionContext, PendingCall, ProtocolEnv } from './protocol/context.js';
 import { Dispatcher, JSON_RPC, rateLimitedResponse } from './protocol/dispatcher.js';
 import { METHODS } from './protocol/methods/index.js';
@@ -68,6 +76,8 @@ export interface AgentOptions {
   /** Open the agent's pages (default: from config `consent.launcher`). */
   launcher?: Launcher;
   version?: string;
+  /** The update manifest's signing key (default: the one pinned in the build, none in development). */
+  updatePublicKeyPem?: string | null;
 }
 
 /** Prompts per origin per minute: sites are held to few; an RA desk provisions token after token. */
@@ -141,6 +151,7 @@ export class Agent {
   #port = 0;
   #onTokensChanged: ((change: { added: Token[]; removed: string[] }) => void) | undefined;
   #version: string;
+  #updateTimer: NodeJS.Timeout | undefined;
 
   constructor(options: AgentOptions) {
     this.#options = options;
@@ -190,8 +201,11 @@ export class Agent {
       if (servicesResult.status === 'rejected') throw servicesResult.reason;
       const tls = tlsResult.value;
       const services = servicesResult.value;
-      if (tls.generated)
-        this.#log.info('generated a new local CA and TLS certificate (run "kelid ca install")');
+      if (tls.generated) {
+        this.#log.info('generated a new local CA and TLS certificate');
+        // Browsers trusted the old CA only if `kelid install` put it in their stores: re-trust there.
+        reinstallTrust(this.stateDir, currentPlatformEnv(), this.#log);
+      }
       this.#audit = new AuditLog(path.join(this.stateDir, AUDIT_LOG_FILE));
       const grants = new SiteGrants(path.join(this.stateDir, SITE_GRANTS_FILE));
       return await this.#startServing(config, tls, services, grants);
@@ -235,6 +249,10 @@ export class Agent {
       consent: broker,
       version: this.#version,
       defaultPinRules,
+      updateAvailable: () => {
+        const last = readUpdateCheck(this.stateDir);
+        return last?.status === 'available' ? { latest: last.latest, download: last.download } : null;
+      },
       sites: {
         isApproved: (origin) => configuredSites.includes(origin) || grants.has(origin),
         approve: (origin) => {
@@ -260,7 +278,7 @@ export class Agent {
       logger: this.#log,
     });
     const server = new AgentServer({
-      port: config.port,
+      port: this.#candidatePorts(),
       insecurePort: config.insecureWsPort,
       tls,
       app,
@@ -283,6 +301,7 @@ export class Agent {
     this.#server = server;
     const ports = await server.listen();
     this.#port = ports.port;
+    if (config.port === AGENT_PORT_RANGE[0]) rememberPort(this.stateDir, ports.port);
 
     this.#onTokensChanged = (change) => {
       for (const c of this.#connections)
@@ -302,7 +321,41 @@ export class Agent {
     writeFileAtomic(path.join(this.stateDir, AGENT_INFO_FILE), `${JSON.stringify(info, null, 2)}\n`);
     this.#wroteInfo = true;
     this.#log.info({ port: ports.port, insecureWsPort: ports.insecurePort }, 'Kelid agent listening');
+    this.#scheduleUpdateChecks();
     return info;
+  }
+
+  /** Check the signed update manifest now and once a day; only tells (log, update.json), never installs. */
+  #scheduleUpdateChecks(): void {
+    const url = this.config.updates.url;
+    const key =
+      this.#options.updatePublicKeyPem === undefined
+        ? UPDATE_PUBLIC_KEY_PEM
+        : this.#options.updatePublicKeyPem;
+    if (url === null || key === null) return;
+    const check = (): void => {
+      void checkForUpdate({ url, publicKeyPem: key, currentVersion: this.#version }).then((result) => {
+        if (this.#updateTimer === undefined) return;
+        recordUpdateCheck(this.stateDir, result);
+        if (result.status === 'available')
+          this.#log.info({ latest: result.latest, download: result.download }, 'a newer Kelid is available');
+        else if (result.status === 'invalid' || result.status === 'unreachable')
+          this.#log.warn({ reason: result.reason }, 'update check failed');
+      });
+    };
+    this.#updateTimer = setInterval(check, 24 * 60 * 60 * 1000);
+    this.#updateTimer.unref();
+    check();
+  }
+
+  /**
+   * The default port stands for the range 17443–17447 (one agent per user on a shared machine):
+   * the port this state directory used last, then the range in order. Any other port is exact.
+   */
+  #candidatePorts(): number | readonly number[] {
+    if (this.config.port !== AGENT_PORT_RANGE[0]) return this.config.port;
+    const last = readRememberedPort(this.stateDir);
+    return last === null ? AGENT_PORT_RANGE : [last, ...AGENT_PORT_RANGE.filter((p) => p !== last)];
   }
 
   #accept(ws: WebSocket, info: AcceptedConnection, dispatcher: Dispatcher): void {
@@ -425,6 +478,8 @@ export class Agent {
 
   /** Stop serving, withdraw pending consents, stop the module hosts and remove agent.json. */
   async stop(): Promise<void> {
+    if (this.#updateTimer !== undefined) clearInterval(this.#updateTimer);
+    this.#updateTimer = undefined;
     if (this.#wroteInfo) fs.rmSync(path.join(this.stateDir, AGENT_INFO_FILE), { force: true });
     this.#wroteInfo = false;
     this.#handler = undefined;
@@ -496,4 +551,21 @@ function writeFileAtomic(file: string, text: string): void {
   const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
   fs.writeFileSync(tmp, text, { mode: 0o600, flag: 'wx' });
   fs.renameSync(tmp, file);
+}
+
+/** `<stateDir>/port`: the port of the range this user's agent got last time (kept across restarts). */
+export const PORT_FILE = 'port';
+
+function readRememberedPort(stateDir: string): number | null {
+  try {
+    const port = Number(fs.readFileSync(path.join(stateDir, PORT_FILE), 'utf8').trim());
+    return AGENT_PORT_RANGE.includes(port) ? port : null;
+  } catch {
+    return null;
+  }
+}
+
+function rememberPort(stateDir: string, port: number): void {
+  if (readRememberedPort(stateDir) === port) return;
+  writeFileAtomic(path.join(stateDir, PORT_FILE), `${port}\n`);
 }

@@ -61,6 +61,11 @@ export interface KelidConfig {
    * (auth.challenge and CMS, never a raw signature). The key-purpose rule is src/pki/key-purpose.ts.
    */
   keyPurpose: { dualUse: 'signing' | 'authentication' | 'cms-and-authentication' };
+  /**
+   * Extension (issue 15): where the signed update manifest is (checked at start and daily against the
+   * Ed25519 key pinned in the build; shown, never downloaded or run). null = no check.
+   */
+  updates: { url: string | null };
 }
 
 export const DEFAULT_CONFIG: Readonly<KelidConfig> = {
@@ -93,6 +98,7 @@ export const DEFAULT_CONFIG: Readonly<KelidConfig> = {
   },
   pkcs11: { callTimeoutSeconds: 30, loginTimeoutSeconds: 120 },
   keyPurpose: { dualUse: 'signing' },
+  updates: { url: null },
 };
 
 const pinRule = {
@@ -172,6 +178,11 @@ export const CONFIG_SCHEMA = {
       },
     },
     tsaUrl: { type: ['string', 'null'] },
+    updates: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { url: { type: ['string', 'null'], pattern: '^https://' } },
+    },
     limits: {
       type: 'object',
       additionalProperties: false,
@@ -228,6 +239,7 @@ export function resolveConfig(raw: unknown): KelidConfig {
     limits: { ...d.limits, ...c.limits },
     pkcs11: { ...d.pkcs11, ...c.pkcs11 },
     keyPurpose: { ...d.keyPurpose, ...c.keyPurpose },
+    updates: { ...d.updates, ...c.updates },
     modules: c.modules ?? [],
     raOrigins: c.raOrigins ?? [],
     sites: c.sites ?? [],

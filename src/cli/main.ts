@@ -1,6 +1,8 @@
 import { Command, CommanderError } from 'commander';
 import { auditCommand } from './commands/audit.js';
 import { caCommand } from './commands/ca.js';
+import { installCommand, uninstallCommand } from './commands/install.js';
+import { doctorCommand } from './commands/doctor.js';
 import { consentCommand } from './commands/consent.js';
 import { modulesCommand } from './commands/modules.js';
 import {
@@ -48,6 +50,9 @@ export function buildProgram(): Command {
     sitesCommand(),
     caCommand(),
     uiCommand(),
+    installCommand(),
+    uninstallCommand(),
+    doctorCommand(),
   ];
   for (const cmd of commands) {
     cmd.exitOverride();

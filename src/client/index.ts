@@ -12,7 +12,7 @@
  * @packageDocumentation
  */
 
-export { KelidClient, DEFAULT_AGENT_URL } from './kelid-client.js';
+export { KelidClient, DEFAULT_AGENT_URL, DEFAULT_AGENT_URLS } from './kelid-client.js';
 export type {
   ConnectOptions,
   KelidClientEvents,

@@ -35,9 +35,17 @@ import type {
 /** The agent's default address (PROTOCOL.md section 1). */
 export const DEFAULT_AGENT_URL = 'wss://127.0.0.1:17443/v1';
 
+/**
+ * The URLs tried when no `url` is given: the agent's port range 17443–17447 (each user of a shared
+ * machine runs an agent on the first free one), probed in parallel, the lowest answering port winning.
+ */
+export const DEFAULT_AGENT_URLS: readonly string[] = [17443, 17444, 17445, 17446, 17447].map(
+  (port) => `wss://127.0.0.1:${port}/v1`,
+);
+
 /** Options of {@link KelidClient.connect}. */
 export interface ConnectOptions {
-  /** WebSocket URL of the agent. Default {@link DEFAULT_AGENT_URL}. */
+  /** WebSocket URL of the agent. Default: the first of {@link DEFAULT_AGENT_URLS} that answers. */
   url?: string;
   /**
    * How long one connection attempt may take before it fails with `ERR_AGENT_UNREACHABLE`
@@ -55,6 +63,14 @@ export interface ConnectOptions {
   callTimeoutMs?: number;
   /** Opens the socket; default: the browser's `WebSocket`. */
   webSocket?: WebSocketFactory;
+  /**
+   * The oldest agent version this page works with (`major.minor.patch`). An older agent fails with
+   * `ERR_AGENT_OUTDATED` as soon as its version is known: at connect when this site is approved, else
+   * on `requestAccess` (the agent tells its version only to approved sites).
+   */
+  minimumAgentVersion?: string;
+  /** Where users get a new agent; put in `ERR_AGENT_OUTDATED`'s `data.hint`. */
+  downloadUrl?: string;
 }
 
 /** The events of {@link KelidClient.on} and their payloads. */
@@ -101,8 +117,10 @@ type Listener<E extends KelidClientEvent> = (payload: KelidClientEvents[E]) => v
  * ```
  */
 export class KelidClient {
-  /** The agent URL this client talks to. */
-  readonly url: string;
+  private readonly urls: readonly string[];
+  private readonly minimumVersion: string | undefined;
+  private readonly downloadUrl: string | undefined;
+  private connectedUrl: string | undefined;
   private readonly timeoutMs: number;
   private readonly promptWaitMs: number;
   private readonly reconnectEnabled: boolean;
@@ -122,7 +140,9 @@ export class KelidClient {
   private nextId = 1;
 
   private constructor(options: ConnectOptions) {
-    this.url = options.url ?? DEFAULT_AGENT_URL;
+    this.urls = options.url !== undefined ? [options.url] : DEFAULT_AGENT_URLS;
+    this.minimumVersion = options.minimumAgentVersion;
+    this.downloadUrl = options.downloadUrl;
     this.timeoutMs = options.timeoutMs ?? 2000;
     this.promptWaitMs = options.permissionPromptWaitMs ?? 60_000;
     this.reconnectEnabled = options.reconnect ?? true;
@@ -141,7 +161,20 @@ export class KelidClient {
   static async connect(options: ConnectOptions = {}): Promise<KelidClient> {
     const client = new KelidClient(options);
     client.connection = await client.openConnection();
+    if (client.minimumVersion !== undefined) {
+      try {
+        await client.info();
+      } catch (e) {
+        client.close();
+        throw e;
+      }
+    }
     return client;
+  }
+
+  /** The agent URL this client talks to (the one it connected to, of the probed range). */
+  get url(): string {
+    return this.connectedUrl ?? this.urls[0];
   }
 
   /** Whether the client has an open connection right now. */
@@ -197,7 +230,27 @@ export class KelidClient {
 
   /** `agent.info`: the agent's version and this connection's origin and tier. Needs no consent. */
   async info(options?: CallOptions): Promise<AgentInfo> {
-    return this.call<AgentInfo>('agent.info', {}, this.quick(options));
+    const info = await this.call<AgentInfo>('agent.info', {}, this.quick(options));
+    this.checkVersion(info.version);
+    return info;
+  }
+
+  /** Fails with `ERR_AGENT_OUTDATED` when the agent's (known) version is below `minimumAgentVersion`. */
+  private checkVersion(version: string | undefined): void {
+    if (this.minimumVersion === undefined || version === undefined) return;
+    if (compareVersions(version, this.minimumVersion) >= 0) return;
+    throw new KelidError(
+      'ERR_AGENT_OUTDATED',
+      `the Kelid agent ${version} is older than ${this.minimumVersion}, which this page needs`,
+      {
+        retriable: false,
+        data: {
+          version,
+          minimumVersion: this.minimumVersion,
+          hint: `Install Kelid ${this.minimumVersion} or newer${this.downloadUrl ? ` from ${this.downloadUrl}` : ''}, then reload this page.`,
+        },
+      },
+    );
   }
 
   /**
@@ -206,7 +259,14 @@ export class KelidClient {
    * the user says no.
    */
   async requestAccess(reason?: string, options?: CallOptions): Promise<{ tier: Tier }> {
-    return this.call<{ tier: Tier }>('agent.requestAccess', reason === undefined ? {} : { reason }, options);
+    const r = await this.call<{ tier: Tier }>(
+      'agent.requestAccess',
+      reason === undefined ? {} : { reason },
+      options,
+    );
+    // Approved now: the agent tells its version, so `minimumAgentVersion` can be checked.
+    if (this.minimumVersion !== undefined) await this.info();
+    return r;
   }
 
   /**
@@ -456,10 +516,45 @@ export class KelidClient {
     });
   }
 
-  private openConnection(): Promise<RpcConnection> {
-    return new Promise<RpcConnection>((resolve, reject) => {
-      let permission: LoopbackPermission = 'unsupported';
-      const permissionKnown = loopbackPermission().then((p) => (permission = p));
+  /**
+   * Open a socket to every candidate URL at once and keep the lowest one that opens (the default port
+   * first); the others are closed. A port held by another user's agent is refused at TCP level (the
+   * peer-uid check) or fails TLS (its CA is not trusted by this user's browser): it is skipped.
+   */
+  private async openConnection(): Promise<RpcConnection> {
+    let permission: LoopbackPermission = 'unsupported';
+    const permissionKnown = loopbackPermission().then((p) => (permission = p));
+    const attempts = this.urls.map((url) => this.openSocket(url, () => permission));
+    // Every attempt is awaited in order below; until then a rejection is not "unhandled".
+    for (const a of attempts) a.catch(() => undefined);
+    let firstReason = '';
+    for (let i = 0; i < attempts.length; i++) {
+      let socket: WebSocketLike;
+      try {
+        socket = await attempts[i];
+      } catch (reason) {
+        if (i === 0) firstReason = String(reason);
+        continue;
+      }
+      for (const other of attempts.slice(i + 1))
+        other.then(
+          (s) => s.close(),
+          () => undefined,
+        );
+      this.connectedUrl = this.urls[i];
+      return new RpcConnection(socket, {
+        onNotification: (method, params) => this.notification(method, params),
+        onClose: (event) => this.lost(event),
+      });
+    }
+    // The permission state decides the hint; the query answers within milliseconds.
+    await Promise.race([permissionKnown, new Promise((r) => setTimeout(r, 300))]);
+    throw unreachable(this.urls[0], firstReason, permission);
+  }
+
+  /** One WebSocket to `url`: resolves when open, rejects with the reason it could not open. */
+  private openSocket(url: string, permission: () => LoopbackPermission): Promise<WebSocketLike> {
+    return new Promise<WebSocketLike>((resolve, reject) => {
       const started = Date.now();
       let socket: WebSocketLike;
       let done = false;
@@ -475,22 +570,19 @@ export class KelidClient {
         } catch {
           // never opened
         }
-        // The permission state decides the hint; the query answers within milliseconds.
-        void Promise.race([permissionKnown, new Promise((r) => setTimeout(r, 300))]).then(() =>
-          reject(unreachable(this.url, reason, permission)),
-        );
+        reject(reason);
       };
       try {
-        socket = this.factory(this.url);
+        socket = this.factory(url);
       } catch (e) {
-        reject(unreachable(this.url, e instanceof Error ? e.message : 'invalid URL', permission));
+        reject(e instanceof Error ? e.message : 'invalid URL');
         return;
       }
       const arm = (ms: number): void => {
         timer = setTimeout(() => {
           // A pending browser permission prompt holds the connection until the user answers.
           const waited = Date.now() - started;
-          if (permission === 'prompt' && waited < this.promptWaitMs)
+          if (permission() === 'prompt' && waited < this.promptWaitMs)
             arm(Math.min(1000, this.promptWaitMs - waited));
           else fail(`no answer within ${waited} ms`);
         }, ms);
@@ -500,12 +592,7 @@ export class KelidClient {
         if (done) return;
         done = true;
         if (timer !== undefined) clearTimeout(timer);
-        resolve(
-          new RpcConnection(socket, {
-            onNotification: (method, params) => this.notification(method, params),
-            onClose: (event) => this.lost(event),
-          }),
-        );
+        resolve(socket);
       };
       socket.onerror = () => undefined;
       socket.onclose = (event) => fail(`connection closed (code ${event.code})`);
@@ -644,4 +731,22 @@ function fileSummary(file: BlobLike, algorithm: string, digest: Uint8Array): str
   const name = typeof rawName === 'string' && rawName.length > 0 ? rawName : 'file';
   const shortName = name.length > 200 ? `${name.slice(0, 197)}...` : name;
   return `File "${shortName}" (${file.size} bytes, ${algorithm} ${toHex(digest).slice(0, 16)}…)`;
+}
+
+/** Compare `major.minor.patch` versions (a pre-release suffix sorts before its release). */
+export function compareVersions(a: string, b: string): number {
+  const parse = (v: string): [number[], string] => {
+    const [core, pre = ''] = v.trim().replace(/^v/, '').split('-', 2);
+    return [core.split('.').map((n) => Number.parseInt(n, 10) || 0), pre];
+  };
+  const [ca, pa] = parse(a);
+  const [cb, pb] = parse(b);
+  for (let i = 0; i < 3; i++) {
+    const d = (ca[i] ?? 0) - (cb[i] ?? 0);
+    if (d !== 0) return Math.sign(d);
+  }
+  if (pa === pb) return 0;
+  if (pa === '') return 1;
+  if (pb === '') return -1;
+  return pa < pb ? -1 : 1;
 }

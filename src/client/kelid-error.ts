@@ -20,6 +20,9 @@ export type AgentErrorCode = ErrorCode;
  * - `ERR_PARSE_ERROR`, `ERR_INVALID_REQUEST`, `ERR_METHOD_NOT_FOUND`, `ERR_INVALID_PARAMS` — the
  *   JSON-RPC standard errors -32700, -32600, -32601 and -32602 from the agent.
  * - `ERR_INVALID_ARGUMENT` — the SDK refused the arguments before sending anything.
+ * - `ERR_AGENT_OUTDATED` — the agent is older than `minimumAgentVersion` (checked once the agent tells
+ *   this page its version: at connect for an approved site, else after `requestAccess`). `data.version`
+ *   is the agent's version, `data.minimumVersion` the one needed, `data.hint` where to get a new one.
  */
 export type SdkErrorCode =
   | 'ERR_AGENT_UNREACHABLE'
@@ -32,7 +35,8 @@ export type SdkErrorCode =
   | 'ERR_INVALID_REQUEST'
   | 'ERR_METHOD_NOT_FOUND'
   | 'ERR_INVALID_PARAMS'
-  | 'ERR_INVALID_ARGUMENT';
+  | 'ERR_INVALID_ARGUMENT'
+  | 'ERR_AGENT_OUTDATED';
 
 /** Every code a {@link KelidError} can carry. Codes added by newer agents arrive unchanged. */
 export type KelidErrorCode = AgentErrorCode | SdkErrorCode | (string & Record<never, never>);

@@ -31,6 +31,8 @@ export interface AgentInfo {
   tier: Tier;
   /** Loaded PKCS#11 modules (only for `ra` and console connections). */
   modules?: unknown[];
+  /** A newer Kelid from the signed update manifest (console connections only; Kelid extension). */
+  update?: { latest: string; download: string };
 }
 
 /** Certificate filter of `certificates.list`; all given conditions must hold. */

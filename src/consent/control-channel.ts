@@ -1,10 +1,12 @@
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as path from 'node:path';
+import * as net from 'node:net';
 import { KelidError, isKelidError } from '../errors.js';
 import type { ErrorCode } from '../errors.js';
 import { silentLogger } from '../log.js';
 import type { Logger } from '../log.js';
+import { CONTROL_PIPE_ID_FILE, controlChannelPath, currentPlatformEnv } from '../platform-paths.js';
 
 // PROTOCOL.md section 5, the CLI's way to the running agent: a Unix socket `<stateDir>/control.sock`
 // that only the same OS user can open (the socket is 0600 inside a 0700 directory the user owns).
@@ -13,7 +15,7 @@ import type { Logger } from '../log.js';
 //             | {op:'sites.list'} | {op:'sites.revoke', origin} | {op:'ui.url'}
 //   response: {ok:true, result} | {ok:false, error:{code, message, need?}}
 
-export const CONTROL_SOCKET = 'control.sock';
+export { CONTROL_SOCKET } from '../platform-paths.js';
 const MAX_LINE_BYTES = 64 * 1024;
 // Requests served per connection: the CLI sends one; this bounds a misbehaving client.
 const MAX_REQUESTS_PER_CONNECTION = 100;
@@ -37,8 +39,23 @@ export type ControlResponse = { ok: true; result: unknown } | { ok: false; error
 /** Serves one request; errors are thrown as KelidError (their `data.need` is passed on). */
 export type ControlHandler = (request: ControlRequest) => Promise<unknown>;
 
+/** The control channel of the agent of `stateDir`: a socket in it, or a per-user named pipe on Windows. */
 export function controlSocketPath(stateDir: string): string {
-  return path.join(stateDir, CONTROL_SOCKET);
+  const platform = currentPlatformEnv().platform;
+  if (platform !== 'win32') return controlChannelPath(stateDir, platform);
+  const idFile = path.join(stateDir, CONTROL_PIPE_ID_FILE);
+  let id: string;
+  try {
+    id = fs.readFileSync(idFile, 'utf8').trim();
+  } catch {
+    id = randomBytes(16).toString('hex');
+    try {
+      fs.writeFileSync(idFile, id, { mode: 0o600, flag: 'wx' });
+    } catch {
+      id = fs.readFileSync(idFile, 'utf8').trim();
+    }
+  }
+  return controlChannelPath(stateDir, platform, id);
 }
 
 /**
@@ -108,7 +125,10 @@ export class ControlChannel {
 
   /** Bind the socket (mode 0600). Refuses when another agent already serves this state directory. */
   async start(): Promise<void> {
-    await removeStaleSocket(this.socketPath);
+    // A named pipe (Windows) is no file: nothing stale to remove or chmod. Its default DACL gives
+    // write access only to its creator, SYSTEM and administrators.
+    const isPipe = this.socketPath.startsWith('\\\\.\\pipe\\');
+    if (!isPipe) await removeStaleSocket(this.socketPath);
     const server = net.createServer({ allowHalfOpen: false }, (socket) => this.#serve(socket));
     // The umask covers the window between bind() and chmod(): the socket is never more open than 0600.
     const previous = process.umask(0o177);
@@ -123,7 +143,7 @@ export class ControlChannel {
     } finally {
       process.umask(previous);
     }
-    fs.chmodSync(this.socketPath, 0o600);
+    if (!isPipe) fs.chmodSync(this.socketPath, 0o600);
     server.on('error', (e) => this.#log.warn({ err: e.message }, 'control channel error'));
     this.#server = server;
   }
@@ -134,7 +154,7 @@ export class ControlChannel {
     if (!server) return;
     for (const s of this.#sockets) s.destroy();
     await new Promise<void>((resolve) => server.close(() => resolve()));
-    fs.rmSync(this.socketPath, { force: true });
+    if (!this.socketPath.startsWith('\\\\.\\pipe\\')) fs.rmSync(this.socketPath, { force: true });
   }
 
   #serve(socket: net.Socket): void {

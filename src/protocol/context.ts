@@ -57,6 +57,8 @@ export interface ProtocolEnv {
   version: string;
   /** The configured PIN policy (consent UI rules when no token narrows them). */
   defaultPinRules: PinRulesView;
+  /** Extension (issue 15): a newer version from the signed update manifest, for the console only. */
+  updateAvailable?: () => { latest: string; download: string } | null;
 }
 
 export interface CallContext {

@@ -29,7 +29,8 @@ export interface AcceptedConnection {
 }
 
 export interface AgentServerOptions {
-  port: number;
+  /** The port, or candidate ports tried in order (the first free one is used). */
+  port: number | readonly number[];
   insecurePort: number | null;
   tls: { key: string; cert: string };
   /** The HTTP routes (express app). */
@@ -88,7 +89,7 @@ export class AgentServer {
     return { port, insecurePort };
   }
 
-  async #start(server: http.Server, port: number): Promise<number> {
+  async #start(server: http.Server, port: number | readonly number[]): Promise<number> {
     server.headersTimeout = TRANSPORT_LIMITS.headersTimeoutMs;
     server.requestTimeout = TRANSPORT_LIMITS.requestTimeoutMs;
     server.maxHeadersCount = TRANSPORT_LIMITS.maxHeadersCount;
@@ -103,13 +104,22 @@ export class AgentServer {
     if (server instanceof https.Server) {
       server.on('tlsClientError', () => undefined);
     }
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen({ port, host: '127.0.0.1', exclusive: true }, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    const candidates = typeof port === 'number' ? [port] : port;
+    for (let i = 0; ; i++) {
+      try {
+        await new Promise<void>((resolve, reject) => {
+          server.once('error', reject);
+          server.listen({ port: candidates[i], host: '127.0.0.1', exclusive: true }, () => {
+            server.off('error', reject);
+            resolve();
+          });
+        });
+        break;
+      } catch (e) {
+        // Another user's agent (or anything else) holds this port: try the next one of the range.
+        if ((e as NodeJS.ErrnoException).code !== 'EADDRINUSE' || i === candidates.length - 1) throw e;
+      }
+    }
     this.#servers.push(server);
     const address = server.address();
     if (address === null || typeof address === 'string') throw new TypeError('server has no TCP address');

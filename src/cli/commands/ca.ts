@@ -1,10 +1,10 @@
-import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { Command } from 'commander';
 import { ensurePrivateDirectory } from '../../consent/control-channel.js';
 import { KelidError } from '../../errors.js';
+import { NSS_NICKNAME, hasCertutil, installInNssDb, nssDatabases } from '../../install/trust-stores.js';
+import { currentPlatformEnv } from '../../platform-paths.js';
 import { resolveStateDir } from '../../state-dir.js';
 import { TLS_DIR, ensureTlsMaterial, readCaCertificate } from '../../transport/tls.js';
 
@@ -12,9 +12,6 @@ interface CaOptions {
   stateDir?: string;
   nssdb?: string[];
 }
-
-/** The nickname of the CA in NSS databases (replaced on every install). */
-export const NSS_NICKNAME = 'Kelid local CA';
 
 const STATE_DIR_HELP = 'state directory (default: $KELID_STATE_DIR or the per-user data dir)';
 
@@ -24,60 +21,6 @@ async function caPem(stateDir: string): Promise<string> {
   if (existing) return existing;
   ensurePrivateDirectory(stateDir);
   return (await ensureTlsMaterial(stateDir)).caCertificatePem;
-}
-
-/** NSS databases of Chrome/Chromium (~/.pki/nssdb) and of every Firefox profile found. */
-export function defaultNssDatabases(home = os.homedir()): { dir: string; create: boolean }[] {
-  const dbs = [{ dir: path.join(home, '.pki', 'nssdb'), create: true }];
-  for (const root of [
-    path.join(home, '.mozilla', 'firefox'),
-    path.join(home, 'snap', 'firefox', 'common', '.mozilla', 'firefox'),
-  ]) {
-    let entries: string[] = [];
-    try {
-      entries = fs.readdirSync(root);
-    } catch {
-      continue;
-    }
-    for (const e of entries) {
-      const dir = path.join(root, e);
-      if (fs.existsSync(path.join(dir, 'cert9.db'))) dbs.push({ dir, create: false });
-    }
-  }
-  return dbs;
-}
-
-function certutil(args: string[]): void {
-  execFileSync('certutil', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-}
-
-/** Add (or replace) the CA in one NSS database; creates the database when asked to. */
-export function installInNssDb(dir: string, pemFile: string, create: boolean): void {
-  const db = `sql:${dir}`;
-  if (!fs.existsSync(path.join(dir, 'cert9.db'))) {
-    if (!create) throw new KelidError('ERR_INVALID_INPUT', `${dir} is not an NSS database`);
-    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-    certutil(['-N', '--empty-password', '-d', db]);
-  }
-  // Remove every earlier Kelid CA (a regenerated CA has the same nickname).
-  for (let i = 0; i < 16; i++) {
-    try {
-      certutil(['-D', '-n', NSS_NICKNAME, '-d', db]);
-    } catch {
-      break;
-    }
-  }
-  certutil(['-A', '-n', NSS_NICKNAME, '-t', 'C,,', '-i', pemFile, '-d', db]);
-}
-
-function hasCertutil(): boolean {
-  try {
-    execFileSync('certutil', ['-H'], { stdio: 'ignore' });
-    return true;
-  } catch (e) {
-    // certutil -H exits non-zero after printing help; only a missing binary matters.
-    return (e as NodeJS.ErrnoException).code !== 'ENOENT';
-  }
 }
 
 /** `kelid ca show|install`: the local CA that makes browsers trust wss://127.0.0.1. */
@@ -108,7 +51,7 @@ export function caCommand(): Command {
       const targets =
         opts.nssdb && opts.nssdb.length > 0
           ? opts.nssdb.map((dir) => ({ dir: path.resolve(dir), create: true }))
-          : defaultNssDatabases();
+          : nssDatabases(currentPlatformEnv());
       if (process.platform === 'linux' || (opts.nssdb && opts.nssdb.length > 0)) {
         if (!hasCertutil()) {
           throw new KelidError(

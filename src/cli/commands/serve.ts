@@ -1,6 +1,9 @@
-import { Command, InvalidArgumentError } from 'commander';
+import * as path from 'node:path';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { Agent } from '../../agent.js';
 import { loadConfig } from '../../config.js';
+import { ensurePrivateDirectory } from '../../consent/control-channel.js';
+import { LOG_DIR, LOG_FILE } from '../../log-file.js';
 import { createLogger } from '../../log.js';
 import { resolveStateDir } from '../../state-dir.js';
 
@@ -10,6 +13,7 @@ interface ServeOptions {
   port?: number;
   verbose?: boolean;
   logFile?: string;
+  logLevel?: string;
 }
 
 function parsePort(value: string): number {
@@ -32,15 +36,36 @@ export function serveCommand(): Command {
       'state directory (default: config stateDir, $KELID_STATE_DIR or the per-user data dir)',
     )
     .option('--port <n>', 'HTTPS/WSS port (0 = any free port); overrides config port', parsePort)
-    .option('--log-file <file>', 'write the log to this file instead of stderr')
-    .option('-v, --verbose', 'debug logging')
+    .option(
+      '--log-file <file>',
+      'write the log to this file only (default: <state dir>/logs/kelid.log, rotated at 1 MiB, 5 files kept, and stderr too when it is a terminal or with --verbose)',
+    )
+    .addOption(
+      new Option('--log-level <level>', 'log level').choices([
+        'fatal',
+        'error',
+        'warn',
+        'info',
+        'debug',
+        'trace',
+      ]),
+    )
+    .option('-v, --verbose', 'debug logging, also to stderr')
     .action(async (opts: ServeOptions) => {
       const config = loadConfig(opts.config);
       if (opts.port !== undefined) config.port = opts.port;
       const stateDir = resolveStateDir(opts.stateDir ?? config.stateDir);
+      // Checked before the log file is opened in it: never write into another user's directory.
+      ensurePrivateDirectory(stateDir);
+      const level = opts.logLevel ?? (opts.verbose ? 'debug' : undefined);
       const logger = createLogger({
-        ...(opts.verbose ? { level: 'debug' } : {}),
-        ...(opts.logFile ? { destination: opts.logFile } : {}),
+        ...(level !== undefined ? { level } : {}),
+        ...(opts.logFile
+          ? { destination: opts.logFile }
+          : {
+              rotatingFile: path.join(stateDir, LOG_DIR, LOG_FILE),
+              stderr: process.stderr.isTTY === true || opts.verbose === true,
+            }),
       });
       const agent = new Agent({ config, stateDir, logger });
       const info = await agent.start();

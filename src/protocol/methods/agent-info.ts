@@ -20,6 +20,11 @@ export const agentInfo = defineMethod<Record<string, never>>({
       origin,
       tier,
     };
+    // The user's own token manager shows a newer version (PROTOCOL.md section 3); pages never see it.
+    if (tier === 'console') {
+      const update = ctx.env.updateAvailable?.();
+      if (update) info.update = update;
+    }
     if (tier === 'ra' || tier === 'console') {
       info.modules = ctx.env.services.modules().map((m) => ({
         id: m.id,

@@ -10,6 +10,7 @@ const STRINGS = {
     langToggle: 'فارسی',
     connecting: 'Connecting to Kelid…',
     connected: 'Connected to Kelid {version}.',
+    updateAvailable: 'Connected to Kelid {version}. Kelid {latest} is available: {download}',
     disconnected: 'The connection to Kelid was lost. Open the token manager again with “kelid ui”.',
     noSecret: 'Open the token manager with the command “kelid ui”.',
     unreachable: 'Kelid is not reachable: {message}',
@@ -67,6 +68,7 @@ const STRINGS = {
     langToggle: 'English',
     connecting: 'در حال اتصال به کلید…',
     connected: 'به کلید {version} متصل است.',
+    updateAvailable: 'به کلید {version} متصل است. نسخهٔ {latest} کلید آماده است: {download}',
     disconnected: 'اتصال به کلید قطع شد. مدیر توکن را دوباره با فرمان «kelid ui» باز کنید.',
     noSecret: 'مدیر توکن را با فرمان «kelid ui» باز کنید.',
     unreachable: 'دسترسی به کلید ممکن نیست: {message}',
@@ -462,7 +464,9 @@ async function start() {
   client.on('tokensChanged', () => refresh().catch(() => undefined));
   const info = await client.info();
   version = info.version;
-  setStatus('connected', { version });
+  if (info.update)
+    setStatus('updateAvailable', { version, latest: info.update.latest, download: info.update.download });
+  else setStatus('connected', { version });
   await refresh();
 }
 
