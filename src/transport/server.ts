@@ -31,6 +31,8 @@ export interface AcceptedConnection {
 export interface AgentServerOptions {
   port: number;
   insecurePort: number | null;
+  /** Config `wss`: when false, only the agent's own pages (console tier) may open a WebSocket. */
+  pagesOverWebSocket?: boolean;
   tls: { key: string; cert: string };
   /** The HTTP routes (express app). */
   app: http.RequestListener;
@@ -165,6 +167,10 @@ export class AgentServer {
       return refuse(socket, 403, 'Forbidden');
     }
     if (result.tier !== 'console' && consoleSecret !== null) return refuse(socket, 403, 'Forbidden');
+    if (result.tier !== 'console' && this.#options.pagesOverWebSocket === false) {
+      this.#log.debug('handshake refused: config wss is false (pages use the extension)');
+      return refuse(socket, 403, 'Forbidden');
+    }
     const release = this.#options.limits.acquire(result.origin, result.tier);
     if (release === null) {
       this.#log.info({ origin: result.origin }, 'connection limit reached');
