@@ -4,6 +4,7 @@ import { auditCommand } from './commands/audit.js';
 import { caCommand } from './commands/ca.js';
 import { consentCommand } from './commands/consent.js';
 import { modulesCommand } from './commands/modules.js';
+import { extensionCommand, nativeHostCommand } from './commands/native-host.js';
 import {
   certsCommand,
   csrCommand,
@@ -55,6 +56,8 @@ export function buildProgram(): Command {
     sitesCommand(),
     caCommand(),
     uiCommand(),
+    nativeHostCommand(),
+    extensionCommand(),
   ];
   for (const cmd of commands) {
     cmd.exitOverride();
