@@ -3,6 +3,7 @@ import { asUint8Array, toBase64, toHex, utf8 } from './encoding.js';
 import type { Bytes } from './encoding.js';
 import { hashBlob } from './hash-blob.js';
 import type { BlobLike } from './hash-blob.js';
+import { detectExtension, extensionSocketFactory } from './extension-socket.js';
 import { KelidError } from './kelid-error.js';
 import { RpcConnection } from './rpc-connection.js';
 import type { CallOptions, ConsentPending, WebSocketFactory, WebSocketLike } from './rpc-connection.js';
@@ -55,7 +56,18 @@ export interface ConnectOptions {
   callTimeoutMs?: number;
   /** Opens the socket; default: the browser's `WebSocket`. */
   webSocket?: WebSocketFactory;
+  /**
+   * Which way to reach the agent (docs/extension.md): `auto` (default) uses the Kelid browser
+   * extension when it answers within `extensionDetectMs`, else the WebSocket; `extension` and `wss`
+   * force one. With `webSocket` given, `auto` means `wss`.
+   */
+  transport?: 'auto' | KelidTransport;
+  /** How long `auto` waits for the extension to answer (default 100 ms). */
+  extensionDetectMs?: number;
 }
+
+/** How a {@link KelidClient} reaches the agent: the browser extension, or the localhost WebSocket. */
+export type KelidTransport = 'extension' | 'wss';
 
 /** The events of {@link KelidClient.on} and their payloads. */
 export interface KelidClientEvents {
@@ -103,11 +115,12 @@ type Listener<E extends KelidClientEvent> = (payload: KelidClientEvents[E]) => v
 export class KelidClient {
   /** The agent URL this client talks to. */
   readonly url: string;
-  private readonly timeoutMs: number;
+  private timeoutMs: number;
   private readonly promptWaitMs: number;
   private readonly reconnectEnabled: boolean;
   private readonly callTimeoutMs: number;
-  private readonly factory: WebSocketFactory;
+  private factory: WebSocketFactory;
+  private via: KelidTransport = 'wss';
   private connection: RpcConnection | undefined;
   private closed = false;
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
@@ -140,8 +153,34 @@ export class KelidClient {
    */
   static async connect(options: ConnectOptions = {}): Promise<KelidClient> {
     const client = new KelidClient(options);
+    const choice = options.transport ?? (options.webSocket ? 'wss' : 'auto');
+    if (choice !== 'wss') {
+      const found = await detectExtension(options.extensionDetectMs ?? 100);
+      if (found) {
+        client.factory = extensionSocketFactory;
+        client.via = 'extension';
+        // The native host may have to start the agent first.
+        if (options.timeoutMs === undefined) client.timeoutMs = 25_000;
+      } else if (choice === 'extension') {
+        throw new KelidError(
+          'ERR_AGENT_UNREACHABLE',
+          'the Kelid browser extension is not installed in this browser',
+          {
+            data: {
+              transport: 'extension',
+              hint: 'Install the Kelid extension, or connect with transport "wss".',
+            },
+          },
+        );
+      }
+    }
     client.connection = await client.openConnection();
     return client;
+  }
+
+  /** The transport this client uses: `extension` (native messaging) or `wss` (localhost WebSocket). */
+  get transport(): KelidTransport {
+    return this.via;
   }
 
   /** Whether the client has an open connection right now. */
@@ -477,7 +516,20 @@ export class KelidClient {
         }
         // The permission state decides the hint; the query answers within milliseconds.
         void Promise.race([permissionKnown, new Promise((r) => setTimeout(r, 300))]).then(() =>
-          reject(unreachable(this.url, reason, permission)),
+          reject(
+            this.via === 'extension'
+              ? new KelidError(
+                  'ERR_AGENT_UNREACHABLE',
+                  `cannot reach the Kelid agent through the extension: ${reason}`,
+                  {
+                    data: {
+                      transport: 'extension',
+                      hint: 'Is the native host installed (`kelid extension install`) and can it start the agent?',
+                    },
+                  },
+                )
+              : unreachable(this.url, reason, permission),
+          ),
         );
       };
       try {
