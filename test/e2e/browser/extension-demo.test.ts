@@ -133,6 +133,25 @@ describe('Demo RA console and signing site over the extension (WSS off, CA not t
       .waitFor({ timeout: 60_000 });
   });
 
+  it('carries an answer over the 1 MB native-messaging limit in parts (a 600-item CMS batch)', async () => {
+    const run = site.evaluate(`(async () => {
+      const { KelidClient } = await import('/kelid.js');
+      const c = await KelidClient.connect();
+      const [cert] = await c.listCertificates({ filter: { hasPrivateKey: true } });
+      const items = Array.from({ length: 600 }, (_, i) => ({
+        digest: crypto.getRandomValues(new Uint8Array(32)),
+        summary: 'document ' + i,
+      }));
+      const r = await c.signBatch({ certificateId: cert.certificateId, format: 'cms', digestAlgorithm: 'SHA-256', items });
+      c.close();
+      return { transport: c.transport, count: r.results.length, bytes: JSON.stringify(r).length };
+    })()`);
+    await s.approveNext({ userPin: USER_PIN }, s.demo.urls.site);
+    const r = (await run) as { transport: string; count: number; bytes: number };
+    expect(r).toMatchObject({ transport: 'extension', count: 600 });
+    expect(r.bytes).toBeGreaterThan(1024 * 1024);
+  });
+
   it('reports the extension transport to the page', async () => {
     const transport = await site.evaluate(`(async () => {
       const { KelidClient } = await import('/kelid.js');
