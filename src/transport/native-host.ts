@@ -55,7 +55,14 @@ export function identifyCaller(
 export async function runNativeHost(options: NativeHostOptions): Promise<number> {
   const out = options.output;
   const write = (value: unknown): void => {
-    out.write(encodeNativeMessage(value));
+    let frame: Buffer;
+    try {
+      frame = encodeNativeMessage(value);
+    } catch (e) {
+      // Over the browser's 1 MB limit (answers are split before this): say so instead of crashing.
+      frame = encodeNativeMessage({ t: 'error', code: 'ERR_INTERNAL', message: (e as Error).message });
+    }
+    out.write(frame);
   };
   const caller = identifyCaller(options.callerArgs, options.extraExtensionIds);
   if (caller === null) {
@@ -80,11 +87,11 @@ export async function runNativeHost(options: NativeHostOptions): Promise<number>
 
   const onInput = (input: NativeInput): void => {
     if (input.kind === 'oversized') {
-      write({
-        t: 'error',
-        code: 'ERR_INVALID_INPUT',
-        message: `native message of ${input.bytes} bytes is over the host's limit of ${input.limit} bytes`,
-      });
+      // The stream cannot be trusted past a length no browser sends: say why, and end the session.
+      const message = `native message of ${input.bytes} bytes is over the host's limit of ${input.limit} bytes`;
+      write({ t: 'error', code: 'ERR_INVALID_INPUT', message });
+      write({ t: 'close', code: 1009, reason: message });
+      finish(1);
       return;
     }
     if (input.kind === 'malformed') {
