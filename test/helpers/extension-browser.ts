@@ -1,4 +1,5 @@
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -16,6 +17,8 @@ export interface ExtensionBrowserOptions {
   configFile?: string;
   /** Extra Chromium flags. */
   args?: string[];
+  /** PEM of a CA to trust (the agent's), in the temporary HOME's NSS db; default: trust nothing. */
+  trustCaPem?: string;
 }
 
 /**
@@ -48,6 +51,16 @@ export class ExtensionBrowser {
         ...(options.configFile ? { configPath: options.configFile } : {}),
         browsers: ['chromium'],
       });
+      if (options.trustCaPem) {
+        const nssdb = join(b.home, '.pki', 'nssdb');
+        mkdirSync(nssdb, { recursive: true });
+        execFileSync('certutil', ['-d', `sql:${nssdb}`, '-N', '--empty-password'], { stdio: 'pipe' });
+        const caFile = join(b.home, 'kelid-ca.pem');
+        writeFileSync(caFile, options.trustCaPem);
+        execFileSync('certutil', ['-d', `sql:${nssdb}`, '-A', '-n', 'kelid', '-t', 'C,,', '-i', caFile], {
+          stdio: 'pipe',
+        });
+      }
       const hosts = join(b.userDataDir, 'NativeMessagingHosts');
       mkdirSync(hosts, { recursive: true });
       copyFileSync(plan.manifests[0].path, join(hosts, 'org.kelid.agent.json'));

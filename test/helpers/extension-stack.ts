@@ -24,6 +24,8 @@ export async function startExtensionStack(o: {
   prefix: string;
   agentConfig(demo: Demo): Record<string, unknown>;
   browserArgs?: (demo: Demo) => string[];
+  /** Trust the agent's CA in the browser (default: not trusted). */
+  trustAgentCa?: boolean;
 }): Promise<ExtensionStack> {
   assertClientBuilt(REPO);
   const tmp = mkdtempSync(join(tmpdir(), o.prefix));
@@ -71,6 +73,7 @@ export async function startExtensionStack(o: {
       stateDir: stack.agent.stateDir,
       configFile: stack.agent.configFile,
       args: o.browserArgs?.(stack.demo) ?? [],
+      ...(o.trustAgentCa ? { trustCaPem: stack.agent.info.caCertificatePem } : {}),
     });
     return stack;
   } catch (e) {
