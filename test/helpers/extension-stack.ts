@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'vitest';
@@ -34,6 +34,8 @@ export async function startExtensionStack(o: {
     async close() {
       await stack.browser?.close();
       await stack.agent?.stop();
+      // An agent the native host started (after a restart test) is no child of ours: stop it by pid.
+      if (stack.agent) await stopStartedAgent(stack.agent.stateDir);
       stack.agent?.cleanup();
       await stack.demo?.close();
       rmSync(tmp, { recursive: true, force: true });
@@ -80,4 +82,21 @@ export async function startExtensionStack(o: {
     await stack.close();
     throw e;
   }
+}
+
+async function stopStartedAgent(stateDir: string): Promise<void> {
+  const file = join(stateDir, 'agent.json');
+  if (!existsSync(file)) return;
+  const { pid } = JSON.parse(readFileSync(file, 'utf8')) as { pid: number };
+  const alive = (): boolean => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  if (!alive()) return;
+  process.kill(pid, 'SIGTERM');
+  await until(alive, (a) => !a, `agent ${pid} to stop`, 15_000).catch(() => process.kill(pid, 'SIGKILL'));
 }

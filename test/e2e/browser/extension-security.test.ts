@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -61,20 +61,7 @@ describe('Extension transport attacks in Chromium', () => {
   });
 
   afterAll(async () => {
-    // The restart test leaves an agent that the native host started: stop it by its agent.json.
-    const info = join(s?.agent.stateDir ?? '/nonexistent', 'agent.json');
-    if (existsSync(info)) {
-      const { pid } = JSON.parse(readFileSync(info, 'utf8')) as { pid: number };
-      if (pid !== s.agent.pid) {
-        process.kill(pid, 'SIGTERM');
-        await until(
-          () => existsSync(info),
-          (e) => !e,
-          'the restarted agent to stop',
-          15_000,
-        ).catch(() => undefined);
-      }
-    }
+    // close() also stops the agent the native host started in the restart test.
     await s?.close();
     for (const server of servers) server.close();
   });
