@@ -118,7 +118,12 @@ describe('kelid native-host and the bridge socket', () => {
   beforeAll(async () => {
     agent = await AgentProcess.start({
       prefix: 'kelid-e2e-bridge-',
-      config: { raOrigins: [RA], devOrigins: ['http://localhost:8080'] },
+      // The smallest byte budget the config takes: 8 KiB/s for all unknown connections together.
+      config: {
+        raOrigins: [RA],
+        devOrigins: ['http://localhost:8080'],
+        limits: { unknownBytesPerSecond: 8192 },
+      },
     });
     socketPath = path.join(agent.stateDir, 'bridge.sock');
   });
@@ -303,5 +308,27 @@ describe('kelid native-host and the bridge socket', () => {
     await c.next(2);
     expect(c.frames[1].type).toBe(FRAME_TEXT);
     c.socket.destroy();
+  });
+
+  it('holds unknown bridge connections to the shared byte budget while an RA page is served at once', async () => {
+    const flooders = await Promise.all(['a', 'b', 'c', 'd'].map(() => BridgeClient.open(socketPath)));
+    flooders.forEach((c, i) => c.hello(`https://${'abcd'[i]}.flood.example`));
+    await Promise.all(flooders.map((c) => c.next(1)));
+    // 4 × 10 frames of 7 KiB: 280 KiB, 35 seconds of an 8 KiB/s budget.
+    for (const c of flooders)
+      for (let i = 0; i < 10; i++)
+        c.send(
+          JSON.stringify({ jsonrpc: '2.0', id: i, method: 'agent.info', params: { pad: 'x'.repeat(7000) } }),
+        );
+    const ra = await BridgeClient.open(socketPath);
+    ra.hello(RA);
+    await ra.next(1);
+    ra.send(info(1));
+    await ra.next(2);
+    expect(JSON.parse(ra.frames[1].text)).toMatchObject({ id: 1, result: { tier: 'ra' } });
+    const answered = flooders.reduce((n, c) => n + c.frames.filter((f) => f.type === FRAME_TEXT).length, 0);
+    // The RA page was answered while most of the unknown frames still wait to be read.
+    expect(answered).toBeLessThan(20);
+    for (const c of [...flooders, ra]) c.socket.destroy();
   });
 });
