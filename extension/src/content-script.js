@@ -5,6 +5,20 @@
 (() => {
   const NS = 'kelid-extension-v1';
   const MAX_SESSIONS = 8;
+  // Each session starts a native host process: a page may open 8 at once, then one every 2 s
+  // (the SDK reconnects with backoff; a page looping open/close must not fork processes endlessly).
+  const OPEN_BURST = 8;
+  const OPEN_EVERY_MS = 2000;
+  let openTokens = OPEN_BURST;
+  let openRefilledAt = Date.now();
+  const mayOpen = () => {
+    const now = Date.now();
+    openTokens = Math.min(OPEN_BURST, openTokens + (now - openRefilledAt) / OPEN_EVERY_MS);
+    openRefilledAt = now;
+    if (openTokens < 1) return false;
+    openTokens -= 1;
+    return true;
+  };
   const sessions = new Map();
   const api = globalThis.browser ?? globalThis.chrome;
 
@@ -18,7 +32,7 @@
     if (m.type === 'ping') {
       toPage({ type: 'pong', sid: m.sid, version: api.runtime.getManifest().version });
     } else if (m.type === 'open' && !sessions.has(m.sid)) {
-      if (sessions.size >= MAX_SESSIONS) {
+      if (sessions.size >= MAX_SESSIONS || !mayOpen()) {
         toPage({ type: 'close', sid: m.sid, code: 1008, reason: 'too many Kelid connections in this page' });
         return;
       }

@@ -174,7 +174,17 @@ export class KelidClient {
         );
       }
     }
-    client.connection = await client.openConnection();
+    try {
+      client.connection = await client.openConnection();
+    } catch (e) {
+      // `auto`: the extension answered but cannot reach the agent (no native host installed, say):
+      // the WebSocket may still work.
+      if (choice !== 'auto' || client.via !== 'extension') throw e;
+      client.via = 'wss';
+      client.factory = options.webSocket ?? browserWebSocket;
+      client.timeoutMs = options.timeoutMs ?? 2000;
+      client.connection = await client.openConnection();
+    }
     return client;
   }
 
@@ -560,7 +570,8 @@ export class KelidClient {
         );
       };
       socket.onerror = () => undefined;
-      socket.onclose = (event) => fail(`connection closed (code ${event.code})`);
+      socket.onclose = (event) =>
+        fail(`connection closed (code ${event.code}${event.reason ? `: ${event.reason}` : ''})`);
     });
   }
 

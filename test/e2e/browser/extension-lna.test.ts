@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -83,6 +83,26 @@ describe('Local Network Access: WSS blocked for a public page, the extension not
       return { transport: c.transport, origin: i.origin, tier: i.tier };
     })()`)) as Record<string, string>;
     expect(r).toEqual({ transport: 'extension', origin: pageOrigin, tier: 'site' });
+    await page.close();
+  });
+
+  it('falls back to the WebSocket when the extension answers but its native host is not installed', async () => {
+    rmSync(join(s.browser.userDataDir, 'NativeMessagingHosts', 'org.kelid.agent.json'));
+    const page = await s.browser.page();
+    await page.goto(`${s.demo.urls.site}/no-such-page`);
+    const r = (await page.evaluate(`(async () => {
+      const { KelidClient } = await import('/kelid.js');
+      const forced = await KelidClient.connect({ transport: 'extension', reconnect: false }).then(
+        () => 'connected', (e) => e.code + ' ' + e.message);
+      const c = await KelidClient.connect({ url: 'wss://127.0.0.1:${s.agent.port}/v1' });
+      const i = await c.info();
+      c.close();
+      return { forced, transport: c.transport, origin: i.origin };
+    })()`)) as Record<string, string>;
+    expect(r.forced).toMatch(
+      /^ERR_AGENT_UNREACHABLE .*through the extension.*native messaging host not found/,
+    );
+    expect(r).toMatchObject({ transport: 'wss', origin: s.demo.urls.site });
     await page.close();
   });
 });

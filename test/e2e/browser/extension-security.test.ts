@@ -197,6 +197,32 @@ describe('Extension transport attacks in Chromium', () => {
     await page.close();
   });
 
+  it('limits how fast a page may open sessions: each one starts a native host process', async () => {
+    const page = await open(`${topOrigin}/`);
+    const result = (await page.evaluate(`(async () => {
+      const replies = [];
+      window.addEventListener('message', (e) => {
+        if (e.source === window && e.data && e.data.ns === '${NS}' && e.data.to === 'page') replies.push(e.data);
+      });
+      const post = (type, sid) => window.postMessage({ ns: '${NS}', to: 'extension', type, sid }, location.origin);
+      const wait = (ok) => new Promise((r) => { const t = setInterval(() => { if (ok()) { clearInterval(t); r(); } }, 20); });
+      // 8 opens, their closes, and 8 more opens, in one go: the sessions are free again, but the
+      // opening rate (8, then one every 2 s) is spent.
+      const first = Array.from({ length: 8 }, (_, i) => 'r1-' + i);
+      const second = Array.from({ length: 8 }, (_, i) => 'r2-' + i);
+      for (const sid of first) post('open', sid);
+      for (const sid of first) post('close', sid);
+      for (const sid of second) post('open', sid);
+      await wait(() => second.every((sid) => replies.some((m) => m.sid === sid)));
+      for (const sid of second) post('close', sid);
+      const kinds = (prefix) => replies.filter((m) => m.sid.startsWith(prefix)).map((m) => m.type);
+      return { first: kinds('r1-'), second: replies.filter((m) => m.sid.startsWith('r2-')).map((m) => m.reason) };
+    })()`)) as { first: string[]; second: string[] };
+    expect(result.first).toEqual([]);
+    expect(result.second).toEqual(Array(8).fill('too many Kelid connections in this page'));
+    await page.close();
+  });
+
   it('gives two tabs of two origins their own tiers at the same time', async () => {
     const ra = await open(`${s.demo.urls.ra}/no-such-page`);
     const site = await open(`${s.demo.urls.site}/no-such-page`);
