@@ -90,6 +90,8 @@ export class BridgeConnection {
   #limit: number;
   #onMessage: ((text: string, bytes: number) => void) | undefined;
   #closed = false;
+  #paused = false;
+  readonly #queue: Buffer[] = [];
 
   constructor(
     private readonly socket: net.Socket,
@@ -126,6 +128,11 @@ export class BridgeConnection {
 
   /** @internal called by the server for each text frame */
   deliver(payload: Buffer): void {
+    // Frames of a chunk read before pause() wait here: a paused connection is handed nothing.
+    if (this.#paused) {
+      this.#queue.push(payload);
+      return;
+    }
     this.#onMessage?.(payload.toString('utf8'), payload.length);
   }
 
@@ -144,11 +151,14 @@ export class BridgeConnection {
   }
 
   pause(): void {
+    this.#paused = true;
     this.socket.pause();
   }
 
   resume(): void {
-    this.socket.resume();
+    this.#paused = false;
+    while (!this.#paused && this.#queue.length > 0 && this.open) this.deliver(this.#queue.shift() as Buffer);
+    if (!this.#paused) this.socket.resume();
   }
 }
 
