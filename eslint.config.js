@@ -21,6 +21,10 @@ export default tseslint.config(
   },
   { files: ['src/ui/**/*.js'], languageOptions: { globals: globals.browser } },
   {
+    files: ['extension/**/*.js'],
+    languageOptions: { globals: { ...globals.browser, ...globals.webextensions } },
+  },
+  {
     rules: {
       '@typescript-eslint/no-explicit-any': 'error',
       '@typescript-eslint/consistent-type-imports': 'error',

@@ -35,7 +35,10 @@ import type { Tier, Token } from './protocol/types.js';
 import { createAgentServices } from './services.js';
 import type { RunningServices } from './services.js';
 import { StatusService, createRevocationCheck } from './status/status-service.js';
-import { normalizeOrigin } from './transport/handshake.js';
+import { BridgeServer, bridgeSocketPath } from './transport/bridge.js';
+import type { BridgeConnection } from './transport/bridge.js';
+import { normalizeOrigin, tierForOrigin } from './transport/handshake.js';
+import type { HandshakeConfig } from './transport/handshake.js';
 import { createHttpApp } from './transport/http-routes.js';
 import {
   ConnectionLimits,
@@ -80,7 +83,33 @@ export interface AgentOptions {
   updatePublicKeyPem?: string | null;
 }
 
-/** Prompts per origin per minute: sites are held to few; an RA desk provisions token after token. */
+/** What a connection needs from its transport: a WebSocket, or a bridge connection of the extension. */
+interface PageChannel {
+  readonly open: boolean;
+  readonly bufferedAmount: number;
+  send(text: string): void;
+  close(code: number, reason: string): void;
+  /** Change the largest message accepted from now on; false when it cannot be changed. */
+  setMessageLimit(bytes: number): boolean;
+  pause(): void;
+  resume(): void;
+}
+
+function webSocketChannel(ws: WebSocket): PageChannel {
+  return {
+    get open() {
+      return ws.readyState === ws.OPEN;
+    },
+    get bufferedAmount() {
+      return ws.bufferedAmount;
+    },
+    send: (text) => ws.send(text),
+    close: (code, reason) => ws.close(code, reason),
+    setMessageLimit: (bytes) => setMessageLimit(ws, bytes),
+    pause: () => ws.pause(),
+    resume: () => ws.resume(),
+  };
+}
 
 class Connection implements ConnectionContext {
   readonly id = randomBytes(8).toString('hex');
@@ -89,7 +118,7 @@ class Connection implements ConnectionContext {
   #tier: Tier;
 
   constructor(
-    readonly ws: WebSocket,
+    readonly channel: PageChannel,
     readonly origin: string,
     tier: Tier,
     readonly maxMessageBytes: number,
@@ -106,7 +135,7 @@ class Connection implements ConnectionContext {
     const limit = tier === 'unknown' ? unknownMaxPayload(this.maxMessageBytes) : this.maxMessageBytes;
     // If the limit cannot be changed (ws internals moved), an approved connection keeps the small
     // limit (the page reconnects), and a demoted one is closed rather than keep the large limit.
-    if (!setMessageLimit(this.ws, limit) && tier === 'unknown') this.ws.close(1008, 'tier changed');
+    if (!this.channel.setMessageLimit(limit) && tier === 'unknown') this.channel.close(1008, 'tier changed');
     this.#tier = tier;
   }
 
@@ -119,13 +148,13 @@ class Connection implements ConnectionContext {
   }
 
   send(text: string): void {
-    if (this.ws.readyState !== this.ws.OPEN) return;
-    if (this.ws.bufferedAmount > TRANSPORT_LIMITS.maxSendBufferBytes) {
+    if (!this.channel.open) return;
+    if (this.channel.bufferedAmount > TRANSPORT_LIMITS.maxSendBufferBytes) {
       // The page does not read its answers: stop queueing them in memory.
-      this.ws.close(1008, 'too many unread messages');
+      this.channel.close(1008, 'too many unread messages');
       return;
     }
-    this.ws.send(text);
+    this.channel.send(text);
   }
 
   notify(method: string, params: unknown): void {
@@ -143,6 +172,7 @@ export class Agent {
   readonly #unknownBytes: UnknownByteBudget;
   #services: RunningAgentServices | undefined;
   #server: AgentServer | undefined;
+  #bridge: BridgeServer | undefined;
   #control: ControlChannel | undefined;
   #handler: ((request: ControlRequest) => Promise<unknown>) | undefined;
   #wroteInfo = false;
@@ -277,23 +307,26 @@ export class Agent {
       consent: broker,
       logger: this.#log,
     });
+    const limits = new ConnectionLimits({
+      perOrigin: config.limits.connectionsPerOrigin,
+      total: config.limits.connections,
+    });
+    const handshakeConfig = (localPort: number): HandshakeConfig => ({
+      port: localPort,
+      raOrigins: config.raOrigins,
+      sites: [...configuredSites, ...grants.list().map((g) => g.origin)],
+      devOrigins: config.devOrigins,
+      consoleOrigin: this.url,
+    });
     const server = new AgentServer({
       port: this.#candidatePorts(),
+      pagesOverWebSocket: config.wss,
       insecurePort: config.insecureWsPort,
       tls,
       app,
       maxPayload: config.maxMessageBytes,
-      limits: new ConnectionLimits({
-        perOrigin: config.limits.connectionsPerOrigin,
-        total: config.limits.connections,
-      }),
-      handshakeConfig: (localPort) => ({
-        port: localPort,
-        raOrigins: config.raOrigins,
-        sites: [...configuredSites, ...grants.list().map((g) => g.origin)],
-        devOrigins: config.devOrigins,
-        consoleOrigin: this.url,
-      }),
+      limits,
+      handshakeConfig,
       consoleSecrets: this.#consoleSecrets,
       onConnection: (ws, info) => this.#accept(ws, info, dispatcher),
       logger: this.#log,
@@ -302,6 +335,17 @@ export class Agent {
     const ports = await server.listen();
     this.#port = ports.port;
     if (config.port === AGENT_PORT_RANGE[0]) rememberPort(this.stateDir, ports.port);
+    // The extension's way in (kelid native-host): same limits, tiers and dispatcher as the WebSocket.
+    const bridge = new BridgeServer({
+      socketPath: bridgeSocketPath(this.stateDir),
+      tierFor: (origin) => tierForOrigin(origin, handshakeConfig(ports.port)),
+      maxPayload: config.maxMessageBytes,
+      limits,
+      onConnection: (connection, accepted) => this.#acceptBridge(connection, accepted, dispatcher),
+      logger: this.#log,
+    });
+    this.#bridge = bridge;
+    await bridge.listen();
 
     this.#onTokensChanged = (change) => {
       for (const c of this.#connections)
@@ -359,9 +403,38 @@ export class Agent {
   }
 
   #accept(ws: WebSocket, info: AcceptedConnection, dispatcher: Dispatcher): void {
-    const conn = new Connection(ws, info.origin, info.tier, this.config.maxMessageBytes);
+    const serve = this.#serve(webSocketChannel(ws), info, dispatcher, 'wss');
+    ws.on('message', (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => {
+      if (isBinary) serve.message(null, byteLength(data));
+      else
+        serve.message(
+          Array.isArray(data)
+            ? Buffer.concat(data).toString('utf8')
+            : Buffer.from(data as ArrayBuffer).toString('utf8'),
+          byteLength(data),
+        );
+    });
+    ws.on('error', () => ws.terminate());
+    ws.on('close', serve.closed);
+  }
+
+  /** A page's connection through the extension: the same connection, limits and dispatcher as WSS. */
+  #acceptBridge(bridge: BridgeConnection, info: AcceptedConnection, dispatcher: Dispatcher): void {
+    const serve = this.#serve(bridge, info, dispatcher, `extension:${bridge.hello.browser}`);
+    bridge.onMessage((text, bytes) => serve.message(text, bytes));
+    bridge.onClose(serve.closed);
+  }
+
+  /** What both transports do with a page's messages: byte budget, rate limit, dispatch. */
+  #serve(
+    channel: PageChannel,
+    info: AcceptedConnection,
+    dispatcher: Dispatcher,
+    transport: string,
+  ): { message(text: string | null, bytes: number): void; closed(): void } {
+    const conn = new Connection(channel, info.origin, info.tier, this.config.maxMessageBytes);
     this.#connections.add(conn);
-    this.#log.info({ conn: conn.id, origin: info.origin, tier: info.tier }, 'connection opened');
+    this.#log.info({ conn: conn.id, origin: info.origin, tier: info.tier, transport }, 'connection opened');
     const rate = new RequestRateLimiter({
       perSecond: this.config.limits.requestsPerSecond,
       burst: this.config.limits.requestBurst,
@@ -369,29 +442,29 @@ export class Agent {
     });
     let readAgainAt = 0;
     let resumeTimer: NodeJS.Timeout | undefined;
-    ws.on('message', (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => {
-      if (ws.readyState !== ws.OPEN) return;
+    const message = (text: string | null, bytes: number): void => {
+      if (!channel.open) return;
       if (conn.tier === 'unknown') {
         // The unknown tier's shared byte budget: over it, this connection is not read until paid.
-        const wait = this.#unknownBytes.take(byteLength(data));
+        const wait = this.#unknownBytes.take(bytes);
         if (wait > 0) {
           readAgainAt = Math.max(readAgainAt, performance.now() + wait);
-          ws.pause();
+          channel.pause();
           clearTimeout(resumeTimer);
-          resumeTimer = setTimeout(() => ws.resume(), readAgainAt - performance.now());
+          resumeTimer = setTimeout(() => channel.resume(), readAgainAt - performance.now());
         }
       }
       const allowed = rate.take();
       if (!allowed.ok && allowed.close) {
         this.#log.info({ conn: conn.id, origin: info.origin }, 'request flood: connection closed');
-        ws.close(1008, 'request rate limit exceeded');
+        channel.close(1008, 'request rate limit exceeded');
         return;
       }
-      if (!allowed.ok && isBinary) {
+      if (!allowed.ok && text === null) {
         conn.send(rateLimitedResponse('', allowed.retryAfterMs));
         return;
       }
-      if (isBinary) {
+      if (text === null) {
         conn.send(
           JSON.stringify({
             jsonrpc: '2.0',
@@ -404,9 +477,6 @@ export class Agent {
         );
         return;
       }
-      const text = Array.isArray(data)
-        ? Buffer.concat(data).toString('utf8')
-        : Buffer.from(data as ArrayBuffer).toString('utf8');
       if (!allowed.ok) {
         conn.send(rateLimitedResponse(text, allowed.retryAfterMs));
         return;
@@ -416,15 +486,15 @@ export class Agent {
         (e: unknown) =>
           this.#log.error({ err: e instanceof Error ? e.message : String(e) }, 'dispatch failed'),
       );
-    });
-    ws.on('error', () => ws.terminate());
-    ws.on('close', () => {
+    };
+    const closed = (): void => {
       clearTimeout(resumeTimer);
-      this.#connections.delete(conn);
+      if (!this.#connections.delete(conn)) return;
       conn.close();
       info.release();
       this.#log.info({ conn: conn.id }, 'connection closed');
-    });
+    };
+    return { message, closed };
   }
 
   async #handleControl(
@@ -486,6 +556,8 @@ export class Agent {
     this.#broker?.cancelAll();
     await this.#control?.stop();
     this.#control = undefined;
+    await this.#bridge?.close();
+    this.#bridge = undefined;
     await this.#server?.close();
     this.#server = undefined;
     for (const c of this.#connections) c.close();

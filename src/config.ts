@@ -14,6 +14,11 @@ export interface PinRuleConfig {
 export interface KelidConfig {
   port: number;
   insecureWsPort: number | null;
+  /**
+   * Extension: whether web pages may connect over the WebSocket (default true). False leaves the
+   * extension (native messaging) as the pages' only way in; the agent's own pages still use HTTPS.
+   */
+  wss: boolean;
   stateDir?: string;
   modules: Array<{ id: string; path: string; env?: Record<string, string> }>;
   autoDetectModules: boolean;
@@ -71,6 +76,7 @@ export interface KelidConfig {
 export const DEFAULT_CONFIG: Readonly<KelidConfig> = {
   port: 17443,
   insecureWsPort: null,
+  wss: true,
   modules: [],
   autoDetectModules: true,
   raOrigins: [],
@@ -127,6 +133,7 @@ export const CONFIG_SCHEMA = {
     $schema: { type: 'string' },
     port: { type: 'integer', minimum: 0, maximum: 65535 },
     insecureWsPort: { type: ['integer', 'null'], minimum: 0, maximum: 65535 },
+    wss: { type: 'boolean' },
     stateDir: { type: 'string', minLength: 1 },
     modules: {
       type: 'array',

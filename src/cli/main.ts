@@ -5,6 +5,7 @@ import { installCommand, uninstallCommand } from './commands/install.js';
 import { doctorCommand } from './commands/doctor.js';
 import { consentCommand } from './commands/consent.js';
 import { modulesCommand } from './commands/modules.js';
+import { extensionCommand, nativeHostCommand } from './commands/native-host.js';
 import {
   certsCommand,
   csrCommand,
@@ -53,6 +54,8 @@ export function buildProgram(): Command {
     installCommand(),
     uninstallCommand(),
     doctorCommand(),
+    nativeHostCommand(),
+    extensionCommand(),
   ];
   for (const cmd of commands) {
     cmd.exitOverride();

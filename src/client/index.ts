@@ -18,8 +18,10 @@ export type {
   KelidClientEvents,
   KelidClientEvent,
   LoopbackPermission,
+  KelidTransport,
 } from './kelid-client.js';
 export { KelidError } from './kelid-error.js';
+export { EXTENSION_NAMESPACE } from './extension-socket.js';
 export type { AgentErrorCode, SdkErrorCode, KelidErrorCode, KelidErrorOptions } from './kelid-error.js';
 export type {
   AbortSignalLike,

@@ -3,6 +3,7 @@ import { asUint8Array, toBase64, toHex, utf8 } from './encoding.js';
 import type { Bytes } from './encoding.js';
 import { hashBlob } from './hash-blob.js';
 import type { BlobLike } from './hash-blob.js';
+import { detectExtension, extensionSocketFactory } from './extension-socket.js';
 import { KelidError } from './kelid-error.js';
 import { RpcConnection } from './rpc-connection.js';
 import type { CallOptions, ConsentPending, WebSocketFactory, WebSocketLike } from './rpc-connection.js';
@@ -71,7 +72,18 @@ export interface ConnectOptions {
   minimumAgentVersion?: string;
   /** Where users get a new agent; put in `ERR_AGENT_OUTDATED`'s `data.hint`. */
   downloadUrl?: string;
+  /**
+   * Which way to reach the agent (docs/extension.md): `auto` (default) uses the Kelid browser
+   * extension when it answers within `extensionDetectMs`, else the WebSocket; `extension` and `wss`
+   * force one. With `webSocket` given, `auto` means `wss`.
+   */
+  transport?: 'auto' | KelidTransport;
+  /** How long `auto` waits for the extension to answer (default 100 ms). */
+  extensionDetectMs?: number;
 }
+
+/** How a {@link KelidClient} reaches the agent: the browser extension, or the localhost WebSocket. */
+export type KelidTransport = 'extension' | 'wss';
 
 /** The events of {@link KelidClient.on} and their payloads. */
 export interface KelidClientEvents {
@@ -121,11 +133,12 @@ export class KelidClient {
   private readonly minimumVersion: string | undefined;
   private readonly downloadUrl: string | undefined;
   private connectedUrl: string | undefined;
-  private readonly timeoutMs: number;
+  private timeoutMs: number;
   private readonly promptWaitMs: number;
   private readonly reconnectEnabled: boolean;
   private readonly callTimeoutMs: number;
-  private readonly factory: WebSocketFactory;
+  private factory: WebSocketFactory;
+  private via: KelidTransport = 'wss';
   private connection: RpcConnection | undefined;
   private closed = false;
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
@@ -160,7 +173,38 @@ export class KelidClient {
    */
   static async connect(options: ConnectOptions = {}): Promise<KelidClient> {
     const client = new KelidClient(options);
-    client.connection = await client.openConnection();
+    const choice = options.transport ?? (options.webSocket ? 'wss' : 'auto');
+    if (choice !== 'wss') {
+      const found = await detectExtension(options.extensionDetectMs ?? 100);
+      if (found) {
+        client.factory = extensionSocketFactory;
+        client.via = 'extension';
+        // The native host may have to start the agent first.
+        if (options.timeoutMs === undefined) client.timeoutMs = 25_000;
+      } else if (choice === 'extension') {
+        throw new KelidError(
+          'ERR_AGENT_UNREACHABLE',
+          'the Kelid browser extension is not installed in this browser',
+          {
+            data: {
+              transport: 'extension',
+              hint: 'Install the Kelid extension, or connect with transport "wss".',
+            },
+          },
+        );
+      }
+    }
+    try {
+      client.connection = await client.openConnection();
+    } catch (e) {
+      // `auto`: the extension answered but cannot reach the agent (no native host installed, say):
+      // the WebSocket may still work.
+      if (choice !== 'auto' || client.via !== 'extension') throw e;
+      client.via = 'wss';
+      client.factory = options.webSocket ?? browserWebSocket;
+      client.timeoutMs = options.timeoutMs ?? 2000;
+      client.connection = await client.openConnection();
+    }
     if (client.minimumVersion !== undefined) {
       try {
         await client.info();
@@ -175,6 +219,11 @@ export class KelidClient {
   /** The agent URL this client talks to (the one it connected to, of the probed range). */
   get url(): string {
     return this.connectedUrl ?? this.urls[0];
+  }
+
+  /** The transport this client uses: `extension` (native messaging) or `wss` (localhost WebSocket). */
+  get transport(): KelidTransport {
+    return this.via;
   }
 
   /** Whether the client has an open connection right now. */
@@ -524,7 +573,9 @@ export class KelidClient {
   private async openConnection(): Promise<RpcConnection> {
     let permission: LoopbackPermission = 'unsupported';
     const permissionKnown = loopbackPermission().then((p) => (permission = p));
-    const attempts = this.urls.map((url) => this.openSocket(url, () => permission));
+    // Through the extension the URL means nothing: one session, not one per port of the range.
+    const urls = this.via === 'extension' ? this.urls.slice(0, 1) : this.urls;
+    const attempts = urls.map((url) => this.openSocket(url, () => permission));
     // Every attempt is awaited in order below; until then a rejection is not "unhandled".
     for (const a of attempts) a.catch(() => undefined);
     let firstReason = '';
@@ -541,7 +592,7 @@ export class KelidClient {
           (s) => s.close(),
           () => undefined,
         );
-      this.connectedUrl = this.urls[i];
+      this.connectedUrl = urls[i];
       return new RpcConnection(socket, {
         onNotification: (method, params) => this.notification(method, params),
         onClose: (event) => this.lost(event),
@@ -549,7 +600,19 @@ export class KelidClient {
     }
     // The permission state decides the hint; the query answers within milliseconds.
     await Promise.race([permissionKnown, new Promise((r) => setTimeout(r, 300))]);
-    throw unreachable(this.urls[0], firstReason, permission);
+    if (this.via === 'extension') {
+      throw new KelidError(
+        'ERR_AGENT_UNREACHABLE',
+        `cannot reach the Kelid agent through the extension: ${firstReason}`,
+        {
+          data: {
+            transport: 'extension',
+            hint: 'Is the native host installed (`kelid extension install`) and can it start the agent?',
+          },
+        },
+      );
+    }
+    throw unreachable(urls[0], firstReason, permission);
   }
 
   /** One WebSocket to `url`: resolves when open, rejects with the reason it could not open. */
@@ -595,7 +658,8 @@ export class KelidClient {
         resolve(socket);
       };
       socket.onerror = () => undefined;
-      socket.onclose = (event) => fail(`connection closed (code ${event.code})`);
+      socket.onclose = (event) =>
+        fail(`connection closed (code ${event.code}${event.reason ? `: ${event.reason}` : ''})`);
     });
   }
 

@@ -8,6 +8,7 @@ import type { Logger } from '../log.js';
 import type { PlatformEnv } from '../platform-paths.js';
 import { TLS_DIR, ensureTlsMaterial, readCaCertificate } from '../transport/tls.js';
 import { autostartPlan, chooseAutostart, hasUserSystemd } from './autostart.js';
+import { planNativeHostManifests } from './native-host-manifests.js';
 import type { AutostartKind } from './autostart.js';
 import {
   caIdentity,
@@ -196,13 +197,62 @@ const trustStep: InstallStep = {
   },
 };
 
-/**
- * The install steps, in order. Uninstall runs them in reverse.
- * MERGE POINT (issue 14): the native-messaging host manifests step goes here, e.g.
- * `{ id: 'native-messaging', install: (ctx) => installNativeHostManifests(…), uninstall: (ctx, r) => uninstallNativeHostManifests(…) }`
- * from src/install/native-host-manifests.ts; its record must list every file it wrote.
- */
-export const INSTALL_STEPS: InstallStep[] = [trustStep, autostartStep];
+interface NativeMessagingRecord {
+  files: string[];
+  createdDirs: string[];
+  /** Windows: HKCU keys naming the manifests. */
+  registry: string[];
+}
+
+/** The program the login item runs, as the extension's host wrapper starts it (`kelid native-host`). */
+function nativeHostProgram(ctx: InstallContext): {
+  nodePath: string;
+  kelidBin?: string;
+  configPath?: string;
+} {
+  const serve = ctx.command.indexOf('serve');
+  const program = ctx.command.slice(0, serve);
+  const config = ctx.command.indexOf('--config');
+  return {
+    nodePath: program[0]!,
+    ...(program.length > 1 ? { kelidBin: program[1]! } : {}),
+    ...(config > serve ? { configPath: ctx.command[config + 1]! } : {}),
+  };
+}
+
+/** The browser extension's native-messaging host manifests (docs/extension.md), for every browser. */
+const nativeMessagingStep: InstallStep = {
+  id: 'native-messaging',
+  async install(ctx) {
+    const plan = planNativeHostManifests({
+      platform: ctx.platform.platform,
+      home: ctx.platform.home,
+      ...(ctx.platform.env.LOCALAPPDATA ? { localAppData: ctx.platform.env.LOCALAPPDATA } : {}),
+      stateDir: ctx.stateDir,
+      ...nativeHostProgram(ctx),
+    });
+    const record: NativeMessagingRecord = { files: [], createdDirs: [], registry: [] };
+    for (const f of [plan.wrapper, ...plan.manifests]) {
+      writeFileTracked(f.path, f.content, f.mode, record.createdDirs);
+      record.files.push(f.path);
+      ctx.log(`wrote ${f.path}`);
+    }
+    for (const r of plan.registry)
+      if (run(['reg', 'add', r.key, '/ve', '/t', 'REG_SZ', '/d', r.value, '/f'], ctx.log))
+        record.registry.push(r.key);
+    return record;
+  },
+  async uninstall(ctx, raw) {
+    const record = raw as NativeMessagingRecord | null;
+    if (!record) return;
+    for (const key of record.registry) run(['reg', 'delete', key, '/f'], ctx.log);
+    for (const f of record.files) fs.rmSync(f, { force: true });
+    removeEmptyDirs(record.createdDirs);
+  },
+};
+
+/** The install steps, in order. Uninstall runs them in reverse. */
+export const INSTALL_STEPS: InstallStep[] = [trustStep, autostartStep, nativeMessagingStep];
 
 export function readInstallState(stateDir: string): InstallState | null {
   try {

@@ -44,7 +44,18 @@ export function checkHandshake(headers: HandshakeHeaders, config: HandshakeConfi
   if (host === undefined) return refuse('Host header missing or repeated');
   if (!allowedHosts(config.port).includes(host)) return refuse('Host not allowed');
 
-  const rawOrigin = single(headers.origin);
+  return tierForOrigin(single(headers.origin), config);
+}
+
+/**
+ * The tier of an origin, by the rules of the WebSocket handshake (https only unless listed in
+ * `devOrigins`; console, then `raOrigins`, then `sites`, else `unknown`). Shared by the WebSocket
+ * upgrade and the extension bridge, so both transports give one origin the same tier.
+ */
+export function tierForOrigin(
+  rawOrigin: string | undefined,
+  config: Omit<HandshakeConfig, 'port'>,
+): HandshakeResult {
   if (rawOrigin === undefined) return refuse('Origin header missing or repeated');
   if (rawOrigin === 'null') return refuse('opaque Origin "null" not allowed');
   const origin = normalizeOrigin(rawOrigin);

@@ -32,6 +32,8 @@ export interface AgentServerOptions {
   /** The port, or candidate ports tried in order (the first free one is used). */
   port: number | readonly number[];
   insecurePort: number | null;
+  /** Config `wss`: when false, only the agent's own pages (console tier) may open a WebSocket. */
+  pagesOverWebSocket?: boolean;
   tls: { key: string; cert: string };
   /** The HTTP routes (express app). */
   app: http.RequestListener;
@@ -175,6 +177,10 @@ export class AgentServer {
       return refuse(socket, 403, 'Forbidden');
     }
     if (result.tier !== 'console' && consoleSecret !== null) return refuse(socket, 403, 'Forbidden');
+    if (result.tier !== 'console' && this.#options.pagesOverWebSocket === false) {
+      this.#log.debug('handshake refused: config wss is false (pages use the extension)');
+      return refuse(socket, 403, 'Forbidden');
+    }
     const release = this.#options.limits.acquire(result.origin, result.tier);
     if (release === null) {
       this.#log.info({ origin: result.origin }, 'connection limit reached');

@@ -451,6 +451,8 @@ async function start() {
       url: `wss://${location.host}/v1?console=${encodeURIComponent(secret)}`,
       // A console secret opens one connection only; a new one needs `kelid ui` again.
       reconnect: false,
+      // The agent's own page: its console tier exists on the WebSocket only, never via the extension.
+      transport: 'wss',
     });
   } catch (e) {
     setStatus('unreachable', { message: e.message });

@@ -4,6 +4,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AgentProcess, REPO, assertBuilt, kelidSync } from '../../helpers/agent-process.js';
+import {
+  CHROMIUM_EXTENSION_ID,
+  FIREFOX_EXTENSION_ID,
+  NATIVE_HOST_NAME,
+} from '../../../src/transport/extension-ids.js';
 
 // `kelid install` / `kelid uninstall --purge` in a temporary HOME (never the real user's files): the
 // login item and the NSS entries are right after install, and uninstall leaves the HOME exactly as
@@ -173,6 +178,27 @@ describe('kelid install / uninstall', () => {
     const list = execFileSync('certutil', ['-L', '-d', `sql:${dbs[2]}`], { encoding: 'utf8' });
     expect(list).toMatch(/Kelid local CA\s+C,,\s*\n/);
     expect(list).toContain('Users own CA');
+
+    // the extension's native-messaging host, for Chromium-family browsers and Firefox
+    const chromiumManifest = JSON.parse(
+      fs.readFileSync(
+        path.join(home.dir, '.config', 'chromium', 'NativeMessagingHosts', `${NATIVE_HOST_NAME}.json`),
+        'utf8',
+      ),
+    ) as { path: string; allowed_origins: string[] };
+    expect(chromiumManifest.allowed_origins).toEqual([`chrome-extension://${CHROMIUM_EXTENSION_ID}/`]);
+    const firefoxManifest = JSON.parse(
+      fs.readFileSync(
+        path.join(home.dir, '.mozilla', 'native-messaging-hosts', `${NATIVE_HOST_NAME}.json`),
+        'utf8',
+      ),
+    ) as { path: string; allowed_extensions: string[] };
+    expect(firefoxManifest.allowed_extensions).toEqual([FIREFOX_EXTENSION_ID]);
+    expect(firefoxManifest.path).toBe(chromiumManifest.path);
+    expect(fs.statSync(chromiumManifest.path).mode & 0o777).toBe(0o700);
+    expect(fs.readFileSync(chromiumManifest.path, 'utf8')).toContain(
+      `'${BIN}' 'native-host' '--state-dir' '${stateDir}'`,
+    );
 
     // installing again replaces the first install (same CA, one entry per database)
     expect(kelid(home, ['install', '--no-start']).status).toBe(0);
