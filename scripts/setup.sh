@@ -47,13 +47,16 @@ if [ "$node_major" -lt 20 ]; then
   exit 1
 fi
 
+# A lock out of sync with package.json fails here (and so fails CI), before anything is installed:
+# check-lock.mjs compares the lock's root entry offline; `npm ci` then refuses a lock whose tree no
+# longer satisfies package.json.
+node scripts/check-lock.mjs
 stamp=node_modules/.kelid-installed
 if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ] || [ package.json -nt "$stamp" ]; then
-  echo "setup: installing npm packages"
-  # `npm install`, not `npm ci`: npm 11's ci rejects a lock file that (correctly) leaves out the
-  # optional per-platform packages a registry does not carry (e.g. @rollup/rollup-android-*), while
-  # install honours the same lock file and leaves it unchanged.
-  npm install --no-audit --no-fund --loglevel=error
+  echo "setup: installing npm packages (npm ci)"
+  # npm ci installs exactly the lock (it removes node_modules first, the stamp with it), so CI and
+  # every machine get the same tree. The stamp makes a second run skip it.
+  npm ci --no-audit --no-fund --loglevel=error
   touch "$stamp"
 fi
 
