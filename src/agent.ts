@@ -483,7 +483,15 @@ export async function createDefaultServices(
   const running = await createAgentServices(config, {
     stateDir: options.stateDir,
     logger: options.logger,
-    status: { api, revocationCheck: createRevocationCheck(checker, config.revocation.enforceOnSign) },
+    status: {
+      api,
+      revocationCheck: createRevocationCheck(
+        checker,
+        config.revocation.enforceOnSign,
+        undefined,
+        config.revocation.maxAgeSeconds === null ? undefined : config.revocation.maxAgeSeconds * 1000,
+      ),
+    },
   });
   ref.running = running;
   return running;

@@ -37,6 +37,8 @@ export interface KelidConfig {
     timeoutSeconds: number;
     /** Extension: caller-supplied certificates may make the agent fetch from non-public addresses. */
     allowPrivateNetworks: boolean;
+    /** Extension: before signing, a status fetched longer ago than this is fetched again; null: until nextUpdate. */
+    maxAgeSeconds: number | null;
   };
   tsaUrl: string | null;
   /**
@@ -82,7 +84,12 @@ export const DEFAULT_CONFIG: Readonly<KelidConfig> = {
     user: { minLength: 4, maxLength: 16, charset: 'digits' },
     so: { minLength: 4, maxLength: 24, charset: 'alnum' },
   },
-  revocation: { enforceOnSign: 'block-revoked', timeoutSeconds: 5, allowPrivateNetworks: false },
+  revocation: {
+    enforceOnSign: 'block-revoked',
+    timeoutSeconds: 5,
+    allowPrivateNetworks: false,
+    maxAgeSeconds: null,
+  },
   tsaUrl: null,
   limits: {
     connectionsPerOrigin: 8,
@@ -169,6 +176,7 @@ export const CONFIG_SCHEMA = {
         enforceOnSign: { enum: ['block-revoked', 'require-good', 'off'] },
         timeoutSeconds: { type: 'number', exclusiveMinimum: 0, maximum: 120 },
         allowPrivateNetworks: { type: 'boolean' },
+        maxAgeSeconds: { type: ['integer', 'null'], minimum: 1, maximum: 31_536_000 },
       },
     },
     tsaUrl: { type: ['string', 'null'] },

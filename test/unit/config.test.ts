@@ -23,7 +23,17 @@ describe('resolveConfig', () => {
     });
   });
 
+  it('takes revocation.maxAgeSeconds, null (no cap) by default', () => {
+    expect(resolveConfig({}).revocation.maxAgeSeconds).toBeNull();
+    expect(resolveConfig({ revocation: { maxAgeSeconds: 300 } }).revocation).toMatchObject({
+      maxAgeSeconds: 300,
+      enforceOnSign: 'block-revoked',
+    });
+  });
+
   it.each([
+    [{ revocation: { maxAgeSeconds: 0 } }],
+    [{ revocation: { maxAgeSeconds: 1.5 } }],
     [{ consent: { promptsPerMinute: { site: 0 } } }],
     [{ consent: { promptsPerMinute: { console: 5 } } }],
     [{ consent: { promptsPerMinute: { ra: 1.5 } } }],
