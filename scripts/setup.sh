@@ -16,7 +16,8 @@ for arg in "$@"; do
   esac
 done
 
-packages=(softhsm2 opensc p11-kit libp11-kit-dev gnutls-bin libnss3-tools openssl python3 make gcc g++ ca-certificates)
+# tinyproxy: a real forward proxy for the tests of proxied OCSP/CRL/TSA fetches (not run as a service).
+packages=(softhsm2 opensc p11-kit libp11-kit-dev gnutls-bin libnss3-tools openssl python3 make gcc g++ ca-certificates tinyproxy)
 [ "$want_browser" = 1 ] && packages+=(chromium)
 
 missing=()

@@ -464,6 +464,7 @@ export async function createDefaultServices(
     stateDir: options.stateDir,
     timeoutMs: config.revocation.timeoutSeconds * 1000,
     allowPrivateNetworks: config.revocation.allowPrivateNetworks,
+    proxy: config.proxy,
     // Pages get "status unavailable" only; which URL failed how stays in the log.
     coarseErrors: true,
     logger: options.logger,

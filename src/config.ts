@@ -42,6 +42,11 @@ export interface KelidConfig {
   };
   tsaUrl: string | null;
   /**
+   * Extension: the forward proxy for OCSP, CRL, caIssuers and TSA fetches. null: from HTTPS_PROXY /
+   * HTTP_PROXY / NO_PROXY; a URL (`http://host:port`): that proxy (NO_PROXY still applies); "direct": none.
+   */
+  proxy: string | null;
+  /**
    * Extension: connection limits of PROTOCOL.md section 2, the request rate of one connection, and the
    * bytes per second all `unknown`-tier connections together may send.
    */
@@ -91,6 +96,7 @@ export const DEFAULT_CONFIG: Readonly<KelidConfig> = {
     maxAgeSeconds: null,
   },
   tsaUrl: null,
+  proxy: null,
   limits: {
     connectionsPerOrigin: 8,
     connections: 64,
@@ -180,6 +186,9 @@ export const CONFIG_SCHEMA = {
       },
     },
     tsaUrl: { type: ['string', 'null'] },
+    proxy: {
+      oneOf: [{ type: 'null' }, { const: 'direct' }, { type: 'string', pattern: '^http://[^/?#\\s]+/?$' }],
+    },
     limits: {
       type: 'object',
       additionalProperties: false,

@@ -24,6 +24,7 @@ import type { VerifiedCrl } from './crl.js';
 import { OPEN_POLICY, fetchBytes } from './http-fetch.js';
 import type { FetchPolicy } from './http-fetch.js';
 import { buildOcspRequest, queryOcsp, verifyOcspResponse } from './ocsp.js';
+import type { ProxySetting } from './proxy.js';
 import { verifySignature } from './signature.js';
 import { StatusSourceError } from './source-error.js';
 import type { StatusAttempt, StatusFailureReason } from './source-error.js';
@@ -64,6 +65,8 @@ export interface StatusServiceOptions {
   unknownTtlMs?: number;
   /** Upper bound on how long any answer is kept, whatever its nextUpdate. Default 24 h. */
   maxCacheTtlMs?: number;
+  /** Config `proxy` (proxy.ts): null or absent reads HTTPS_PROXY, HTTP_PROXY and NO_PROXY. */
+  proxy?: ProxySetting;
   /** `auto` (default): GET for small OCSP requests, POST otherwise. */
   ocspRequestMethod?: 'auto' | 'post';
   /** Refuse OCSP responses that do not echo the nonce. Default false (RFC 5019 responders omit it). */
@@ -210,7 +213,12 @@ export class StatusService implements StatusChecker {
   ): Promise<Status> {
     const deadline = Date.now() + this.timeoutMs;
     const signal = AbortSignal.timeout(Math.max(1, Math.floor(this.timeoutMs)));
-    const net: Net = { signal, policy, onRequest: () => void this.stats.networkRequests++ };
+    const net: Net = {
+      signal,
+      policy,
+      onRequest: () => void this.stats.networkRequests++,
+      ...(this.options.proxy !== undefined ? { proxy: this.options.proxy } : {}),
+    };
     const attempts: StatusAttempt[] = [];
     const issuer = await this.findIssuer(der, description, parsed, issuers, net, attempts);
     if (!issuer) throw this.unavailable(description, attempts, coarse);
@@ -419,6 +427,7 @@ interface Net {
   signal: AbortSignal;
   policy: FetchPolicy;
   onRequest: () => void;
+  proxy?: ProxySetting;
 }
 
 function sha256Hex(data: Uint8Array): string {

@@ -31,7 +31,16 @@ describe('resolveConfig', () => {
     });
   });
 
+  it('takes `proxy`: null by default, an http URL, or "direct"', () => {
+    expect(resolveConfig({}).proxy).toBeNull();
+    expect(resolveConfig({ proxy: 'http://proxy.bank.ir:3128' }).proxy).toBe('http://proxy.bank.ir:3128');
+    expect(resolveConfig({ proxy: 'direct' }).proxy).toBe('direct');
+  });
+
   it.each([
+    [{ proxy: 'socks5://proxy:1080' }],
+    [{ proxy: 'http://proxy:3128/path' }],
+    [{ proxy: 'proxy:3128' }],
     [{ revocation: { maxAgeSeconds: 0 } }],
     [{ revocation: { maxAgeSeconds: 1.5 } }],
     [{ consent: { promptsPerMinute: { site: 0 } } }],
