@@ -219,7 +219,12 @@ export class Agent {
     const launcher = this.#options.launcher ?? createLauncher(config.consent.launcher, { logger: this.#log });
     const lang = config.consent.language;
     const siteLimiter = new PromptLimiter({ perOriginPerMinute: config.consent.promptsPerMinute.site });
-    const raLimiter = new PromptLimiter({ perOriginPerMinute: config.consent.promptsPerMinute.ra });
+    // The RA tier's origins are the administrator's own: a denial there is an officer's "not this
+    // one", not a page to keep away.
+    const raLimiter = new PromptLimiter({
+      perOriginPerMinute: config.consent.promptsPerMinute.ra,
+      denyCooldownsMs: [],
+    });
     const defaultPinRules: PinRulesView = {
       user: pinRuleView(config.pinPolicy.user),
       so: pinRuleView(config.pinPolicy.so),
