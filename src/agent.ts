@@ -295,7 +295,9 @@ export class Agent {
       logger: this.#log,
     });
     this.#server = server;
-    const ports = await server.listen();
+    const ports = await server.listen().catch((e: unknown) => {
+      throw listenError(e);
+    });
     this.#port = ports.port;
 
     this.#onTokensChanged = (change) => {
@@ -501,6 +503,27 @@ export async function createDefaultServices(
   });
   ref.running = running;
   return running;
+}
+
+// What a person starting the agent can act on, in one line (the CLI prints the message only).
+function listenError(e: unknown): unknown {
+  const { code, port } = (e ?? {}) as { code?: unknown; port?: unknown };
+  if (code === 'EADDRINUSE') {
+    return new KelidError(
+      'ERR_BUSY',
+      `port ${String(port)} on 127.0.0.1 is already in use (another Kelid agent, or another program): ` +
+        'stop it, or choose another port with --port <n> or config "port" (0 picks a free one)',
+      { cause: e, data: { port } },
+    );
+  }
+  if (code === 'EACCES') {
+    return new KelidError(
+      'ERR_FORBIDDEN',
+      `not allowed to listen on port ${String(port)}: choose a port above 1023 with --port <n> or config "port"`,
+      { cause: e, data: { port } },
+    );
+  }
+  return e;
 }
 
 function notPending(): KelidError {
