@@ -2,23 +2,42 @@
 # Installs what Kelid needs on Debian/Ubuntu: system packages (apt-get, as root) and npm packages,
 # then builds. Used by `npm test`, `npm start`, CI (.ci/run) and docker/Dockerfile alike, so they
 # cannot drift. Without root it prints the exact apt-get command instead.
-#   scripts/setup.sh [--no-browser] [--no-build]
+#   scripts/setup.sh [--demo] [--no-browser] [--no-build]
+# Default: everything the tests need. --demo (what `npm start` uses): what the agent and the demo need,
+# without the tools only tests use (Chromium for the browser tests, tinyproxy); consent pages open in
+# the user's own browser. --no-browser: the tests' tools without Chromium (the Docker harness).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want_browser=1
+want_test_tools=1
 want_build=1
 for arg in "$@"; do
   case "$arg" in
+    --demo) want_browser=0; want_test_tools=0 ;;
     --no-browser) want_browser=0 ;;
     --no-build) want_build=0 ;;
     *) echo "setup.sh: unknown option $arg" >&2; exit 2 ;;
   esac
 done
 
-# tinyproxy: a real forward proxy for the tests of proxied OCSP/CRL/TSA fetches (not run as a service).
-packages=(softhsm2 opensc p11-kit libp11-kit-dev gnutls-bin libnss3-tools openssl python3 make gcc g++ ca-certificates tinyproxy)
-[ "$want_browser" = 1 ] && packages+=(chromium)
+packages=(softhsm2 opensc p11-kit libp11-kit-dev gnutls-bin libnss3-tools openssl python3 make gcc g++ ca-certificates)
+# tinyproxy: a real forward proxy for the tests of proxied OCSP/CRL/TSA fetches (never run as a service).
+[ "$want_test_tools" = 1 ] && packages+=(tinyproxy)
+if [ "$want_browser" = 1 ]; then
+  # On Ubuntu the `chromium` package only installs the snap, which needs snapd (absent in containers
+  # and CI). The browser tests take any Chromium at /usr/bin/chromium or $KELID_CHROMIUM.
+  os_id=$(. "${KELID_OS_RELEASE:-/etc/os-release}" 2>/dev/null && echo "${ID:-}")
+  if [ "$os_id" = ubuntu ]; then
+    if [ ! -x "${KELID_CHROMIUM:-/usr/bin/chromium}" ]; then
+      echo "setup: the browser tests need Chromium; on Ubuntu apt's chromium is a snap. Install one" >&2
+      echo "  (e.g. sudo snap install chromium) and set KELID_CHROMIUM=/snap/bin/chromium," >&2
+      echo "  or run scripts/setup.sh --no-browser and leave test/e2e/browser out." >&2
+    fi
+  else
+    packages+=(chromium)
+  fi
+fi
 
 missing=()
 for p in "${packages[@]}"; do
