@@ -10,6 +10,7 @@ import { resolveConfig } from '../../../src/config.js';
 // block is either checked here or marked with an info string `<lang> no-test: <reason>`:
 // - js/ts SDK blocks are type-checked against the browser SDK (src/client), the import of
 //   /sdk/kelid.js mapped to it: a wrong call shape (e.g. listCertificates without `filter`) fails;
+//   README's SDK example is also run in Chromium against the demo stack (e2e/browser/readme-sdk.test.ts);
 // - json blocks parse, and those that look like an agent config pass the config schema.
 
 const run = promisify(execFile);
