@@ -20,6 +20,7 @@ export type {
   LoopbackPermission,
 } from './kelid-client.js';
 export { KelidError } from './kelid-error.js';
+export type { UserMessageLanguage } from './user-messages.js';
 export type { AgentErrorCode, SdkErrorCode, KelidErrorCode, KelidErrorOptions } from './kelid-error.js';
 export type {
   AbortSignalLike,
