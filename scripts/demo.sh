@@ -2,7 +2,7 @@
 # `npm start`: the whole Kelid demo on this machine —
 #   the agent (wss://127.0.0.1:17443) with a SoftHSM demo token, the demo CA (OCSP + CRL),
 #   the RA console (an `ra` origin) and the signing site (a `site`, after you allow it).
-# Installs what is missing first (scripts/setup.sh). Everything lives in ./.kelid-demo/; delete that
+# Installs what is missing first (scripts/setup.sh --demo). Everything lives in ./.kelid-demo/; delete that
 # directory to start over. Ctrl-C stops it all.
 #
 # The demo pages are served as http://localhost:<port>: browsers treat localhost as a secure context,
@@ -26,7 +26,8 @@ user_pin=1234
 so_pin=12345678
 
 if [ "${KELID_DEMO_NO_SETUP:-0}" != 1 ]; then
-  scripts/setup.sh
+  # The demo needs no Chromium (consent pages open in your own browser) and none of the test tools.
+  scripts/setup.sh --demo
 fi
 [ -f dist/cli/main.js ] && [ -f dist/client/kelid.js ] || npm run --silent build
 

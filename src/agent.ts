@@ -254,7 +254,12 @@ export class Agent {
     const launcher = this.#options.launcher ?? createLauncher(config.consent.launcher, { logger: this.#log });
     const lang = config.consent.language;
     const siteLimiter = new PromptLimiter({ perOriginPerMinute: config.consent.promptsPerMinute.site });
-    const raLimiter = new PromptLimiter({ perOriginPerMinute: config.consent.promptsPerMinute.ra });
+    // The RA tier's origins are the administrator's own: a denial there is an officer's "not this
+    // one", not a page to keep away.
+    const raLimiter = new PromptLimiter({
+      perOriginPerMinute: config.consent.promptsPerMinute.ra,
+      denyCooldownsMs: [],
+    });
     const defaultPinRules: PinRulesView = {
       user: pinRuleView(config.pinPolicy.user),
       so: pinRuleView(config.pinPolicy.so),
@@ -332,7 +337,9 @@ export class Agent {
       logger: this.#log,
     });
     this.#server = server;
-    const ports = await server.listen();
+    const ports = await server.listen().catch((e: unknown) => {
+      throw listenError(e);
+    });
     this.#port = ports.port;
     if (config.port === AGENT_PORT_RANGE[0]) rememberPort(this.stateDir, ports.port);
     // The extension's way in (kelid native-host): same limits, tiers and dispatcher as the WebSocket.
@@ -582,6 +589,7 @@ export async function createDefaultServices(
     stateDir: options.stateDir,
     timeoutMs: config.revocation.timeoutSeconds * 1000,
     allowPrivateNetworks: config.revocation.allowPrivateNetworks,
+    proxy: config.proxy,
     // Pages get "status unavailable" only; which URL failed how stays in the log.
     coarseErrors: true,
     logger: options.logger,
@@ -601,10 +609,39 @@ export async function createDefaultServices(
   const running = await createAgentServices(config, {
     stateDir: options.stateDir,
     logger: options.logger,
-    status: { api, revocationCheck: createRevocationCheck(checker, config.revocation.enforceOnSign) },
+    status: {
+      api,
+      revocationCheck: createRevocationCheck(
+        checker,
+        config.revocation.enforceOnSign,
+        undefined,
+        config.revocation.maxAgeSeconds === null ? undefined : config.revocation.maxAgeSeconds * 1000,
+      ),
+    },
   });
   ref.running = running;
   return running;
+}
+
+// What a person starting the agent can act on, in one line (the CLI prints the message only).
+function listenError(e: unknown): unknown {
+  const { code, port } = (e ?? {}) as { code?: unknown; port?: unknown };
+  if (code === 'EADDRINUSE') {
+    return new KelidError(
+      'ERR_BUSY',
+      `port ${String(port)} on 127.0.0.1 is already in use (another Kelid agent, or another program): ` +
+        'stop it, or choose another port with --port <n> or config "port" (0 picks a free one)',
+      { cause: e, data: { port } },
+    );
+  }
+  if (code === 'EACCES') {
+    return new KelidError(
+      'ERR_FORBIDDEN',
+      `not allowed to listen on port ${String(port)}: choose a port above 1023 with --port <n> or config "port"`,
+      { cause: e, data: { port } },
+    );
+  }
+  return e;
 }
 
 function notPending(): KelidError {

@@ -42,8 +42,15 @@ export interface KelidConfig {
     timeoutSeconds: number;
     /** Extension: caller-supplied certificates may make the agent fetch from non-public addresses. */
     allowPrivateNetworks: boolean;
+    /** Extension: before signing, a status fetched longer ago than this is fetched again; null: until nextUpdate. */
+    maxAgeSeconds: number | null;
   };
   tsaUrl: string | null;
+  /**
+   * Extension: the forward proxy for OCSP, CRL, caIssuers and TSA fetches. null: from HTTPS_PROXY /
+   * HTTP_PROXY / NO_PROXY; a URL (`http://host:port`): that proxy (NO_PROXY still applies); "direct": none.
+   */
+  proxy: string | null;
   /**
    * Extension: connection limits of PROTOCOL.md section 2, the request rate of one connection, and the
    * bytes per second all `unknown`-tier connections together may send.
@@ -93,8 +100,14 @@ export const DEFAULT_CONFIG: Readonly<KelidConfig> = {
     user: { minLength: 4, maxLength: 16, charset: 'digits' },
     so: { minLength: 4, maxLength: 24, charset: 'alnum' },
   },
-  revocation: { enforceOnSign: 'block-revoked', timeoutSeconds: 5, allowPrivateNetworks: false },
+  revocation: {
+    enforceOnSign: 'block-revoked',
+    timeoutSeconds: 5,
+    allowPrivateNetworks: false,
+    maxAgeSeconds: null,
+  },
   tsaUrl: null,
+  proxy: null,
   limits: {
     connectionsPerOrigin: 8,
     connections: 64,
@@ -182,6 +195,7 @@ export const CONFIG_SCHEMA = {
         enforceOnSign: { enum: ['block-revoked', 'require-good', 'off'] },
         timeoutSeconds: { type: 'number', exclusiveMinimum: 0, maximum: 120 },
         allowPrivateNetworks: { type: 'boolean' },
+        maxAgeSeconds: { type: ['integer', 'null'], minimum: 1, maximum: 31_536_000 },
       },
     },
     tsaUrl: { type: ['string', 'null'] },
@@ -189,6 +203,9 @@ export const CONFIG_SCHEMA = {
       type: 'object',
       additionalProperties: false,
       properties: { url: { type: ['string', 'null'], pattern: '^https://' } },
+    },
+    proxy: {
+      oneOf: [{ type: 'null' }, { const: 'direct' }, { type: 'string', pattern: '^http://[^/?#\\s]+/?$' }],
     },
     limits: {
       type: 'object',

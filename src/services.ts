@@ -64,6 +64,7 @@ export async function createAgentServices(
   const provisioning = new ProvisioningService(tokens, config.pinPolicy, config.keyPurpose.dualUse);
   const signingService = new SigningService(tokens, {
     tsaUrl: config.tsaUrl,
+    proxy: config.proxy,
     dualUse: config.keyPurpose.dualUse,
     ...(options.status ? { revocationCheck: options.status.revocationCheck } : {}),
   });

@@ -1,4 +1,6 @@
 import type { ErrorCode, PinState } from '../protocol/types.js';
+import { userMessageFor } from './user-messages.js';
+import type { UserMessageLanguage } from './user-messages.js';
 
 /** Error codes the agent sends (PROTOCOL.md section 6, `error.data.code`). */
 export type AgentErrorCode = ErrorCode;
@@ -102,6 +104,15 @@ export class KelidError extends Error {
   /** True when the user said no or let the request expire: usually nothing to report, just stop. */
   get userCancelled(): boolean {
     return this.code === 'ERR_USER_CANCELLED' || this.code === 'ERR_CONSENT_TIMEOUT';
+  }
+
+  /**
+   * A text to show the user, in Persian (`fa`, default) or English: what happened and what to do, as a
+   * help desk would say it. A wrong PIN on the last try before the lock gets its own warning; codes
+   * this SDK does not know get a general text. `message` stays the developer's text.
+   */
+  userMessage(lang: UserMessageLanguage = 'fa'): string {
+    return userMessageFor(this.code, lang, this.pin?.finalTry ?? false);
   }
 }
 

@@ -221,7 +221,7 @@ export class ConsentBroker {
     if (spec.tier === 'unknown') this.#checkUnknownBudget();
     const limiter = this.#options.limiterFor(spec.tier);
     limiter?.check(spec.origin);
-    limiter?.recordPrompt(spec.origin);
+    const approvedPrompt = limiter?.recordPrompt(spec.origin);
 
     const requestId = randomBytes(16).toString('hex');
     const secret = randomBytes(32).toString('base64url');
@@ -288,6 +288,7 @@ export class ConsentBroker {
       if (this.#shown === null) this.#showNext();
     });
     this.#log.info({ requestId }, 'consent approved');
+    approvedPrompt?.();
     return run(secrets);
   }
 

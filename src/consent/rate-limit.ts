@@ -1,42 +1,57 @@
 import { KelidError } from '../errors.js';
 
 // Bounds how often one origin may put a consent prompt in front of the user (DESIGN.md "Bounded
-// everything"): at most `perOriginPerMinute` prompts in any sliding 60 s window, and none at all for
-// `denyCooldownMs` after the user denied one. The default clock is monotonic, so changing the system
-// time neither lifts a cooldown nor extends it.
+// everything"): at most `perOriginPerMinute` unanswered or refused prompts in any sliding 60 s window
+// (a prompt the user approved stops counting: a citizen signing six documents in a row is not a
+// flood), and none at all for a while after the user denied one. That cooldown grows with the denials
+// of the last hour (default 1 min after the first, 10 min after the second and later): one accidental
+// "No" costs a minute, a site that keeps asking is kept away. The default clock is monotonic, so
+// changing the system time neither lifts a cooldown nor extends it.
 
 export interface PromptLimiterOptions {
   perOriginPerMinute?: number;
-  denyCooldownMs?: number;
+  /**
+   * Cooldown after the 1st, 2nd, … denial within an hour (the last one repeats); `[]` for none (the
+   * RA tier, whose origins the administrator configured). Default `[60 000, 600 000]`.
+   */
+  denyCooldownsMs?: readonly number[];
   /** Milliseconds from any fixed point; defaults to `performance.now()`. */
   now?: () => number;
 }
 
 const WINDOW_MS = 60_000;
+const DENIAL_MEMORY_MS = 60 * 60_000;
+const DEFAULT_COOLDOWNS_MS: readonly number[] = [60_000, 10 * 60_000];
 // Past this many tracked origins, forget the ones with nothing left to remember.
 const SWEEP_THRESHOLD = 1024;
 
 interface OriginState {
   /** Times of the prompts still inside the window, oldest first. */
   prompts: number[];
+  /** Times of the denials of the last hour, oldest first. */
+  denials: number[];
   deniedUntil: number;
 }
 
 export class PromptLimiter {
   readonly #perMinute: number;
-  readonly #cooldownMs: number;
+  readonly #cooldownsMs: readonly number[];
   readonly #now: () => number;
   readonly #origins = new Map<string, OriginState>();
 
-  constructor({ perOriginPerMinute = 5, denyCooldownMs = 10 * 60 * 1000, now }: PromptLimiterOptions = {}) {
+  constructor({
+    perOriginPerMinute = 5,
+    denyCooldownsMs = DEFAULT_COOLDOWNS_MS,
+    now,
+  }: PromptLimiterOptions = {}) {
     if (!Number.isSafeInteger(perOriginPerMinute) || perOriginPerMinute < 1) {
       throw new TypeError('perOriginPerMinute must be a positive integer');
     }
-    if (!Number.isFinite(denyCooldownMs) || denyCooldownMs < 0) {
-      throw new TypeError('denyCooldownMs must be a non-negative number');
+    if (!denyCooldownsMs.every((ms) => Number.isFinite(ms) && ms >= 0)) {
+      throw new TypeError('denyCooldownsMs must hold non-negative numbers');
     }
     this.#perMinute = perOriginPerMinute;
-    this.#cooldownMs = denyCooldownMs;
+    this.#cooldownsMs = [...denyCooldownsMs];
     this.#now = now ?? (() => performance.now());
   }
 
@@ -66,22 +81,37 @@ export class PromptLimiter {
     }
   }
 
-  recordPrompt(origin: string): void {
+  /** Count a prompt; call the returned function when the user approves it, and it stops counting. */
+  recordPrompt(origin: string): () => void {
     const now = this.#now();
     const state = this.#state(origin);
     prune(state, now);
     state.prompts.push(now);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      // Still in the window (else it no longer counts anyway): drop one entry of that time.
+      const at = state.prompts.indexOf(now);
+      if (at >= 0) state.prompts.splice(at, 1);
+    };
   }
 
   recordDenial(origin: string): void {
-    this.#state(origin).deniedUntil = this.#now() + this.#cooldownMs;
+    const now = this.#now();
+    const state = this.#state(origin);
+    pruneDenials(state, now);
+    state.denials.push(now);
+    if (this.#cooldownsMs.length === 0) return;
+    const cooldown = this.#cooldownsMs[Math.min(state.denials.length, this.#cooldownsMs.length) - 1]!;
+    state.deniedUntil = Math.max(state.deniedUntil, now + cooldown);
   }
 
   #state(origin: string): OriginState {
     let state = this.#origins.get(origin);
     if (state === undefined) {
       if (this.#origins.size >= SWEEP_THRESHOLD) this.#sweep();
-      state = { prompts: [], deniedUntil: -Infinity };
+      state = { prompts: [], denials: [], deniedUntil: -Infinity };
       this.#origins.set(origin, state);
     }
     return state;
@@ -91,7 +121,11 @@ export class PromptLimiter {
     const now = this.#now();
     for (const [origin, state] of this.#origins) {
       prune(state, now);
-      if (state.prompts.length === 0 && now >= state.deniedUntil) this.#origins.delete(origin);
+      pruneDenials(state, now);
+      // The denials of the last hour are kept: forgetting them would reset the escalation.
+      if (state.prompts.length === 0 && state.denials.length === 0 && now >= state.deniedUntil) {
+        this.#origins.delete(origin);
+      }
     }
   }
 }
@@ -100,4 +134,10 @@ function prune(state: OriginState, now: number): void {
   let expired = 0;
   while (expired < state.prompts.length && state.prompts[expired] <= now - WINDOW_MS) expired += 1;
   if (expired > 0) state.prompts.splice(0, expired);
+}
+
+function pruneDenials(state: OriginState, now: number): void {
+  let expired = 0;
+  while (expired < state.denials.length && state.denials[expired] <= now - DENIAL_MEMORY_MS) expired += 1;
+  if (expired > 0) state.denials.splice(0, expired);
 }

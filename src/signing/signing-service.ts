@@ -29,6 +29,7 @@ import { assertDigestLength, resolveScheme } from './algorithms.js';
 import { createAuthToken } from './auth-token.js';
 import { signCms } from './cms.js';
 import { verifyDigestSignature } from './digest-verify.js';
+import type { ProxySetting } from '../status/proxy.js';
 import { requestTimestamp } from './timestamp.js';
 
 function signedBy(certificate: Uint8Array, issuer: Uint8Array): boolean {
@@ -50,6 +51,8 @@ export interface SigningServiceOptions {
   revocationCheck?: RevocationCheck;
   now?: () => Date;
   timestampTimeoutMs?: number;
+  /** Config `proxy` for the TSA (null or absent: from the environment). */
+  proxy?: ProxySetting;
   /** Config `keyPurpose.dualUse` (default `signing`). */
   dualUse?: DualUseMode;
 }
@@ -321,6 +324,7 @@ export class SigningService implements SigningApi {
       requestTimestamp(url, value, {
         hash: digestAlgorithm,
         timeoutMs: this.options.timestampTimeoutMs ?? 10_000,
+        ...(this.options.proxy !== undefined ? { proxy: this.options.proxy } : {}),
       });
   }
 

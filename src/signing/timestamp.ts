@@ -14,6 +14,10 @@ import { AlgorithmIdentifier } from '@peculiar/asn1-x509';
 import { KelidError, type KelidErrorOptions } from '../errors.js';
 import { DIGEST_OID, TAG_SEQUENCE, bytesEqual, bytesOf, readChildren, readSingle } from '../pki/der.js';
 import type { DigestAlgorithm } from '../protocol/types.js';
+// The status layer's fetcher: one HTTP client for every outgoing fetch (deadline, byte limit, proxy).
+import { fetchBytes } from '../status/http-fetch.js';
+import type { ProxySetting } from '../status/proxy.js';
+import { StatusSourceError } from '../status/source-error.js';
 import { digest, isDigestAlgorithm, toArrayBuffer } from './algorithms.js';
 
 const ID_SIGNED_DATA = '1.2.840.113549.1.7.2';
@@ -27,38 +31,12 @@ export interface TimestampOptions {
   maxResponseBytes?: number;
   /** Optional TSA policy OID to ask for. */
   policy?: string;
-  /** Injected `fetch` (default: the global one). */
-  fetch?: typeof globalThis.fetch;
+  /** Config `proxy`: null or absent reads HTTPS_PROXY, HTTP_PROXY and NO_PROXY. */
+  proxy?: ProxySetting;
 }
 
 function fail(message: string, options: KelidErrorOptions = {}): KelidError {
   return new KelidError('ERR_TIMESTAMP_FAILED', message, { retriable: false, ...options });
-}
-
-async function readBounded(response: Response, limit: number): Promise<Uint8Array> {
-  const declared = Number(response.headers.get('content-length') ?? '0');
-  if (declared > limit) throw fail(`time-stamp response is larger than ${limit} bytes`);
-  if (!response.body) return new Uint8Array(0);
-  const reader = response.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.length;
-    if (total > limit) {
-      await reader.cancel();
-      throw fail(`time-stamp response is larger than ${limit} bytes`);
-    }
-    chunks.push(value);
-  }
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const c of chunks) {
-    out.set(c, offset);
-    offset += c.length;
-  }
-  return out;
 }
 
 // INTEGER contents compare by value: ignore leading zero octets.
@@ -151,7 +129,6 @@ export async function requestTimestamp(
   }
   const timeoutMs = options.timeoutMs ?? 10_000;
   const limit = options.maxResponseBytes ?? 256 * 1024;
-  const doFetch = options.fetch ?? globalThis.fetch;
 
   const imprint = digest(hash, data);
   // 128-bit positive INTEGER whose first octet is non-zero, so DER keeps it as is.
@@ -171,30 +148,37 @@ export async function requestTimestamp(
   const body = new Uint8Array(AsnConvert.serialize(request));
 
   let responseBody: Uint8Array;
-  const signal = AbortSignal.timeout(timeoutMs);
   try {
-    const response = await doFetch(target, {
+    responseBody = await fetchBytes(target.href, {
       method: 'POST',
-      headers: { 'content-type': 'application/timestamp-query', accept: 'application/timestamp-reply' },
       body,
-      signal,
-      redirect: 'error',
+      headers: { 'content-type': 'application/timestamp-query', accept: 'application/timestamp-reply' },
+      maxBytes: limit,
+      timeoutMs,
+      followRedirects: false,
+      ...(options.proxy !== undefined ? { proxy: options.proxy } : {}),
     });
-    if (!response.ok) {
-      await response.body?.cancel();
-      throw new KelidError('ERR_TIMESTAMP_FAILED', `the TSA answered HTTP ${response.status}`, {
-        retriable: response.status >= 500 || response.status === 429,
-      });
-    }
-    responseBody = await readBounded(response, limit);
   } catch (e) {
-    if (e instanceof KelidError) throw e;
-    const timedOut = signal.aborted;
-    throw new KelidError(
-      'ERR_TIMESTAMP_FAILED',
-      timedOut ? `the TSA did not answer within ${timeoutMs} ms` : 'could not reach the TSA',
-      { cause: e, retriable: true },
-    );
+    throw tsaFailure(e, timeoutMs, limit);
   }
   return extractToken(responseBody, imprint, hash, nonce);
+}
+
+function tsaFailure(e: unknown, timeoutMs: number, limit: number): KelidError {
+  if (!(e instanceof StatusSourceError))
+    return fail('could not reach the TSA', { cause: e, retriable: true });
+  switch (e.reason) {
+    case 'http-status': {
+      const status = e.httpStatus ?? 0;
+      return fail(`the TSA answered HTTP ${status}`, { retriable: status >= 500 || status === 429 });
+    }
+    case 'too-large':
+      return fail(`time-stamp response is larger than ${limit} bytes`);
+    case 'timeout':
+      return fail(`the TSA did not answer within ${timeoutMs} ms`, { cause: e, retriable: true });
+    case 'redirect-refused':
+      return fail('the TSA answered with a redirect', { cause: e });
+    default:
+      return fail('could not reach the TSA', { cause: e, retriable: true });
+  }
 }

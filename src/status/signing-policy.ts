@@ -46,12 +46,16 @@ export async function checkBeforeSigning(
   issuers: readonly Uint8Array[] | undefined,
   policy: EnforceOnSign,
   now: Date = new Date(),
+  maxAgeMs?: number,
 ): Promise<SigningStatusCheck> {
   assertCertificateValidAt(certificate, now);
   if (policy === 'off') return {};
   let status: Status;
   try {
-    status = await service.check(certificate, issuers ? { issuers } : {});
+    status = await service.check(certificate, {
+      ...(issuers ? { issuers } : {}),
+      ...(maxAgeMs !== undefined ? { maxAgeMs } : {}),
+    });
   } catch (e) {
     if (isKelidError(e, 'ERR_STATUS_UNAVAILABLE') && policy === 'block-revoked') {
       return { warning: 'status-unavailable' };
@@ -80,11 +84,15 @@ export async function checkBeforeSigning(
   return { status };
 }
 
-/** `checkBeforeSigning` bound to a service and a policy: the shape the signing service takes. */
+/**
+ * `checkBeforeSigning` bound to a service and a policy: the shape the signing service takes.
+ * `maxAgeMs` (config `revocation.maxAgeSeconds`): a status fetched longer ago is fetched again.
+ */
 export function createRevocationCheck(
   service: StatusChecker,
   policy: EnforceOnSign,
   now: () => Date = () => new Date(),
+  maxAgeMs?: number,
 ): (certificate: Uint8Array, issuers: Uint8Array[]) => Promise<SigningStatusCheck> {
-  return (certificate, issuers) => checkBeforeSigning(service, certificate, issuers, policy, now());
+  return (certificate, issuers) => checkBeforeSigning(service, certificate, issuers, policy, now(), maxAgeMs);
 }

@@ -32,11 +32,18 @@ export type StatusFailureReason =
 
 export class StatusSourceError extends Error {
   readonly reason: StatusFailureReason;
+  /** The HTTP status, for `http-status`. */
+  readonly httpStatus: number | undefined;
 
-  constructor(reason: StatusFailureReason, message: string, options: { cause?: unknown } = {}) {
+  constructor(
+    reason: StatusFailureReason,
+    message: string,
+    options: { cause?: unknown; httpStatus?: number } = {},
+  ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'StatusSourceError';
     this.reason = reason;
+    this.httpStatus = options.httpStatus;
   }
 }
 

@@ -24,6 +24,7 @@ import type { VerifiedCrl } from './crl.js';
 import { OPEN_POLICY, fetchBytes } from './http-fetch.js';
 import type { FetchPolicy } from './http-fetch.js';
 import { buildOcspRequest, queryOcsp, verifyOcspResponse } from './ocsp.js';
+import type { ProxySetting } from './proxy.js';
 import { verifySignature } from './signature.js';
 import { StatusSourceError } from './source-error.js';
 import type { StatusAttempt, StatusFailureReason } from './source-error.js';
@@ -56,8 +57,16 @@ export interface StatusServiceOptions {
   logger?: Logger;
   /** How long an answer without nextUpdate is kept. Default 5 min. */
   defaultTtlMs?: number;
+  /**
+   * How long an `unknown` answer is kept, whatever its nextUpdate. Default 5 min: a responder that has
+   * not learnt of a certificate issued minutes ago soon will, and a day-long `unknown` would stop it
+   * signing under require-good. `good` and `revoked` are kept until nextUpdate; failures are not kept.
+   */
+  unknownTtlMs?: number;
   /** Upper bound on how long any answer is kept, whatever its nextUpdate. Default 24 h. */
   maxCacheTtlMs?: number;
+  /** Config `proxy` (proxy.ts): null or absent reads HTTPS_PROXY, HTTP_PROXY and NO_PROXY. */
+  proxy?: ProxySetting;
   /** `auto` (default): GET for small OCSP requests, POST otherwise. */
   ocspRequestMethod?: 'auto' | 'post';
   /** Refuse OCSP responses that do not echo the nonce. Default false (RFC 5019 responders omit it). */
@@ -77,6 +86,11 @@ export interface StatusCheckOptions {
    * reported without details.
    */
   callerSupplied?: boolean;
+  /**
+   * Ignore a cached status (and a cached CRL) fetched more than this long ago and ask again: the
+   * signing policy's `revocation.maxAgeSeconds`.
+   */
+  maxAgeMs?: number;
 }
 
 /** The role the signing policy and the protocol methods depend on. */
@@ -94,6 +108,7 @@ export interface StatusServiceStats {
 interface CachedCrl {
   crl: VerifiedCrl;
   expiresAt: number;
+  fetchedAt: number;
 }
 
 interface Answer {
@@ -122,6 +137,7 @@ export class StatusService implements StatusChecker {
   private readonly timeoutMs: number;
   private readonly clockSkewMs: number;
   private readonly defaultTtlMs: number;
+  private readonly unknownTtlMs: number;
   private readonly maxCacheTtlMs: number;
 
   constructor(private readonly options: StatusServiceOptions = {}) {
@@ -130,6 +146,7 @@ export class StatusService implements StatusChecker {
     this.timeoutMs = options.timeoutMs ?? 5000;
     this.clockSkewMs = options.clockSkewMs ?? 5 * MINUTE;
     this.defaultTtlMs = options.defaultTtlMs ?? 5 * MINUTE;
+    this.unknownTtlMs = options.unknownTtlMs ?? 5 * MINUTE;
     this.maxCacheTtlMs = options.maxCacheTtlMs ?? 24 * 60 * MINUTE;
     this.cache = new StatusCache({
       ...(options.stateDir !== undefined ? { stateDir: options.stateDir } : {}),
@@ -152,8 +169,9 @@ export class StatusService implements StatusChecker {
       throw new KelidError('ERR_INVALID_INPUT', 'not an X.509 certificate', { cause: e });
     }
     const key = cacheKey(description);
-    const cached = this.cache.get(key, this.now());
-    if (cached) {
+    const now = this.now();
+    const cached = this.cache.get(key, now);
+    if (cached && this.fresh(cached, now, options.maxAgeMs)) {
       this.stats.cacheHits++;
       return cached;
     }
@@ -168,9 +186,17 @@ export class StatusService implements StatusChecker {
       ? { allowPrivateNetworks: this.options.allowPrivateNetworks ?? false, crossHostRedirects: false }
       : OPEN_POLICY;
     const coarse = callerSupplied || (this.options.coarseErrors ?? false);
-    const run = this.checkUncached(certificate, description, parsed, issuers, key, policy, coarse).finally(
-      () => this.inFlight.delete(runKey),
-    );
+    const maxAgeMs = options.maxAgeMs;
+    const run = this.checkUncached(
+      certificate,
+      description,
+      parsed,
+      issuers,
+      key,
+      policy,
+      coarse,
+      maxAgeMs,
+    ).finally(() => this.inFlight.delete(runKey));
     this.inFlight.set(runKey, run);
     return run;
   }
@@ -183,10 +209,16 @@ export class StatusService implements StatusChecker {
     key: string,
     policy: FetchPolicy,
     coarse: boolean,
+    maxAgeMs: number | undefined,
   ): Promise<Status> {
     const deadline = Date.now() + this.timeoutMs;
     const signal = AbortSignal.timeout(Math.max(1, Math.floor(this.timeoutMs)));
-    const net: Net = { signal, policy, onRequest: () => void this.stats.networkRequests++ };
+    const net: Net = {
+      signal,
+      policy,
+      onRequest: () => void this.stats.networkRequests++,
+      ...(this.options.proxy !== undefined ? { proxy: this.options.proxy } : {}),
+    };
     const attempts: StatusAttempt[] = [];
     const issuer = await this.findIssuer(der, description, parsed, issuers, net, attempts);
     if (!issuer) throw this.unavailable(description, attempts, coarse);
@@ -213,7 +245,7 @@ export class StatusService implements StatusChecker {
     }
     for (const url of crlUrls) {
       try {
-        const answer = await this.askCrl(url, description, issuer, net, deadline - Date.now());
+        const answer = await this.askCrl(url, description, issuer, net, deadline - Date.now(), maxAgeMs);
         return this.finish(key, 'crl', answer);
       } catch (e) {
         attempts.push(this.attempt('crl', url, e));
@@ -253,13 +285,15 @@ export class StatusService implements StatusChecker {
     issuer: CertificateDescription,
     net: Net,
     timeoutMs: number,
+    maxAgeMs: number | undefined,
   ): Promise<Answer> {
     // Keyed by the verified issuer's key too: a CRL is reused only for certificates of the key that
     // signed it.
     const key = `${url} ${sha256Hex(issuer.spki)}`;
     const now = this.now();
     let entry = this.crls.get(key);
-    if (!entry || entry.expiresAt <= now.getTime()) {
+    const stale = maxAgeMs !== undefined && entry !== undefined && now.getTime() - entry.fetchedAt > maxAgeMs;
+    if (!entry || entry.expiresAt <= now.getTime() || stale) {
       this.crls.delete(key);
       const bytes = await fetchCrl(url, {
         ...net,
@@ -267,7 +301,7 @@ export class StatusService implements StatusChecker {
         timeoutMs,
       });
       const crl = verifyCrl(bytes, issuer);
-      entry = { crl, expiresAt: this.expiry(crl.nextUpdate, now).getTime() };
+      entry = { crl, expiresAt: this.expiry(crl.nextUpdate, now).getTime(), fetchedAt: now.getTime() };
       this.crls.set(key, entry);
       while (this.crls.size > MAX_CACHED_CRLS) this.crls.delete(this.crls.keys().next().value!);
     }
@@ -340,9 +374,19 @@ export class StatusService implements StatusChecker {
       ...(answer.revokedAt ? { revokedAt: answer.revokedAt.toISOString() } : {}),
       ...(answer.reason !== undefined ? { reason: answer.reason } : {}),
     };
-    const expiresAt = this.expiry(answer.nextUpdate, now);
+    let expiresAt = this.expiry(answer.nextUpdate, now);
+    if (answer.status === 'unknown') {
+      expiresAt = new Date(Math.min(expiresAt.getTime(), now.getTime() + this.unknownTtlMs));
+    }
     if (expiresAt.getTime() > now.getTime()) this.cache.set(key, status, expiresAt);
     return status;
+  }
+
+  // Also applied on read: a cache file written by an older agent may keep an `unknown` for a day.
+  private fresh(cached: Status, now: Date, maxAgeMs: number | undefined): boolean {
+    const age = now.getTime() - Date.parse(cached.checkedAt);
+    if (cached.status === 'unknown' && age > this.unknownTtlMs) return false;
+    return maxAgeMs === undefined || age <= maxAgeMs;
   }
 
   private expiry(nextUpdate: Date | undefined, now: Date): Date {
@@ -383,6 +427,7 @@ interface Net {
   signal: AbortSignal;
   policy: FetchPolicy;
   onRequest: () => void;
+  proxy?: ProxySetting;
 }
 
 function sha256Hex(data: Uint8Array): string {

@@ -14,7 +14,8 @@ import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 
-export const CHROMIUM = '/usr/bin/chromium';
+// KELID_CHROMIUM: another Chromium (Ubuntu's is a snap at /snap/bin/chromium; see scripts/setup.sh).
+export const CHROMIUM = process.env.KELID_CHROMIUM ?? '/usr/bin/chromium';
 export const SCREENSHOT_DIR = join(process.cwd(), 'test-artifacts', 'screenshots');
 
 export interface ChromiumOptions {

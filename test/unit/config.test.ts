@@ -23,7 +23,26 @@ describe('resolveConfig', () => {
     });
   });
 
+  it('takes revocation.maxAgeSeconds, null (no cap) by default', () => {
+    expect(resolveConfig({}).revocation.maxAgeSeconds).toBeNull();
+    expect(resolveConfig({ revocation: { maxAgeSeconds: 300 } }).revocation).toMatchObject({
+      maxAgeSeconds: 300,
+      enforceOnSign: 'block-revoked',
+    });
+  });
+
+  it('takes `proxy`: null by default, an http URL, or "direct"', () => {
+    expect(resolveConfig({}).proxy).toBeNull();
+    expect(resolveConfig({ proxy: 'http://proxy.bank.ir:3128' }).proxy).toBe('http://proxy.bank.ir:3128');
+    expect(resolveConfig({ proxy: 'direct' }).proxy).toBe('direct');
+  });
+
   it.each([
+    [{ proxy: 'socks5://proxy:1080' }],
+    [{ proxy: 'http://proxy:3128/path' }],
+    [{ proxy: 'proxy:3128' }],
+    [{ revocation: { maxAgeSeconds: 0 } }],
+    [{ revocation: { maxAgeSeconds: 1.5 } }],
     [{ consent: { promptsPerMinute: { site: 0 } } }],
     [{ consent: { promptsPerMinute: { console: 5 } } }],
     [{ consent: { promptsPerMinute: { ra: 1.5 } } }],

@@ -342,7 +342,7 @@ describe('Consent page hardening in Chromium', () => {
       };
     }
 
-    // The RA page withdraws the request (a denial would make the RA origin cool down for 10 minutes).
+    // The RA page withdraws the request (a denial is the user's, not the page's, to give).
     async function withdraw({
       page,
       call,

@@ -141,6 +141,16 @@ describe('ConsentBroker', () => {
       expect(broker.list()).toEqual([]);
     });
 
+    it('does not count approved prompts towards the limit (a sixth document within the minute)', async () => {
+      const { broker } = setup();
+      for (let i = 0; i < 6; i++) {
+        const s = spec({ connectionId: `c${i}` });
+        const p = broker.request(s, async () => i);
+        broker.approve({ requestId: await s.pending }, { userPin: '1234' });
+        expect(await p).toBe(i);
+      }
+    });
+
     it('withdraws the request when the page aborts', async () => {
       const { broker } = setup();
       const controller = new AbortController();
@@ -167,10 +177,12 @@ describe('ConsentBroker', () => {
     it('applies the prompt limit per origin, but not to the console', async () => {
       const { broker } = setup();
       for (let i = 0; i < 3; i++) {
-        const s = spec({ connectionId: `c${i}` });
+        const controller = new AbortController();
+        const s = spec({ connectionId: `c${i}`, signal: controller.signal });
         const p = broker.request(s, async () => i);
-        broker.approve({ requestId: await s.pending }, { userPin: '1234' });
-        await p;
+        await s.pending;
+        controller.abort();
+        await failure(p);
       }
       expect(
         isKelidError(

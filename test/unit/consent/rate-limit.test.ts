@@ -62,19 +62,63 @@ describe('PromptLimiter', () => {
       expect(refusal(limiter, B)).toBeUndefined();
     });
 
-    it('refuses an origin with ERR_ORIGIN_DENIED for ten minutes after a denial', () => {
+    it('refuses an origin with ERR_ORIGIN_DENIED for one minute after a first denial', () => {
       const clock = fakeClock();
       const limiter = new PromptLimiter({ now: clock.now });
       const t0 = clock.t;
       limiter.recordPrompt(A);
       limiter.recordDenial(A);
-      clock.t = t0 + 10 * 60 * 1000 - 1;
+      clock.t = t0 + 60_000 - 1;
       const e = refusal(limiter, A);
       expect(e?.code).toBe('ERR_ORIGIN_DENIED');
       expect(e?.data).toEqual({ retryAfterMs: 1 });
       expect(refusal(limiter, B)).toBeUndefined();
-      clock.t = t0 + 10 * 60 * 1000;
+      clock.t = t0 + 60_000;
       expect(refusal(limiter, A)).toBeUndefined();
+    });
+
+    it('escalates to ten minutes after a second denial within the hour, and forgets after an hour', () => {
+      const clock = fakeClock();
+      const limiter = new PromptLimiter({ now: clock.now });
+      limiter.recordDenial(A);
+      clock.t += 5 * 60_000;
+      limiter.recordDenial(A);
+      expect(refusal(limiter, A)?.data).toEqual({ retryAfterMs: 10 * 60_000 });
+      clock.t += 10 * 60_000;
+      expect(refusal(limiter, A)).toBeUndefined();
+      // A third within the hour: ten minutes again.
+      limiter.recordDenial(A);
+      expect(refusal(limiter, A)?.data).toEqual({ retryAfterMs: 10 * 60_000 });
+      // Two hours later the slate is clean: one minute.
+      clock.t += 2 * 60 * 60_000;
+      limiter.recordDenial(A);
+      expect(refusal(limiter, A)?.data).toEqual({ retryAfterMs: 60_000 });
+    });
+
+    it('gives no cooldown at all with denyCooldownsMs [] (the RA tier), the rate limit still applies', () => {
+      const clock = fakeClock();
+      const limiter = new PromptLimiter({ perOriginPerMinute: 2, denyCooldownsMs: [], now: clock.now });
+      for (let i = 0; i < 2; i++) {
+        expect(refusal(limiter, A)).toBeUndefined();
+        limiter.recordPrompt(A);
+        limiter.recordDenial(A);
+      }
+      expect(refusal(limiter, A)?.code).toBe('ERR_RATE_LIMITED');
+    });
+
+    it('does not count prompts the user approved', () => {
+      const clock = fakeClock();
+      const limiter = new PromptLimiter({ perOriginPerMinute: 5, now: clock.now });
+      for (let i = 0; i < 8; i++) {
+        expect(refusal(limiter, A)).toBeUndefined();
+        const approved = limiter.recordPrompt(A);
+        approved();
+        approved(); // twice is once
+        clock.t += 1000;
+      }
+      // Unanswered (withdrawn, timed out, denied) prompts still do.
+      for (let i = 0; i < 5; i++) limiter.recordPrompt(A);
+      expect(refusal(limiter, A)?.code).toBe('ERR_RATE_LIMITED');
     });
 
     it('reports the denial rather than the rate when both apply', () => {
@@ -87,7 +131,7 @@ describe('PromptLimiter', () => {
 
     it('restarts the cooldown at each denial', () => {
       const clock = fakeClock();
-      const limiter = new PromptLimiter({ denyCooldownMs: 1000, now: clock.now });
+      const limiter = new PromptLimiter({ denyCooldownsMs: [1000], now: clock.now });
       limiter.recordDenial(A);
       clock.t += 900;
       limiter.recordDenial(A);
@@ -101,6 +145,7 @@ describe('PromptLimiter', () => {
       const clock = fakeClock();
       const limiter = new PromptLimiter({ perOriginPerMinute: 1, now: clock.now });
       limiter.recordDenial(A);
+      limiter.recordDenial(A); // ten minutes
       for (let i = 0; i < 1100; i++) limiter.recordPrompt(`https://old${i}.example`);
       clock.t += 61_000; // the old prompts leave the window; the denial stays
       limiter.recordPrompt(B);
@@ -125,8 +170,8 @@ describe('PromptLimiter', () => {
     it.each([
       [{ perOriginPerMinute: 0 }],
       [{ perOriginPerMinute: 1.5 }],
-      [{ denyCooldownMs: -1 }],
-      [{ denyCooldownMs: Number.NaN }],
+      [{ denyCooldownsMs: [-1] }],
+      [{ denyCooldownsMs: [60_000, Number.NaN] }],
     ])('refuses the options %j', (options) => {
       expect(() => new PromptLimiter(options)).toThrow(TypeError);
     });
