@@ -182,11 +182,20 @@ function tryConnect(socketPath: string): Promise<net.Socket | null> {
   });
 }
 
-/** Start `kelid serve` for this state directory, detached from the browser's process tree. */
-export function spawnAgent(binKelid: string, stateDir: string, config: string | undefined): void {
+/**
+ * Start `kelid serve` for this state directory, detached from the browser's process tree. `binKelid`
+ * is bin/kelid.js run by node, or undefined for the packaged program, which is its own entry.
+ */
+export function spawnAgent(binKelid: string | undefined, stateDir: string, config: string | undefined): void {
   const child = spawn(
     process.execPath,
-    [binKelid, 'serve', '--state-dir', stateDir, ...(config ? ['--config', config] : [])],
+    [
+      ...(binKelid !== undefined ? [binKelid] : []),
+      'serve',
+      '--state-dir',
+      stateDir,
+      ...(config ? ['--config', config] : []),
+    ],
     { detached: true, stdio: 'ignore' },
   );
   child.on('error', () => undefined);

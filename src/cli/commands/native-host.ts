@@ -1,5 +1,4 @@
 import { Command } from 'commander';
-import { fileURLToPath } from 'node:url';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadConfig } from '../../config.js';
@@ -9,10 +8,14 @@ import {
   uninstallNativeHostManifests,
 } from '../../install/native-host-manifests.js';
 import type { NativeHostBrowser } from '../../install/native-host-manifests.js';
+import { isPackagedProgram, packagePath } from '../../package-files.js';
 import { resolveStateDir } from '../../state-dir.js';
 import { runNativeHost, spawnAgent } from '../../transport/native-host.js';
 
-const KELID_BIN = fileURLToPath(new URL('../../../bin/kelid.js', import.meta.url));
+/** bin/kelid.js for node to run, or undefined in the packaged program (it is its own entry). */
+function kelidBin(): string | undefined {
+  return isPackagedProgram() ? undefined : packagePath('bin', 'kelid.js');
+}
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
@@ -39,7 +42,7 @@ export function nativeHostCommand(): Command {
         stateDir,
         callerArgs: caller,
         extraExtensionIds: opts.extensionId,
-        startAgent: () => spawnAgent(KELID_BIN, stateDir, opts.config),
+        startAgent: () => spawnAgent(kelidBin(), stateDir, opts.config),
         input: process.stdin,
         output: process.stdout,
       });
@@ -72,8 +75,9 @@ export function extensionCommand(): Command {
       stateDir: resolveStateDir(
         opts.stateDir ?? (opts.config ? loadConfig(opts.config).stateDir : undefined),
       ),
+      // The packaged program is its own entry; from a checkout, node runs bin/kelid.js.
       nodePath: process.execPath,
-      kelidBin: KELID_BIN,
+      ...(kelidBin() !== undefined ? { kelidBin: kelidBin() } : {}),
       ...(opts.config ? { configPath: path.resolve(opts.config) } : {}),
       extensionIds: opts.extensionId,
       ...(opts.browser.length > 0 ? { browsers: opts.browser as NativeHostBrowser[] } : {}),

@@ -259,6 +259,25 @@ describe('Packaged Kelid (single-file program and .deb)', () => {
     for (const c of report.checks) expect(['ok', 'warn', 'fail', 'skip']).toContain(c.status);
   });
 
+  it('kelid extension install: the native host wrapper starts the program itself (no node, no kelid.js)', () => {
+    const stateDir = path.join(work, 'ext-state');
+    const r = kelid(['extension', 'install', '--state-dir', stateDir, '--browser', 'chromium']);
+    expect(r.status, r.stderr).toBe(0);
+    const manifest = JSON.parse(
+      fs.readFileSync(
+        path.join(home, '.config', 'chromium', 'NativeMessagingHosts', 'org.kelid.agent.json'),
+        'utf8',
+      ),
+    ) as { path: string };
+    const wrapper = fs.readFileSync(manifest.path, 'utf8');
+    expect(wrapper).toContain(`exec '${program}' 'native-host' '--state-dir' '${stateDir}'`);
+    expect(wrapper).not.toContain('kelid.js');
+    expect(kelid(['extension', 'uninstall', '--state-dir', stateDir, '--browser', 'chromium']).status).toBe(
+      0,
+    );
+    expect(fs.existsSync(manifest.path)).toBe(false);
+  });
+
   // lintian takes 25-40 s here, too slow for every run: KELID_TEST_LINTIAN=1 runs it (docs/install.md).
   const lintian = process.env.KELID_TEST_LINTIAN === '1';
   it.runIf(lintian)('passes lintian: no error or warning beyond the explained overrides', () => {
