@@ -4,6 +4,7 @@ import * as https from 'node:https';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { AGENT_INFO_FILE } from '../agent.js';
+import { isProcessAlive } from './process-alive.js';
 import type { AgentInfoFile } from '../agent.js';
 import type { KelidConfig } from '../config.js';
 import { silentLogger } from '../log.js';
@@ -51,15 +52,6 @@ function readAgentInfo(stateDir: string): AgentInfoFile | null {
     return JSON.parse(fs.readFileSync(path.join(stateDir, AGENT_INFO_FILE), 'utf8')) as AgentInfoFile;
   } catch {
     return null;
-  }
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
@@ -178,7 +170,7 @@ async function agentChecks(o: DoctorOptions, timeoutMs: number): Promise<DoctorC
     checks.push({ id: 'agent', status: 'fail', summary: `the agent is not running (no ${AGENT_INFO_FILE})` });
     return checks;
   }
-  if (!pidAlive(info.pid)) {
+  if (!isProcessAlive(info.pid)) {
     checks.push({
       id: 'agent',
       status: 'fail',

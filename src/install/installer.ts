@@ -7,6 +7,7 @@ import { silentLogger } from '../log.js';
 import type { Logger } from '../log.js';
 import type { PlatformEnv } from '../platform-paths.js';
 import { TLS_DIR, ensureTlsMaterial, readCaCertificate } from '../transport/tls.js';
+import { isProcessAlive } from './process-alive.js';
 import { autostartPlan, chooseAutostart, hasUserSystemd } from './autostart.js';
 import { planNativeHostManifests } from './native-host-manifests.js';
 import type { AutostartKind } from './autostart.js';
@@ -375,21 +376,6 @@ async function undoSteps(ctx: InstallContext, state: InstallState): Promise<void
   }
 }
 
-/** Whether `pid` runs (a zombie, exited but not yet reaped by its parent, does not). */
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  if (process.platform !== 'linux') return true;
-  try {
-    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
-
 /** Start `command` in the background, unless this state directory's agent already runs. */
 function startDetached(command: string[], stateDir: string, log: (line: string) => void): void {
   if (runningAgentPid(stateDir) !== null) return;
@@ -430,7 +416,7 @@ async function stopRunningAgent(stateDir: string, log: (line: string) => void): 
     return;
   }
   // Wait (up to 10 s) until it is gone: it removes its own files from the state directory on exit.
-  for (let i = 0; i < 200 && isAlive(pid); i++) await new Promise((r) => setTimeout(r, 50));
+  for (let i = 0; i < 200 && isProcessAlive(pid); i++) await new Promise((r) => setTimeout(r, 50));
   log(`stopped the running agent (pid ${pid})`);
 }
 
