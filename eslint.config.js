@@ -16,7 +16,7 @@ export default tseslint.config(
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
-    files: ['bench/**/*.js', 'scripts/**/*.mjs', 'bin/**/*.js', 'demo/**/*.{js,mjs}'],
+    files: ['bench/**/*.js', 'scripts/**/*.mjs', 'bin/**/*.js', 'demo/**/*.{js,mjs}', '*.cjs'],
     languageOptions: { globals: globals.node },
   },
   { files: ['src/ui/**/*.js'], languageOptions: { globals: globals.browser } },

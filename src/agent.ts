@@ -14,7 +14,7 @@ import { createLauncher } from './consent/launcher.js';
 import type { Launcher } from './consent/launcher.js';
 import { PromptLimiter } from './consent/rate-limit.js';
 import { SITE_GRANTS_FILE, SiteGrants } from './consent/site-grants.js';
-import { KelidError } from './errors.js';
+import { KelidError } from './model/errors.js';
 import { reinstallTrust } from './install/installer.js';
 import {
   UPDATE_PUBLIC_KEY_PEM,
@@ -30,14 +30,15 @@ import type { ConnectionContext, PendingCall, ProtocolEnv } from './protocol/con
 import { Dispatcher, JSON_RPC, rateLimitedResponse } from './protocol/dispatcher.js';
 import { METHODS } from './protocol/methods/index.js';
 import { OriginIds, loadOriginIdsSecret } from './protocol/origin-ids.js';
-import type { AgentServices, StatusApi } from './protocol/services.js';
-import type { Tier, Token } from './protocol/types.js';
+import type { AgentServices, StatusApi } from './model/services.js';
+import type { Tier, Token } from './model/types.js';
 import { createAgentServices } from './services.js';
 import type { RunningServices } from './services.js';
 import { StatusService, createRevocationCheck } from './status/status-service.js';
 import { BridgeServer, bridgeSocketPath } from './transport/bridge.js';
 import type { BridgeConnection } from './transport/bridge.js';
-import { normalizeOrigin, tierForOrigin } from './transport/handshake.js';
+import { normalizeOrigin } from './model/origin.js';
+import { tierForOrigin } from './transport/handshake.js';
 import type { HandshakeConfig } from './transport/handshake.js';
 import { createHttpApp } from './transport/http-routes.js';
 import {

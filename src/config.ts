@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Ajv } from 'ajv';
-import { KelidError } from './errors.js';
+import { KelidError } from './model/errors.js';
 
 /** The config file of PROTOCOL.md section 8; every key optional. */
 export interface PinRuleConfig {

@@ -11,10 +11,12 @@ export { Agent } from './agent.js';
 export { DEFAULT_CONFIG, loadConfig, resolveConfig } from './config.js';
 export type { KelidConfig } from './config.js';
 /** Every failure crossing a layer boundary: a wire code of PROTOCOL.md section 6. */
-export { KelidError, isKelidError } from './errors.js';
-export type { ErrorCode, PinFlags } from './errors.js';
+export { KelidError, isKelidError } from './model/errors.js';
+export type { ErrorCode } from './model/errors.js';
+/** @deprecated The same type as {@link PinState}; kept so existing imports still compile. */
+export type { PinState as PinFlags } from './model/types.js';
 /** The wire objects of PROTOCOL.md section 4. */
-export type * from './protocol/types.js';
+export type * from './model/types.js';
 /** The composition of module hosts, tokens, provisioning, signing and status. */
 export { createAgentServices, moduleSpecs } from './services.js';
 /** One PKCS#11 module per child process; the token service and hot-plug watcher on top. */

@@ -4,7 +4,7 @@ import type { Logger } from './log.js';
 import { discoverModules } from './pkcs11/module-discovery.js';
 import { ModuleManager } from './pkcs11/module-manager.js';
 import type { ModuleSpec } from './pkcs11/module-manager.js';
-import type { AgentServices, StatusApi } from './protocol/services.js';
+import type { AgentServices, StatusApi } from './model/services.js';
 import { SigningService } from './signing/signing-service.js';
 import type { RevocationCheck } from './signing/signing-service.js';
 import { ProvisioningService } from './tokens/provisioning-service.js';

@@ -12,9 +12,9 @@ import { sendControlRequest } from '../../src/consent/control-channel.js';
 import type { ModuleManager as ModuleManagerType } from '../../src/pkcs11/module-manager.js';
 import type { ProvisioningService as ProvisioningServiceType } from '../../src/tokens/provisioning-service.js';
 import type { TokenService as TokenServiceType } from '../../src/tokens/token-service.js';
-import type { Key } from '../../src/protocol/types.js';
+import type { Key } from '../../src/model/types.js';
 import { RawModule } from './raw-token.js';
-import type * as PinPolicyModule from '../../src/consent/pin-policy.js';
+import type * as PinPolicyModule from '../../src/tokens/pin-policy.js';
 import type * as ModuleManagerModule from '../../src/pkcs11/module-manager.js';
 import type * as ProvisioningServiceModule from '../../src/tokens/provisioning-service.js';
 import type * as TokenServiceModule from '../../src/tokens/token-service.js';
@@ -70,7 +70,7 @@ export class Fixture {
     const { ProvisioningService } = await dist<typeof ProvisioningServiceModule>(
       'tokens/provisioning-service.js',
     );
-    const { DEFAULT_PIN_POLICY } = await dist<typeof PinPolicyModule>('consent/pin-policy.js');
+    const { DEFAULT_PIN_POLICY } = await dist<typeof PinPolicyModule>('tokens/pin-policy.js');
     const modules = new ModuleManager([{ id: 'softhsm', path: this.hsm.module, env: this.hsm.env }]);
     await modules.start();
     const tokens = new TokenService(modules);

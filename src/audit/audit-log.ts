@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { tearAuditLine } from '../crash-points.js';
-import { KelidError } from '../errors.js';
-import type { ErrorCode } from '../errors.js';
+import { KelidError } from '../model/errors.js';
+import type { ErrorCode } from '../model/errors.js';
 
 // PROTOCOL.md section 9: one JSON line per ra/console operation, site approval or revocation, and
 // signature, chained by `prev` = SHA-256 (hex) of the previous line's exact bytes without its newline.

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../config.js';
 import type { KelidConfig } from '../config.js';
-import { KelidError, isKelidError } from '../errors.js';
+import { KelidError, isKelidError } from '../model/errors.js';
 import { createLogger, silentLogger } from '../log.js';
 import type { Logger } from '../log.js';
 import { ModuleManager } from '../pkcs11/module-manager.js';

@@ -1,4 +1,4 @@
-import { KelidError } from '../errors.js';
+import { KelidError } from '../model/errors.js';
 
 /** Where a command gets PINs: a no-echo TTY prompt or `--pin-stdin` — never argv or the environment. */
 export interface SecretSource {

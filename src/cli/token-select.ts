@@ -1,5 +1,5 @@
-import { KelidError } from '../errors.js';
-import type { Token } from '../protocol/types.js';
+import { KelidError } from '../model/errors.js';
+import type { Token } from '../model/types.js';
 import type { TokenService } from '../tokens/token-service.js';
 
 /**

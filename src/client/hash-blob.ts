@@ -1,4 +1,4 @@
-import type { DigestAlgorithm } from '../protocol/types.js';
+import type { DigestAlgorithm } from '../model/types.js';
 import { KelidError } from './kelid-error.js';
 import { createHash } from './sha2.js';
 

@@ -1,4 +1,4 @@
-import type { Tier, Token } from '../protocol/types.js';
+import type { Tier, Token } from '../model/types.js';
 import { asUint8Array, toBase64, toHex, utf8 } from './encoding.js';
 import type { Bytes } from './encoding.js';
 import { hashBlob } from './hash-blob.js';

@@ -2,7 +2,7 @@
 // one-shot digests, which would need the whole file in memory; this lets signFile hash any size in
 // chunks. 64-bit words of SHA-512 are kept as (high, low) pairs of 32-bit integers.
 
-import type { DigestAlgorithm } from '../protocol/types.js';
+import type { DigestAlgorithm } from '../model/types.js';
 
 /** An incremental hash: feed bytes with `update`, then read the result once with `digest`. */
 export interface IncrementalHash {

@@ -4,6 +4,7 @@
 import type {
   AuthToken,
   Certificate,
+  CertificateFilter,
   CertificateUse,
   DigestAlgorithm,
   Key,
@@ -13,7 +14,7 @@ import type {
   Status,
   Tier,
   Token,
-} from '../protocol/types.js';
+} from '../model/types.js';
 import type { Bytes } from './encoding.js';
 
 /** Result of {@link KelidClient.info}. */
@@ -33,25 +34,6 @@ export interface AgentInfo {
   modules?: unknown[];
   /** A newer Kelid from the signed update manifest (console connections only; Kelid extension). */
   update?: { latest: string; download: string };
-}
-
-/** Certificate filter of `certificates.list`; all given conditions must hold. */
-export interface CertificateFilter {
-  /** keyUsage bit names that must all be set, e.g. `['nonRepudiation']`. */
-  keyUsage?: string[];
-  /** extendedKeyUsage names or dotted OIDs that must all be present. */
-  extendedKeyUsage?: string[];
-  /** Issuer DN (RFC 4514) the certificate must have. */
-  issuer?: string;
-  /** ISO 8601 time at which the certificate must be valid (e.g. now). */
-  validAt?: string;
-  /** Only certificates whose private key is on the token. */
-  hasPrivateKey?: boolean;
-  /**
-   * Only certificates the agent lets do this (`Certificate.allowedUses`): `raw` (signRaw, signBatch
-   * raw), `cms` (signCms, signBatch cms), `authentication` (authChallenge).
-   */
-  use?: CertificateUse;
 }
 
 /** Options of {@link KelidClient.listCertificates}. */
@@ -230,6 +212,7 @@ export interface TokensChanged {
 export type {
   AuthToken,
   Certificate,
+  CertificateFilter,
   CertificateUse,
   DigestAlgorithm,
   Key,

@@ -1,4 +1,4 @@
-import type { AgentErrorCode, SdkErrorCode } from './kelid-error.js';
+import type { AgentErrorCode, SdkErrorCode } from './error-codes.js';
 
 /** Languages of {@link KelidError.userMessage}. */
 export type UserMessageLanguage = 'fa' | 'en';

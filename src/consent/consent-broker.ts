@@ -1,11 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { KelidError, isKelidError } from '../errors.js';
-import type { ErrorCode } from '../errors.js';
+import { KelidError, isKelidError } from '../model/errors.js';
+import type { ErrorCode } from '../model/errors.js';
 import { silentLogger } from '../log.js';
 import type { Logger } from '../log.js';
-import type { SecretNeed, Tier } from '../protocol/types.js';
-import { checkPin, normalizePin } from './pin-policy.js';
-import type { PinRule } from './pin-policy.js';
+import type { SecretNeed, Tier } from '../model/types.js';
+import { checkPin, normalizePin } from '../tokens/pin-policy.js';
+import type { PinRule } from '../tokens/pin-policy.js';
 import type { PromptLimiter } from './rate-limit.js';
 
 // PROTOCOL.md section 5: a call that needs consent waits here until the user approves (through the

@@ -1,4 +1,4 @@
-import { KelidError } from '../errors.js';
+import { KelidError } from '../model/errors.js';
 
 // Bounds how often one origin may put a consent prompt in front of the user (DESIGN.md "Bounded
 // everything"): at most `perOriginPerMinute` unanswered or refused prompts in any sliding 60 s window

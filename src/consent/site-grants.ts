@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { normalizeOrigin } from '../transport/handshake.js';
+import { normalizeOrigin } from '../model/origin.js';
 
 // The user's site approvals (`agent.requestAccess`), persisted in `<stateDir>/sites.json` as
 // `{"version":1,"sites":[{"origin","grantedAt"}]}`. The file is read on every call, so a revocation

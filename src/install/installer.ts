@@ -2,7 +2,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ensurePrivateDirectory } from '../consent/control-channel.js';
-import { KelidError } from '../errors.js';
+import { KelidError } from '../model/errors.js';
 import { silentLogger } from '../log.js';
 import type { Logger } from '../log.js';
 import type { PlatformEnv } from '../platform-paths.js';

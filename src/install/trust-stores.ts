@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { X509Certificate, createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { KelidError } from '../errors.js';
+import { KelidError } from '../model/errors.js';
 import type { PlatformEnv } from '../platform-paths.js';
 
 // The trust stores the local CA goes into: NSS databases (Chromium, Chrome and Firefox on Linux,

@@ -1,5 +1,5 @@
-import { KelidError } from '../errors.js';
-import type { ErrorCode } from '../errors.js';
+import { KelidError } from '../model/errors.js';
+import type { ErrorCode } from '../model/errors.js';
 
 // The one place that reads CKR_* values. pkcs11js throws two shapes: `Pkcs11Error` (name
 // "Pkcs11Error", `.code` = the CK_RV, `.message` = "CKR_NAME") and, from C_SetAttributeValue /

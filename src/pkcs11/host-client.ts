@@ -4,7 +4,7 @@ import { EventEmitter } from 'node:events';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterWrite, beforeWrite } from '../crash-points.js';
-import { KelidError } from '../errors.js';
+import { KelidError } from '../model/errors.js';
 import { silentLogger } from '../log.js';
 import { MODULE_HOST_ARG, isPackagedProgram } from '../package-files.js';
 import { CKA } from './templates.js';

@@ -2,7 +2,10 @@
 // process boundary with Node's "advanced" (structured clone) serialization, so byte strings are
 // Uint8Arrays. Object handles are opaque hex strings valid only inside one host incarnation.
 
-import type { SerializedKelidError } from '../errors.js';
+import type { SerializedKelidError } from '../model/errors.js';
+import type { ModuleInfo } from '../model/services.js';
+
+export type { ModuleInfo };
 
 export type AttrValue = boolean | number | string | Uint8Array;
 
@@ -64,13 +67,6 @@ export interface FoundObject {
 }
 
 export type UserType = 'so' | 'user' | 'context';
-
-export interface ModuleInfo {
-  manufacturer: string;
-  libraryDescription: string;
-  libraryVersion: string;
-  cryptokiVersion: string;
-}
 
 /** Every method a module host answers: params and result types. */
 export interface HostMethods {

@@ -5,11 +5,13 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { KelidError } from '../errors.js';
-import { loadKnownModules } from '../native-config.js';
-import type { KnownModule, ModulePlatform, ModuleQuirks } from '../native-config.js';
+import { KelidError } from '../model/errors.js';
+import type { ModuleSource } from '../model/services.js';
+import { loadKnownModules } from './native-config.js';
+import type { KnownModule, ModulePlatform, ModuleQuirks } from './native-config.js';
 
-export type { ModuleQuirks } from '../native-config.js';
+export type { ModuleQuirks } from './native-config.js';
+export type { ModuleSource };
 
 /** One element of the config file's `modules` array (PROTOCOL.md section 8). */
 export interface ModuleConfigEntry {
@@ -17,8 +19,6 @@ export interface ModuleConfigEntry {
   path: string;
   env?: Record<string, string>;
 }
-
-export type ModuleSource = 'config' | 'known' | 'p11-kit';
 
 /** A module the agent should start a module host for. */
 export interface ModuleCandidate {

@@ -4,7 +4,7 @@
 
 import type { IParams, Mechanism, Template } from 'pkcs11js';
 import { afterWrite, beforeWrite } from '../crash-points.js';
-import { KelidError } from '../errors.js';
+import { KelidError } from '../model/errors.js';
 import { hasCkr, mapPkcs11Error } from './ckr.js';
 import type {
   AttrTemplateItem,

@@ -3,8 +3,11 @@ import { silentLogger } from '../log.js';
 import type { Logger } from '../log.js';
 import { HostClient } from './host-client.js';
 import type { HostState } from './host-client.js';
-import type { ModuleHost, ModuleInfo } from './host-protocol.js';
+import type { ModuleHost } from './host-protocol.js';
+import type { ModuleSource, ModuleStatus } from '../model/services.js';
 import type { TemplateQuirks } from './templates.js';
+
+export type { ModuleStatus };
 
 /** A PKCS#11 module to load (from the config file, native-config or p11-kit's registry). */
 export interface ModuleSpec {
@@ -12,20 +15,10 @@ export interface ModuleSpec {
   path: string;
   name?: string;
   env?: Record<string, string>;
-  source?: 'config' | 'known' | 'p11-kit';
+  source?: ModuleSource;
   /** SoftHSM, p11-kit and ykcs11 only see new tokens after C_Finalize + C_Initialize. */
   reinitializeToDetectTokens?: boolean;
   quirks?: { keyTemplate?: TemplateQuirks } & Record<string, unknown>;
-}
-
-export interface ModuleStatus {
-  id: string;
-  name: string;
-  path: string;
-  source: string;
-  state: 'loaded' | 'failed' | 'starting' | 'restarting' | 'stopped';
-  reason?: string;
-  info?: ModuleInfo;
 }
 
 /** A loaded module: its host plus what the rest of the agent needs to know about it. */

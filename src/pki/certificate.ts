@@ -12,7 +12,7 @@ import {
   SubjectKeyIdentifier,
 } from '@peculiar/asn1-x509';
 import type { GeneralName } from '@peculiar/asn1-x509';
-import { KelidError } from '../errors.js';
+import { KelidError } from '../model/errors.js';
 import {
   TAG_BIT_STRING,
   TAG_INTEGER,

@@ -20,9 +20,9 @@ import {
   OtherName,
   SubjectPublicKeyInfo,
 } from '@peculiar/asn1-x509';
-import { KelidError, toKelidError } from '../errors.js';
-import type { DigestAlgorithm, KeyAlgorithm, SignatureScheme } from '../protocol/types.js';
-import type { DigestSigner } from '../signing/signer.js';
+import { KelidError, toKelidError } from '../model/errors.js';
+import type { DigestAlgorithm, KeyAlgorithm, SignatureScheme } from '../model/types.js';
+import type { DigestSigner } from './signer.js';
 import {
   DIGEST_LENGTH,
   DIGEST_NODE_NAME,
@@ -41,34 +41,12 @@ import {
   isDottedOid,
 } from './der.js';
 import { nameFromSubject } from './dn.js';
-import type { SubjectInput } from './dn.js';
 import { OID, extendedKeyUsageOid, keyUsageBit } from './oids.js';
 import { parseSpki } from './spki.js';
 import type { PublicKeyInfo } from './spki.js';
+import type { CsrRequest, CsrSignatureAlgorithm, SubjectAltName, SubjectAltNameType } from '../model/csr.js';
 
-export type SubjectAltNameType = 'email' | 'dns' | 'uri' | 'ip' | 'upn';
-
-export interface SubjectAltName {
-  type: SubjectAltNameType;
-  value: string;
-}
-
-/** Both fields optional; defaults depend on the key (see {@link resolveCsrSignatureAlgorithm}). */
-export interface CsrSignatureAlgorithm {
-  scheme?: SignatureScheme;
-  digestAlgorithm?: DigestAlgorithm;
-}
-
-/** What a caller asks for; everything except the key. */
-export interface CsrRequest {
-  subject: SubjectInput;
-  subjectAltNames?: readonly SubjectAltName[];
-  /** keyUsage names (`digitalSignature`, `nonRepudiation`/`contentCommitment`, …); marked critical. */
-  keyUsage?: readonly string[];
-  /** extendedKeyUsage names (`clientAuth`, `documentSigning`, …) or dotted OIDs. */
-  extendedKeyUsage?: readonly string[];
-  signatureAlgorithm?: CsrSignatureAlgorithm;
-}
+export type { CsrRequest, CsrSignatureAlgorithm, SubjectAltName, SubjectAltNameType };
 
 export interface CsrOptions extends CsrRequest {
   signer: DigestSigner;

@@ -2,8 +2,8 @@
 // DigestInfo, the outer CSR SEQUENCE; CMS certificates, signed attributes and time-stamp tokens, where
 // re-encoding through a schema library could change bytes someone else signed). Higher-level
 // structures use @peculiar/asn1-*.
-import { KelidError } from '../errors.js';
-import type { DigestAlgorithm } from '../protocol/types.js';
+import { KelidError } from '../model/errors.js';
+import type { DigestAlgorithm } from '../model/types.js';
 import { OID } from './oids.js';
 
 export const TAG_BOOLEAN = 0x01;

@@ -1,7 +1,7 @@
 // Distinguished names: RFC 4514 text or {type, value} arrays → DER Name, and DER Name → RFC 4514 text.
 // RFC 4514 writes the most significant RDN last, so `CN=x,O=y,C=IR` encodes as SEQUENCE { C, O, CN }.
 import { AttributeTypeAndValue, AttributeValue, Name, RelativeDistinguishedName } from '@peculiar/asn1-x509';
-import { KelidError } from '../errors.js';
+import { KelidError } from '../model/errors.js';
 import {
   TAG_IA5_STRING,
   TAG_OID,
@@ -21,6 +21,9 @@ import {
   readTlv,
   toHex,
 } from './der.js';
+import type { NameAttribute, SubjectInput } from '../model/csr.js';
+
+export type { NameAttribute, SubjectInput };
 
 type StringKind = 'utf8' | 'printable' | 'ia5';
 
@@ -64,20 +67,6 @@ const MAX_OTHER_VALUE = 256;
 const MAX_DN_TEXT = 4096;
 const MAX_ATTRIBUTES = 64;
 const MAX_NAME_DER = 8192;
-
-/** One attribute of a subject given as an array. */
-export interface NameAttribute {
-  /** Short name (`CN`, `O`, `OU`, `C`, `L`, `ST`, `serialNumber`, `emailAddress`, …) or a dotted OID. */
-  type: string;
-  value: string;
-}
-
-/**
- * A subject: RFC 4514 text, or an array in the same order as that text (most significant RDN last:
- * `[{type:'CN',…}, {type:'O',…}, {type:'C',…}]`). An array element that is itself an array is one
- * multi-valued RDN.
- */
-export type SubjectInput = string | ReadonlyArray<NameAttribute | ReadonlyArray<NameAttribute>>;
 
 /** An attribute parsed from RFC 4514 text: a string value, or the DER of a `#hex` value. */
 export type DnAttribute = NameAttribute | { type: string; der: Uint8Array };

@@ -1,7 +1,7 @@
 // CKA_ID convention shared with NSS and OpenSC ("mozilla" id style): SHA-1 of the RSA modulus or of
 // the raw uncompressed EC point (not of the DER-wrapped CKA_EC_POINT).
 import { createHash } from 'node:crypto';
-import { KelidError } from '../errors.js';
+import { KelidError } from '../model/errors.js';
 import { stripLeadingZeros } from './der.js';
 import { parseSpki } from './spki.js';
 

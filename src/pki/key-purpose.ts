@@ -2,8 +2,8 @@
 // which may log in. One pure function used by the agent before every signature and by verifyAuthToken,
 // so that a key the agent lets a page use as a raw-signature oracle is never a key the verifier
 // accepts a login from. A leaf module: it reads the usage names of a described certificate only.
-import { KelidError } from '../errors.js';
-import type { CertificateUse, KeyPurpose } from '../protocol/types.js';
+import { KelidError } from '../model/errors.js';
+import type { CertificateUse, KeyPurpose } from '../model/types.js';
 
 // Purposes (KeyPurpose, defined with the wire types):
 // - `signing`: documents only (keyUsage nonRepudiation; or an extendedKeyUsage without clientAuth).

@@ -1,7 +1,7 @@
 // SubjectPublicKeyInfo ↔ the key material PKCS#11 exposes (CKA_MODULUS/CKA_PUBLIC_EXPONENT,
 // CKA_EC_PARAMS/CKA_EC_POINT).
 import { ECDH } from 'node:crypto';
-import { KelidError } from '../errors.js';
+import { KelidError } from '../model/errors.js';
 import {
   TAG_BIT_STRING,
   TAG_INTEGER,

@@ -1,5 +1,5 @@
 import { hashDigests } from '../audit/audit-log.js';
-import { KelidError } from '../errors.js';
+import { KelidError } from '../model/errors.js';
 import type {
   ConsentCertificateView,
   ConsentCsrView,
@@ -13,8 +13,8 @@ import type { CsrRequest } from '../pki/csr.js';
 import { validateCsrRequest } from '../pki/csr.js';
 import { encodeName, formatName } from '../pki/dn.js';
 import type { CallContext } from './context.js';
-import type { SigningIntent, SigningWarning, UserPin } from './services.js';
-import type { Certificate, PinState, SecretNeed, Token } from './types.js';
+import type { SigningIntent, SigningWarning, PinEntry } from '../model/services.js';
+import type { Certificate, PinState, SecretNeed, Token } from '../model/types.js';
 
 // Shared by the methods that need consent: the views the consent UI shows, the PIN checks made
 // before prompting (a locked PIN is reported at once: typing it would spend nothing but the user's
@@ -118,7 +118,7 @@ export function userPinConsent(token: Token): Pick<ConsentSpec, 'needs' | 'pinpa
 }
 
 /** The user PIN of an approved consent made with {@link userPinConsent}; `null` for a PIN pad. */
-export function userPinOf(secrets: Secrets, token: Token): UserPin {
+export function userPinOf(secrets: Secrets, token: Token): PinEntry {
   return token.protectedAuthenticationPath ? null : secret(secrets, 'userPin');
 }
 
@@ -172,7 +172,7 @@ export async function withSigningConsent<T>(
   intent: SigningIntent,
   digests: readonly Uint8Array[],
   details: Pick<ConsentDetails, 'summary' | 'summaries'>,
-  sign: (userPin: UserPin) => Promise<T>,
+  sign: (userPin: PinEntry) => Promise<T>,
 ): Promise<T> {
   // The key purpose is checked here, before the prompt: the user is never asked for a PIN for a
   // call that the signing service would refuse.

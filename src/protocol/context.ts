@@ -1,7 +1,7 @@
 import type { ConsentBroker } from '../consent/consent-broker.js';
 import type { PinRulesView } from '../consent/consent-broker.js';
-import type { AgentServices } from './services.js';
-import type { Tier } from './types.js';
+import type { AgentServices } from '../model/services.js';
+import type { Tier } from '../model/types.js';
 
 // What a method sees: the connection it was called on (origin and tier fixed at the handshake, the
 // calls in flight), the call itself (id, abort signal, what to write in the audit line) and the agent

@@ -1,6 +1,6 @@
 import type { AuditRecord } from '../audit/audit-log.js';
-import { KelidError } from '../errors.js';
-import type { ErrorCode } from '../errors.js';
+import { KelidError } from '../model/errors.js';
+import type { ErrorCode } from '../model/errors.js';
 import { silentLogger } from '../log.js';
 import type { Logger } from '../log.js';
 import { callKey } from './context.js';

@@ -2,7 +2,7 @@ import type { ValidateFunction } from 'ajv';
 import type { CallContext } from './context.js';
 import { compileParams } from './schema.js';
 import type { JsonSchema } from './schema.js';
-import type { Tier } from './types.js';
+import type { Tier } from '../model/types.js';
 
 /** One method of PROTOCOL.md section 3, as written in `methods/<name>.ts`. */
 export interface MethodSpec<P> {

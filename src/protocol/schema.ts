@@ -1,7 +1,7 @@
 import { Ajv } from 'ajv';
 import type { ValidateFunction } from 'ajv';
 import { DIGEST_LENGTH } from '../pki/der.js';
-import type { DigestAlgorithm } from './types.js';
+import type { DigestAlgorithm } from '../model/types.js';
 
 // Parameter schemas of PROTOCOL.md section 3: every object closed (additionalProperties false), every
 // string and array bounded. What a schema cannot say (decoded lengths, "exactly one of") is checked by

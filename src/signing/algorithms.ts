@@ -3,10 +3,10 @@
 import { constants, createHash, verify, type KeyObject } from 'node:crypto';
 import { AsnConvert, AsnProp, AsnPropTypes } from '@peculiar/asn1-schema';
 import { AlgorithmIdentifier } from '@peculiar/asn1-x509';
-import { KelidError } from '../errors.js';
+import { KelidError } from '../model/errors.js';
 import { DIGEST_LENGTH, DIGEST_NODE_NAME, DIGEST_OID } from '../pki/der.js';
 import { OID } from '../pki/oids.js';
-import type { DigestAlgorithm, SignatureScheme } from '../protocol/types.js';
+import type { DigestAlgorithm, SignatureScheme } from '../model/types.js';
 
 /** The signature algorithm OIDs that pair with each hash. */
 const SIGNATURE_OIDS: Readonly<Record<DigestAlgorithm, { rsaPkcs1: string; ecdsa: string }>> = {

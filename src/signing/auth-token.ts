@@ -1,13 +1,13 @@
 // Login tokens `kelid-auth:1` (PROTOCOL.md section 3, `auth.challenge`). The verifier half is meant
 // for relying parties' servers: node:crypto, the key-purpose rule and path validation of pki/.
 import { X509Certificate, createHash, createPublicKey, type KeyObject } from 'node:crypto';
-import { KelidError } from '../errors.js';
+import { KelidError } from '../model/errors.js';
 import { validateCertificatePath } from '../pki/cert-path.js';
 import { describeCertificate } from '../pki/certificate.js';
 import { keyPurposeOf } from '../pki/key-purpose.js';
-import type { AuthToken, DigestAlgorithm, SignatureScheme } from '../protocol/types.js';
+import type { AuthToken, DigestAlgorithm, SignatureScheme } from '../model/types.js';
 import { digest, isDigestAlgorithm, resolveScheme, verifySignature } from './algorithms.js';
-import type { DigestSigner } from './signer.js';
+import type { DigestSigner } from '../pki/signer.js';
 
 export const AUTH_TOKEN_FORMAT = 'kelid-auth:1';
 

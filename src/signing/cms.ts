@@ -10,7 +10,7 @@ import {
   OctetString,
 } from '@peculiar/asn1-schema';
 import { AlgorithmIdentifier, GeneralName, GeneralNames, Name, PolicyInformation } from '@peculiar/asn1-x509';
-import { KelidError, toKelidError } from '../errors.js';
+import { KelidError, toKelidError } from '../model/errors.js';
 import {
   TAG_SEQUENCE,
   bytesOf,
@@ -24,7 +24,7 @@ import {
   readChildren,
   readSingle,
 } from '../pki/der.js';
-import type { DigestAlgorithm, SignatureScheme } from '../protocol/types.js';
+import type { DigestAlgorithm, SignatureScheme } from '../model/types.js';
 import {
   assertDigestLength,
   digest,
@@ -35,7 +35,7 @@ import {
   toArrayBuffer,
   verifySignature,
 } from './algorithms.js';
-import type { DigestSigner } from './signer.js';
+import type { DigestSigner } from '../pki/signer.js';
 
 export const CMS_OID = {
   data: '1.2.840.113549.1.7.1',

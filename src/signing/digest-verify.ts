@@ -5,7 +5,7 @@
 import { constants, createHash, publicDecrypt, type KeyObject } from 'node:crypto';
 import { p256, p384 } from '@noble/curves/nist.js';
 import { DIGEST_LENGTH, DIGEST_NODE_NAME, encodeDigestInfo } from '../pki/der.js';
-import type { DigestAlgorithm, SignatureScheme } from '../protocol/types.js';
+import type { DigestAlgorithm, SignatureScheme } from '../model/types.js';
 
 /** Whether `signature` is a `scheme` signature (PSS salt = hash length, ECDSA DER) of `digest` by `key`. */
 export function verifyDigestSignature(

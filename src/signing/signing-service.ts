@@ -1,5 +1,5 @@
 import { X509Certificate, createPublicKey } from 'node:crypto';
-import { KelidError, isKelidError } from '../errors.js';
+import { KelidError, isKelidError } from '../model/errors.js';
 import { certificateSpki, describeCertificate, publicKeysEqual } from '../pki/certificate.js';
 import { bytesEqual } from '../pki/der.js';
 import { DEFAULT_DUAL_USE, assertCertificateUse } from '../pki/key-purpose.js';
@@ -7,24 +7,24 @@ import type { CertificateUse, DualUseMode } from '../pki/key-purpose.js';
 import type {
   AuthToken,
   Certificate,
+  CertificateFilter,
   DigestAlgorithm,
   SignatureScheme,
   Status,
   Token,
-} from '../protocol/types.js';
+} from '../model/types.js';
 import type {
-  CertificateFilter,
   SigningApi,
   SigningIntent,
   SigningPreflight,
   SigningWarning,
-  UserPin,
-} from '../protocol/services.js';
+  PinEntry,
+} from '../model/services.js';
 import { listCertificateObjects, listCertificates } from '../tokens/certificate-store.js';
 import { findSigningKey, listPrivateKeys } from '../tokens/key-store.js';
 import { Pkcs11Signer } from '../tokens/token-signer.js';
 import type { TokenService, TokenSession } from '../tokens/token-service.js';
-import { normalizePinEntry } from '../consent/pin-policy.js';
+import { normalizePinEntry } from '../tokens/pin-policy.js';
 import { assertDigestLength, resolveScheme } from './algorithms.js';
 import { createAuthToken } from './auth-token.js';
 import { signCms } from './cms.js';
@@ -283,7 +283,7 @@ export class SigningService implements SigningApi {
   /** Locate, check the key purpose, log in, build a signer; `fn` runs inside the one login. */
   private async withSigner<T>(
     certificateId: string,
-    userPin: UserPin,
+    userPin: PinEntry,
     intent: SigningIntent,
     fn: (signer: Pkcs11Signer, loc: Located, session: TokenSession) => Promise<T>,
   ): Promise<T> {
@@ -305,7 +305,7 @@ export class SigningService implements SigningApi {
 
   async signRaw(
     certificateId: string,
-    userPin: UserPin,
+    userPin: PinEntry,
     input: { digest: Uint8Array; digestAlgorithm: DigestAlgorithm; scheme?: SignatureScheme },
   ): Promise<{ signature: Uint8Array; signatureAlgorithm: string }> {
     assertDigestLength(input.digest, input.digestAlgorithm);
@@ -330,7 +330,7 @@ export class SigningService implements SigningApi {
 
   async signCms(
     certificateId: string,
-    userPin: UserPin,
+    userPin: PinEntry,
     input: {
       content?: Uint8Array;
       digest?: Uint8Array;
@@ -363,7 +363,7 @@ export class SigningService implements SigningApi {
 
   async signBatch(
     certificateId: string,
-    userPin: UserPin,
+    userPin: PinEntry,
     input: {
       format: 'raw' | 'cms';
       digestAlgorithm: DigestAlgorithm;
@@ -414,7 +414,7 @@ export class SigningService implements SigningApi {
 
   async authChallenge(
     certificateId: string,
-    userPin: UserPin,
+    userPin: PinEntry,
     input: { origin: string; nonce: Uint8Array },
   ): Promise<AuthToken> {
     return this.withSigner(certificateId, userPin, { use: 'authentication' }, (signer, loc) =>

@@ -11,9 +11,9 @@ import {
   id_ct_tstInfo,
 } from '@peculiar/asn1-tsp';
 import { AlgorithmIdentifier } from '@peculiar/asn1-x509';
-import { KelidError, type KelidErrorOptions } from '../errors.js';
+import { KelidError, type KelidErrorOptions } from '../model/errors.js';
 import { DIGEST_OID, TAG_SEQUENCE, bytesEqual, bytesOf, readChildren, readSingle } from '../pki/der.js';
-import type { DigestAlgorithm } from '../protocol/types.js';
+import type { DigestAlgorithm } from '../model/types.js';
 // The status layer's fetcher: one HTTP client for every outgoing fetch (deadline, byte limit, proxy).
 import { fetchBytes } from '../status/http-fetch.js';
 import type { ProxySetting } from '../status/proxy.js';

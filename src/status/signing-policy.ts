@@ -4,19 +4,16 @@
 // - require-good: anything but a verified `good` is refused;
 // - off: no status check.
 // An expired or not yet valid certificate is refused under every policy, before any network access.
-import { KelidError, isKelidError } from '../errors.js';
+import { KelidError, isKelidError } from '../model/errors.js';
 import { describeCertificate } from '../pki/certificate.js';
-import type { Status } from '../protocol/types.js';
-import type { StatusChecker } from './status-service.js';
+import type { Status } from '../model/types.js';
+import type { SigningWarning, StatusChecker } from '../model/services.js';
 
 export type EnforceOnSign = 'block-revoked' | 'require-good' | 'off';
 
-/** What the consent UI should warn about when signing is allowed without a `good` status. */
-export type StatusWarning = 'status-unknown' | 'status-unavailable';
-
 export interface SigningStatusCheck {
   status?: Status;
-  warning?: StatusWarning;
+  warning?: SigningWarning;
 }
 
 /** Throws ERR_CERTIFICATE_EXPIRED unless `now` is within the certificate's validity period. */

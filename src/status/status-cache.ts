@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { silentLogger } from '../log.js';
 import type { Logger } from '../log.js';
-import type { Status } from '../protocol/types.js';
+import type { Status } from '../model/types.js';
 
 export const STATUS_CACHE_DIR = 'status-cache';
 const FORMAT_VERSION = 1;

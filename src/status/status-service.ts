@@ -11,13 +11,14 @@
 import { createHash } from 'node:crypto';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { Certificate } from '@peculiar/asn1-x509';
-import { KelidError, isKelidError } from '../errors.js';
+import type { StatusCheckOptions, StatusChecker } from '../model/services.js';
+import { KelidError, isKelidError } from '../model/errors.js';
 import { silentLogger } from '../log.js';
 import type { Logger } from '../log.js';
 import { describeCertificate } from '../pki/certificate.js';
 import type { CertificateDescription } from '../pki/certificate.js';
 import { bytesEqual } from '../pki/der.js';
-import type { Status } from '../protocol/types.js';
+import type { Status } from '../model/types.js';
 import { parseCertificateBundle } from './certificate-bundle.js';
 import { crlStatus, fetchCrl, verifyCrl } from './crl.js';
 import type { VerifiedCrl } from './crl.js';
@@ -31,7 +32,8 @@ import type { StatusAttempt, StatusFailureReason } from './source-error.js';
 import { StatusCache } from './status-cache.js';
 
 export { checkBeforeSigning, createRevocationCheck } from './signing-policy.js';
-export type { EnforceOnSign, SigningStatusCheck, StatusWarning } from './signing-policy.js';
+export type { EnforceOnSign, SigningStatusCheck } from './signing-policy.js';
+export type { StatusCheckOptions, StatusChecker } from '../model/services.js';
 export type { StatusAttempt, StatusFailureReason } from './source-error.js';
 
 const MINUTE = 60_000;
@@ -75,27 +77,6 @@ export interface StatusServiceOptions {
   maxOcspBytes?: number;
   maxCrlBytes?: number;
   maxIssuerBytes?: number;
-}
-
-export interface StatusCheckOptions {
-  /** Candidate issuer certificates (DER): the token's authority certificates or the caller's. */
-  issuers?: readonly Uint8Array[];
-  /**
-   * The certificate (and its issuers) come from a page, not from a token: its URLs reach public
-   * addresses only (unless `allowPrivateNetworks`), redirects stay on the same host, and a failure is
-   * reported without details.
-   */
-  callerSupplied?: boolean;
-  /**
-   * Ignore a cached status (and a cached CRL) fetched more than this long ago and ask again: the
-   * signing policy's `revocation.maxAgeSeconds`.
-   */
-  maxAgeMs?: number;
-}
-
-/** The role the signing policy and the protocol methods depend on. */
-export interface StatusChecker {
-  check(certificate: Uint8Array, options?: StatusCheckOptions): Promise<Status>;
 }
 
 export interface StatusServiceStats {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { KelidError, isKelidError } from '../errors.js';
+import { KelidError, isKelidError } from '../model/errors.js';
 import { CKA, CKO, certificateTemplate, decodeUlong, decodeUtf8 } from '../pkcs11/templates.js';
 import { describeCertificate, publicKeysEqual } from '../pki/certificate.js';
 import type { CertificateDescription } from '../pki/certificate.js';
@@ -7,7 +7,7 @@ import { bytesEqual, toHex } from '../pki/der.js';
 import { keyIdFromSpki } from '../pki/key-id.js';
 import { DEFAULT_DUAL_USE, allowedUses, keyPurposeOf } from '../pki/key-purpose.js';
 import type { DualUseMode } from '../pki/key-purpose.js';
-import type { Certificate, CertificateCategory } from '../protocol/types.js';
+import type { Certificate, CertificateCategory } from '../model/types.js';
 import { listPrivateKeys, listPublicKeys } from './key-store.js';
 import type { TokenSession } from './token-service.js';
 

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { KelidError, isKelidError } from '../errors.js';
+import { KelidError, isKelidError } from '../model/errors.js';
 import type { FoundObject } from '../pkcs11/host-protocol.js';
 import {
   CKA,
@@ -16,7 +16,7 @@ import { toHex } from '../pki/der.js';
 import { publicKeysEqual } from '../pki/certificate.js';
 import { keyIdFromSpki } from '../pki/key-id.js';
 import { curveFromEcParams, ecSpki, rsaSpki } from '../pki/spki.js';
-import type { Key, KeyAlgorithm } from '../protocol/types.js';
+import type { Key, KeyAlgorithm } from '../model/types.js';
 import type { TokenKeyRef } from './token-signer.js';
 import type { TokenSession } from './token-service.js';
 

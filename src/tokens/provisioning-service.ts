@@ -1,11 +1,11 @@
-import { KelidError, toKelidError } from '../errors.js';
-import { checkPin, effectiveRule, normalizePin, normalizePinEntry } from '../consent/pin-policy.js';
-import type { PinPolicy, PinRule } from '../consent/pin-policy.js';
+import { KelidError, toKelidError } from '../model/errors.js';
+import { checkPin, effectiveRule, normalizePin, normalizePinEntry } from './pin-policy.js';
+import type { PinPolicy, PinRule } from './pin-policy.js';
 import { createCsr, validateCsrRequest } from '../pki/csr.js';
 import type { CsrRequest } from '../pki/csr.js';
 import { describeCertificate, parseCertificateInput } from '../pki/certificate.js';
-import type { UserPin } from '../protocol/services.js';
-import type { Certificate, Key, KeyAlgorithm, Token } from '../protocol/types.js';
+import type { PinEntry } from '../model/services.js';
+import type { Certificate, Key, KeyAlgorithm, Token } from '../model/types.js';
 import {
   deleteObjects,
   importCertificate,
@@ -148,7 +148,7 @@ export class ProvisioningService {
   /** Generate a key pair (and optionally its CSR) under one user login. */
   async generateKey(
     tokenId: string,
-    userPin: UserPin,
+    userPin: PinEntry,
     request: GenerateKeyRequest,
   ): Promise<{ key: Key; csr?: string }> {
     const label = request.label ?? defaultKeyLabel();
@@ -185,7 +185,7 @@ export class ProvisioningService {
   }
 
   /** A PKCS#10 request signed on the token by the key `keyId`. */
-  async createCsr(tokenId: string, userPin: UserPin, keyId: string, request: CsrRequest): Promise<string> {
+  async createCsr(tokenId: string, userPin: PinEntry, keyId: string, request: CsrRequest): Promise<string> {
     return this.tokens.withSession(tokenId, { readWrite: false }, async (s) => {
       await s.login('user', normalizePinEntry(userPin));
       return this.csrInSession(s, keyId, request, normalizePinEntry(userPin));
@@ -207,7 +207,7 @@ export class ProvisioningService {
   /** Write an issued certificate (and chain) next to its key. */
   async importCertificate(
     tokenId: string,
-    userPin: UserPin,
+    userPin: PinEntry,
     input: { certificate: string; chain?: string[]; label?: string },
   ): Promise<Certificate> {
     const der = parseCertificateInput(input.certificate);
@@ -251,7 +251,12 @@ export class ProvisioningService {
     return this.tokens.withSession(tokenId, { readWrite: false }, (s) => listCertificates(s, this.dualUse));
   }
 
-  async deleteObjects(tokenId: string, userPin: UserPin, keyId: string, scope: DeleteScope): Promise<number> {
+  async deleteObjects(
+    tokenId: string,
+    userPin: PinEntry,
+    keyId: string,
+    scope: DeleteScope,
+  ): Promise<number> {
     if (!/^[0-9a-f]{2,128}$/.test(keyId))
       throw new KelidError('ERR_INVALID_INPUT', 'keyId must be lowercase hex');
     return this.writeSession(tokenId, async (s) => {
@@ -272,7 +277,7 @@ export class ProvisioningService {
    */
   async renew(
     tokenId: string,
-    userPin: UserPin,
+    userPin: PinEntry,
     input: { certificateKeyId: string; algorithm: KeyAlgorithm; label?: string },
   ): Promise<{ key: Key; csr: string }> {
     const certs = await this.listCertificates(tokenId);

@@ -1,6 +1,6 @@
 import type { RawSlot } from '../pkcs11/host-protocol.js';
 import { CKF } from '../pkcs11/templates.js';
-import type { PinState, Token } from '../protocol/types.js';
+import type { PinState, Token } from '../model/types.js';
 import { tokenIdOf } from './token-id.js';
 import type { IdentityLevel } from './token-id.js';
 

@@ -1,14 +1,16 @@
-import { KelidError, isKelidError } from '../errors.js';
+import { KelidError, isKelidError } from '../model/errors.js';
 import { silentLogger } from '../log.js';
 import type { Logger } from '../log.js';
 import type { HostMethod, HostMethods, RawSlot, TokenRef } from '../pkcs11/host-protocol.js';
 import type { LoadedModule } from '../pkcs11/module-manager.js';
-import type { PinState, Token } from '../protocol/types.js';
+import type { PinEntry } from '../model/services.js';
+import type { PinState, Token } from '../model/types.js';
 import { identityLevels, tokenRefOf } from './token-id.js';
 import type { IdentityLevel } from './token-id.js';
 import { toToken } from './token-info.js';
 
-export interface ModuleSource {
+/** Whatever holds the loaded modules (the ModuleManager; a test's fake): the token layer only reads them. */
+export interface LoadedModules {
   modules(): LoadedModule[];
 }
 
@@ -22,12 +24,6 @@ export interface TokenLocation {
 }
 
 export type LoginRole = 'user' | 'so';
-
-/**
- * A PIN for one login, or `null` when the token has a protected authentication path (a PIN pad
- * reader): the module collects the PIN on the reader's keypad and Kelid never sees it.
- */
-export type PinEntry = string | null;
 
 /**
  * How long a lockout that only C_Login reported (the PIN flags say unlocked) is shown as locked. The
@@ -152,7 +148,7 @@ export class TokenService {
   private readonly listWaitMs: number;
 
   constructor(
-    private readonly source: ModuleSource,
+    private readonly source: LoadedModules,
     options: TokenServiceOptions = {},
   ) {
     this.log = options.logger ?? silentLogger;

@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
-import { KelidError, isKelidError } from '../errors.js';
+import { KelidError, isKelidError } from '../model/errors.js';
 import type { RawMechanism } from '../pkcs11/host-protocol.js';
 import { CKG_MGF1, CKM, CKM_HASH, CK_PARAMS_RSA_PSS } from '../pkcs11/templates.js';
 import type { MechanismSpec } from '../pkcs11/host-protocol.js';
 import { DIGEST_LENGTH, DIGEST_NODE_NAME, ecdsaRawToDer, encodeDigestInfo } from '../pki/der.js';
-import type { DigestAlgorithm, SignatureScheme } from '../protocol/types.js';
-import type { DigestSigner } from '../signing/signer.js';
+import type { DigestAlgorithm, SignatureScheme } from '../model/types.js';
+import type { DigestSigner } from '../pki/signer.js';
 import type { TokenSession } from './token-service.js';
 
 /** Work per signMany call: bounds how long a cancel waits (the host yields within it). */

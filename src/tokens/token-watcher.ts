@@ -1,9 +1,9 @@
 import { EventEmitter } from 'node:events';
-import { isKelidError } from '../errors.js';
+import { isKelidError } from '../model/errors.js';
 import { silentLogger } from '../log.js';
 import type { Logger } from '../log.js';
-import type { Token } from '../protocol/types.js';
-import type { ModuleSource, TokenService } from './token-service.js';
+import type { Token } from '../model/types.js';
+import type { LoadedModules, TokenService } from './token-service.js';
 
 export interface TokensChanged {
   added: Token[];
@@ -26,7 +26,7 @@ export class TokenWatcher extends EventEmitter {
 
   constructor(
     private readonly service: TokenService,
-    private readonly source: ModuleSource,
+    private readonly source: LoadedModules,
     options: { intervalMs?: number; logger?: Logger } = {},
   ) {
     super();

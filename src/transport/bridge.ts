@@ -4,7 +4,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { silentLogger } from '../log.js';
 import type { Logger } from '../log.js';
-import type { Tier } from '../protocol/types.js';
+import type { Tier } from '../model/types.js';
 import type { HandshakeResult } from './handshake.js';
 import { TRANSPORT_LIMITS } from './limits.js';
 import type { ConnectionLimits } from './limits.js';

@@ -1,4 +1,4 @@
-import type { Tier } from '../protocol/types.js';
+import type { Tier } from '../model/types.js';
 
 // PROTOCOL.md section 2, rule 3, and DESIGN.md "Bounded everything": the numbers that bound what one
 // page (or all pages together) can make the agent hold in memory.

@@ -7,7 +7,7 @@ import type { WebSocket } from 'ws';
 import type { ConsoleSecrets } from '../consent/console-secrets.js';
 import { silentLogger } from '../log.js';
 import type { Logger } from '../log.js';
-import type { Tier } from '../protocol/types.js';
+import type { Tier } from '../model/types.js';
 import { checkHandshake } from './handshake.js';
 import type { HandshakeConfig } from './handshake.js';
 import { TRANSPORT_LIMITS } from './limits.js';

@@ -1,4 +1,4 @@
-import { KelidError } from '../../src/errors.js';
+import { KelidError } from '../../src/model/errors.js';
 import { mapPkcs11Error } from '../../src/pkcs11/ckr.js';
 import type { HostMethod, HostMethods, ModuleHost, RawSlot } from '../../src/pkcs11/host-protocol.js';
 import type { LoadedModule } from '../../src/pkcs11/module-manager.js';

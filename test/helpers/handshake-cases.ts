@@ -1,6 +1,6 @@
 // The handshake matrix of PROTOCOL.md section 2, shared by the unit tests of transport/handshake.ts and
 // the end-to-end tests against a running agent. Build both the config and the cases from the same port.
-import type { Tier } from '../../src/protocol/types.js';
+import type { Tier } from '../../src/model/types.js';
 import type { HandshakeConfig } from '../../src/transport/handshake.js';
 
 export interface HandshakeCase {

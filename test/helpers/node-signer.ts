@@ -12,9 +12,9 @@ import {
   randomBytes,
 } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
-import { KelidError } from '../../src/errors.js';
-import type { DigestAlgorithm, SignatureScheme } from '../../src/protocol/types.js';
-import type { DigestSigner } from '../../src/signing/signer.js';
+import { KelidError } from '../../src/model/errors.js';
+import type { DigestAlgorithm, SignatureScheme } from '../../src/model/types.js';
+import type { DigestSigner } from '../../src/pki/signer.js';
 import { DIGEST_LENGTH, DIGEST_NODE_NAME, ecdsaRawToDer, encodeDigestInfo } from '../../src/pki/der.js';
 
 export type NodeSignerAlgorithm =

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_CONFIG, resolveConfig } from '../../src/config.js';
-import { isKelidError } from '../../src/errors.js';
+import { isKelidError } from '../../src/model/errors.js';
 
 describe('resolveConfig', () => {
   it('fills every default when the file is empty', () => {

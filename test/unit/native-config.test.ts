@@ -4,8 +4,8 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { isKelidError } from '../../src/errors.js';
-import { loadKnownModules, loadPinPolicies, nativeConfigDir } from '../../src/native-config.js';
+import { isKelidError } from '../../src/model/errors.js';
+import { loadKnownModules, loadPinPolicies, nativeConfigDir } from '../../src/pkcs11/native-config.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const CONFIG = path.join(ROOT, 'native-config');

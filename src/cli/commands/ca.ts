@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Command } from 'commander';
 import { ensurePrivateDirectory } from '../../consent/control-channel.js';
-import { KelidError } from '../../errors.js';
+import { KelidError } from '../../model/errors.js';
 import { NSS_NICKNAME, hasCertutil, installInNssDb, nssDatabases } from '../../install/trust-stores.js';
 import { currentPlatformEnv } from '../../platform-paths.js';
 import { resolveStateDir } from '../../state-dir.js';

@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import { ttySecrets } from '../secrets.js';
 import type { ConsentRequestView } from '../../consent/consent-broker.js';
 import { sendControlRequest } from '../../consent/control-channel.js';
-import { KelidError } from '../../errors.js';
+import { KelidError } from '../../model/errors.js';
 import { resolveStateDir } from '../../state-dir.js';
 import { printJson } from '../context.js';
 

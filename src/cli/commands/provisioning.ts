@@ -1,8 +1,8 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
-import { KelidError } from '../../errors.js';
+import { KelidError } from '../../model/errors.js';
 import type { CsrRequest, SubjectAltName, SubjectAltNameType } from '../../pki/csr.js';
-import type { Certificate, Key, KeyAlgorithm } from '../../protocol/types.js';
+import type { Certificate, Key, KeyAlgorithm } from '../../model/types.js';
 import { ProvisioningService } from '../../tokens/provisioning-service.js';
 import { openTokenContext, printJson, withCommonOptions } from '../context.js';
 import type { CommonOptions, TokenContext } from '../context.js';

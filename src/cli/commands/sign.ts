@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, writeFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
-import { KelidError } from '../../errors.js';
+import { KelidError } from '../../model/errors.js';
 import { DIGEST_NODE_NAME } from '../../pki/der.js';
-import type { DigestAlgorithm, SignatureScheme } from '../../protocol/types.js';
+import type { DigestAlgorithm, SignatureScheme } from '../../model/types.js';
 import { SigningService } from '../../signing/signing-service.js';
 import { openTokenContext, printJson, withCommonOptions } from '../context.js';
 import type { CommonOptions } from '../context.js';

@@ -4,9 +4,9 @@ import { AUDIT_LOG_FILE, AuditLog } from '../../audit/audit-log.js';
 import { AgentNotRunningError, sendControlRequest } from '../../consent/control-channel.js';
 import { SITE_GRANTS_FILE, SiteGrants } from '../../consent/site-grants.js';
 import type { SiteGrant } from '../../consent/site-grants.js';
-import { KelidError } from '../../errors.js';
+import { KelidError } from '../../model/errors.js';
 import { resolveStateDir } from '../../state-dir.js';
-import { normalizeOrigin } from '../../transport/handshake.js';
+import { normalizeOrigin } from '../../model/origin.js';
 import { printJson } from '../context.js';
 
 interface SitesOptions {

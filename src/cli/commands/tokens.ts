@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import type { Token } from '../../protocol/types.js';
+import type { Token } from '../../model/types.js';
 import { openTokenContext, printJson, withCommonOptions } from '../context.js';
 import type { CommonOptions } from '../context.js';
 

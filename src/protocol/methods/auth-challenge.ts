@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { KelidError } from '../../errors.js';
-import type { Certificate } from '../types.js';
+import { KelidError } from '../../model/errors.js';
+import type { Certificate } from '../../model/types.js';
 import { withSigningConsent } from '../consent-helpers.js';
 import type { CallContext } from '../context.js';
 import { defineMethod } from '../method.js';

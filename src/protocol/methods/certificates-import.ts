@@ -1,5 +1,5 @@
 import { describeCertificate, parseCertificateInput } from '../../pki/certificate.js';
-import { isKelidError } from '../../errors.js';
+import { isKelidError } from '../../model/errors.js';
 import {
   certificateView,
   pinRulesFor,

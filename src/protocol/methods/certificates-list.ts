@@ -1,4 +1,4 @@
-import type { CertificateFilter } from '../services.js';
+import type { CertificateFilter } from '../../model/types.js';
 import { defineMethod } from '../method.js';
 import { isoTime, object, tokenId, usageList } from '../schema.js';
 

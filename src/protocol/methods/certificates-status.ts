@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { KelidError } from '../../errors.js';
+import { KelidError } from '../../model/errors.js';
 import { parseCertificateInput } from '../../pki/certificate.js';
 import { defineMethod } from '../method.js';
 import { InvalidParams, certificateId, certificateText, object } from '../schema.js';

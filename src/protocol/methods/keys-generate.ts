@@ -1,5 +1,5 @@
 import type { CsrRequest } from '../../pki/csr.js';
-import type { KeyAlgorithm } from '../types.js';
+import type { KeyAlgorithm } from '../../model/types.js';
 import {
   csrView,
   pinRulesFor,

@@ -1,5 +1,5 @@
-import { KelidError } from '../../errors.js';
-import type { DigestAlgorithm, SignatureScheme } from '../types.js';
+import { KelidError } from '../../model/errors.js';
+import type { DigestAlgorithm, SignatureScheme } from '../../model/types.js';
 import { base64, withSigningConsent } from '../consent-helpers.js';
 import { defineMethod } from '../method.js';
 import {

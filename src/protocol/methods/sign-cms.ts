@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { DIGEST_NODE_NAME } from '../../pki/der.js';
-import type { DigestAlgorithm } from '../types.js';
+import type { DigestAlgorithm } from '../../model/types.js';
 import { base64 as toBase64, withSigningConsent } from '../consent-helpers.js';
 import { defineMethod } from '../method.js';
 import {

@@ -1,4 +1,4 @@
-import type { DigestAlgorithm, SignatureScheme } from '../types.js';
+import type { DigestAlgorithm, SignatureScheme } from '../../model/types.js';
 import { base64, withSigningConsent } from '../consent-helpers.js';
 import { defineMethod } from '../method.js';
 import {

@@ -1,4 +1,4 @@
-import { KelidError } from '../../errors.js';
+import { KelidError } from '../../model/errors.js';
 import { pinRulesFor, pinWarnings, secret, tokenView, withConsent } from '../consent-helpers.js';
 import { defineMethod } from '../method.js';
 import { label, object, tokenId } from '../schema.js';

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AuthToken } from '../../../src/protocol/types.js';
+import type { AuthToken } from '../../../src/model/types.js';
 import { authSignedData, verifyAuthToken } from '../../../src/signing/auth-token.js';
 import type { VerifyAuthTokenOptions } from '../../../src/signing/auth-token.js';
 import { AgentProcess, RpcError } from '../../helpers/agent-process.js';

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Certificate, Status } from '../../../src/protocol/types.js';
+import type { Certificate, Status } from '../../../src/model/types.js';
 import { SoftHsm } from '../../helpers/softhsm.js';
 import { TestPki } from '../../helpers/test-ca.js';
 

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Certificate, Key, Token } from '../../../src/protocol/types.js';
+import type { Certificate, Key, Token } from '../../../src/model/types.js';
 import { opensslCmsVerify } from '../../helpers/openssl-cms.js';
 import { REQUESTED_EXTENSIONS_ONLY, TestPki } from '../../helpers/test-ca.js';
 import { Tpm2Stack, tpm2SkipReason } from '../../helpers/tpm2.js';

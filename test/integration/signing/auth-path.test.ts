@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { AttributeValue, Certificate } from '@peculiar/asn1-x509';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AuthToken } from '../../../src/protocol/types.js';
+import type { AuthToken } from '../../../src/model/types.js';
 import { createAuthToken, verifyAuthToken } from '../../../src/signing/auth-token.js';
 import type { VerifyAuthTokenOptions } from '../../../src/signing/auth-token.js';
 import { AUTHENTICATION_EXTENSIONS, CertChain, caExtensions } from '../../helpers/cert-chain.js';

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AuthToken, DigestAlgorithm, SignatureScheme } from '../../../src/protocol/types.js';
+import type { AuthToken, DigestAlgorithm, SignatureScheme } from '../../../src/model/types.js';
 import { authSignedData, createAuthToken, verifyAuthToken } from '../../../src/signing/auth-token.js';
 import {
   AUTHENTICATION_LEAF,

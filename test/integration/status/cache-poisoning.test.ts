@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isKelidError } from '../../../src/errors.js';
+import { isKelidError } from '../../../src/model/errors.js';
 import { describeCertificate } from '../../../src/pki/certificate.js';
 import { checkBeforeSigning } from '../../../src/status/signing-policy.js';
 import { StatusService } from '../../../src/status/status-service.js';

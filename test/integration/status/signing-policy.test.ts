@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { KelidError } from '../../../src/errors.js';
-import type { ErrorCode } from '../../../src/errors.js';
+import { KelidError } from '../../../src/model/errors.js';
+import type { ErrorCode } from '../../../src/model/errors.js';
 import { checkBeforeSigning, createRevocationCheck } from '../../../src/status/signing-policy.js';
 import type { EnforceOnSign } from '../../../src/status/signing-policy.js';
 import { StatusService } from '../../../src/status/status-service.js';

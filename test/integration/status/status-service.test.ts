@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { BasicOCSPResponse, OCSPResponse } from '@peculiar/asn1-ocsp';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { KelidError } from '../../../src/errors.js';
+import { KelidError } from '../../../src/model/errors.js';
 import { STATUS_CACHE_DIR } from '../../../src/status/status-cache.js';
 import { StatusService } from '../../../src/status/status-service.js';
 import type { StatusAttempt } from '../../../src/status/status-service.js';

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_PIN_POLICY } from '../../../src/consent/pin-policy.js';
-import { isKelidError } from '../../../src/errors.js';
+import { DEFAULT_PIN_POLICY } from '../../../src/tokens/pin-policy.js';
+import { isKelidError } from '../../../src/model/errors.js';
 import type { FoundObject, HostMethods, ModuleHost } from '../../../src/pkcs11/host-protocol.js';
 import { ModuleManager } from '../../../src/pkcs11/module-manager.js';
 import type { LoadedModule } from '../../../src/pkcs11/module-manager.js';

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isKelidError } from '../../../src/errors.js';
+import { isKelidError } from '../../../src/model/errors.js';
 import { ModuleManager } from '../../../src/pkcs11/module-manager.js';
 import { CKA, CKM, CKO } from '../../../src/pkcs11/templates.js';
 import { TokenService } from '../../../src/tokens/token-service.js';

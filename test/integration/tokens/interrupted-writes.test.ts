@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DEFAULT_PIN_POLICY } from '../../../src/consent/pin-policy.js';
+import { DEFAULT_PIN_POLICY } from '../../../src/tokens/pin-policy.js';
 import { ModuleManager } from '../../../src/pkcs11/module-manager.js';
 import { ProvisioningService } from '../../../src/tokens/provisioning-service.js';
 import { TokenService } from '../../../src/tokens/token-service.js';

@@ -1,8 +1,8 @@
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_PIN_POLICY } from '../../../src/consent/pin-policy.js';
-import { KelidError } from '../../../src/errors.js';
-import { loadKnownModules } from '../../../src/native-config.js';
+import { DEFAULT_PIN_POLICY } from '../../../src/tokens/pin-policy.js';
+import { KelidError } from '../../../src/model/errors.js';
+import { loadKnownModules } from '../../../src/pkcs11/native-config.js';
 import type { ModuleHost } from '../../../src/pkcs11/host-protocol.js';
 import { ModuleManager } from '../../../src/pkcs11/module-manager.js';
 import type { LoadedModule } from '../../../src/pkcs11/module-manager.js';

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { AuditLog, hashDigests, verifyAuditLog } from '../../../src/audit/audit-log.js';
 import type { AuditRecord } from '../../../src/audit/audit-log.js';
-import { isKelidError } from '../../../src/errors.js';
+import { isKelidError } from '../../../src/model/errors.js';
 
 const CERT_SHA = createHash('sha256').update('certificate').digest('hex');
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { formatTokens } from '../../../src/cli/commands/tokens.js';
-import type { Token } from '../../../src/protocol/types.js';
+import type { Token } from '../../../src/model/types.js';
 
 const unlocked = { countLow: false, finalTry: false, locked: false, toBeChanged: false };
 const token: Token = {

@@ -16,8 +16,8 @@ function unionMembers(file: string, name: string): string[] {
 
 const PERSIAN = /[\u0600-\u06FF]/;
 const codes = [
-  ...unionMembers('src/protocol/types.ts', 'ErrorCode'),
-  ...unionMembers('src/client/kelid-error.ts', 'SdkErrorCode'),
+  ...unionMembers('src/model/types.ts', 'ErrorCode'),
+  ...unionMembers('src/client/error-codes.ts', 'SdkErrorCode'),
 ];
 
 describe('KelidError#userMessage', () => {

@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ConsentBroker } from '../../../src/consent/consent-broker.js';
 import type { ConsentSpec, PinRulesView, Secrets } from '../../../src/consent/consent-broker.js';
 import { PromptLimiter } from '../../../src/consent/rate-limit.js';
-import { isKelidError } from '../../../src/errors.js';
+import { isKelidError } from '../../../src/model/errors.js';
 
 const RULES: PinRulesView = {
   user: { minLength: 4, maxLength: 8, charset: 'digits' },

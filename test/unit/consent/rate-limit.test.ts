@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { PromptLimiter } from '../../../src/consent/rate-limit.js';
-import { KelidError } from '../../../src/errors.js';
+import { KelidError } from '../../../src/model/errors.js';
 
 function refusal(limiter: PromptLimiter, origin: string): KelidError | undefined {
   try {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { CKR, CKR_MAPPINGS, ckrName, hasCkr, mapPkcs11Error, readCkr } from '../../../src/pkcs11/ckr.js';
-import { KelidError } from '../../../src/errors.js';
+import { KelidError } from '../../../src/model/errors.js';
 
 /** The shape pkcs11js throws from most functions. */
 function pkcs11Error(name: string): Error {

@@ -2,9 +2,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { isKelidError } from '../../../src/errors.js';
-import { loadKnownModules } from '../../../src/native-config.js';
-import type { KnownModule } from '../../../src/native-config.js';
+import { isKelidError } from '../../../src/model/errors.js';
+import { loadKnownModules } from '../../../src/pkcs11/native-config.js';
+import type { KnownModule } from '../../../src/pkcs11/native-config.js';
 import {
   candidatePaths,
   discoverModules,

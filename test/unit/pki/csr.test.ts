@@ -3,7 +3,7 @@ import { CertificationRequest } from '@peculiar/asn1-csr';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { ExtendedKeyUsage, Extensions, KeyUsage, SubjectAlternativeName } from '@peculiar/asn1-x509';
 import { describe, expect, it } from 'vitest';
-import { KelidError } from '../../../src/errors.js';
+import { KelidError } from '../../../src/model/errors.js';
 import {
   createCsr,
   ipAddressBytes,
@@ -12,7 +12,7 @@ import {
 } from '../../../src/pki/csr.js';
 import type { CsrOptions, CsrRequest } from '../../../src/pki/csr.js';
 import { encodeName } from '../../../src/pki/dn.js';
-import type { DigestSigner } from '../../../src/signing/signer.js';
+import type { DigestSigner } from '../../../src/pki/signer.js';
 import { NodeDigestSigner } from '../../helpers/node-signer.js';
 
 const SUBJECT = 'CN=علی رضایی,O=کانون سردفتران,C=IR';

@@ -18,7 +18,7 @@ import {
   readSingle,
   readTlv,
 } from '../../../src/pki/der.js';
-import type { DigestAlgorithm } from '../../../src/protocol/types.js';
+import type { DigestAlgorithm } from '../../../src/model/types.js';
 
 const HASHES: Array<[DigestAlgorithm, string]> = [
   ['SHA-256', 'sha256'],

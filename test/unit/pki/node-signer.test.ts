@@ -1,6 +1,6 @@
 import { constants, createHash, verify } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import type { DigestAlgorithm } from '../../../src/protocol/types.js';
+import type { DigestAlgorithm } from '../../../src/model/types.js';
 import { NodeDigestSigner } from '../../helpers/node-signer.js';
 
 const HASHES: Array<[DigestAlgorithm, string, number]> = [

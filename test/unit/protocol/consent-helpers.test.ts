@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { csrView, displayText } from '../../../src/protocol/consent-helpers.js';
-import { isKelidError } from '../../../src/errors.js';
+import { isKelidError } from '../../../src/model/errors.js';
 
 describe('consent-helpers', () => {
   describe('displayText', () => {

@@ -8,7 +8,7 @@ import {
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { AlgorithmIdentifier } from '@peculiar/asn1-x509';
 import { describe, expect, it } from 'vitest';
-import type { DigestAlgorithm } from '../../../src/protocol/types.js';
+import type { DigestAlgorithm } from '../../../src/model/types.js';
 import {
   assertDigestLength,
   digest,

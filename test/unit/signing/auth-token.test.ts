@@ -1,8 +1,8 @@
 import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import type { DigestAlgorithm, SignatureScheme } from '../../../src/protocol/types.js';
+import type { DigestAlgorithm, SignatureScheme } from '../../../src/model/types.js';
 import { authSignedData, createAuthToken, verifyAuthToken } from '../../../src/signing/auth-token.js';
-import type { DigestSigner } from '../../../src/signing/signer.js';
+import type { DigestSigner } from '../../../src/pki/signer.js';
 
 const origin = 'https://bank.example';
 const nonce = new Uint8Array(randomBytes(32));

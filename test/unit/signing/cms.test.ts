@@ -1,8 +1,8 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import type { DigestAlgorithm, SignatureScheme } from '../../../src/protocol/types.js';
+import type { DigestAlgorithm, SignatureScheme } from '../../../src/model/types.js';
 import { signCms, type CmsSignOptions } from '../../../src/signing/cms.js';
-import type { DigestSigner } from '../../../src/signing/signer.js';
+import type { DigestSigner } from '../../../src/pki/signer.js';
 
 // Input validation happens before the certificate or the signer is touched.
 function signer(keyType: 'RSA' | 'EC'): DigestSigner {

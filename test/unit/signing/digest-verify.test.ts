@@ -1,6 +1,6 @@
 import { constants, createHash, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import type { DigestAlgorithm, SignatureScheme } from '../../../src/protocol/types.js';
+import type { DigestAlgorithm, SignatureScheme } from '../../../src/model/types.js';
 import { verifyDigestSignature } from '../../../src/signing/digest-verify.js';
 
 const NODE_HASH: Record<DigestAlgorithm, string> = {

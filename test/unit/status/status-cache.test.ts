@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { Status } from '../../../src/protocol/types.js';
+import type { Status } from '../../../src/model/types.js';
 import { STATUS_CACHE_DIR, StatusCache } from '../../../src/status/status-cache.js';
 
 const T0 = new Date('2030-01-01T00:00:00.000Z');

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_PIN_POLICY } from '../../../src/consent/pin-policy.js';
-import type { KelidError } from '../../../src/errors.js';
+import { DEFAULT_PIN_POLICY } from '../../../src/tokens/pin-policy.js';
+import type { KelidError } from '../../../src/model/errors.js';
 import { ProvisioningService } from '../../../src/tokens/provisioning-service.js';
 import { ObservedLocks, TokenService } from '../../../src/tokens/token-service.js';
 import { FakeModuleHost } from '../../helpers/fake-module-host.js';

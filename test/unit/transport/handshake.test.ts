@@ -3,7 +3,8 @@ import * as net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkHandshake, normalizeOrigin } from '../../../src/transport/handshake.js';
+import { normalizeOrigin } from '../../../src/model/origin.js';
+import { checkHandshake } from '../../../src/transport/handshake.js';
 import {
   HANDSHAKE_TEST_PORT,
   handshakeCases,

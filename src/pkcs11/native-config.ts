@@ -5,8 +5,8 @@ import { readFileSync } from 'node:fs';
 import { sep } from 'node:path';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import type { ValidateFunction } from 'ajv/dist/2020.js';
-import { KelidError } from './errors.js';
-import { packagePath } from './package-files.js';
+import { KelidError } from '../model/errors.js';
+import { packagePath } from '../package-files.js';
 
 /** Operating systems native-config lists paths for. */
 export type ModulePlatform = 'linux' | 'darwin' | 'win32';

@@ -1,18 +1,10 @@
-import type { ErrorCode } from './protocol/types.js';
+import type { ErrorCode } from './types.js';
 
 /**
  * Every failure that crosses a layer boundary is a {@link KelidError} whose `code` is one of the wire
  * codes of PROTOCOL.md section 6. Messages never contain PINs, document contents or stack traces.
  */
 export type { ErrorCode };
-
-/** PIN state as decoded from CK_TOKEN_INFO flags. */
-export interface PinFlags {
-  countLow: boolean;
-  finalTry: boolean;
-  locked: boolean;
-  toBeChanged: boolean;
-}
 
 /** Codes a caller may reasonably retry after the user acts (re-plug, retype, wait). */
 const RETRIABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>([

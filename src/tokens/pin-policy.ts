@@ -1,4 +1,4 @@
-import { KelidError } from '../errors.js';
+import { KelidError } from '../model/errors.js';
 
 // PROTOCOL.md section 5 and config `pinPolicy` (section 8): a new PIN is checked here, in the trusted
 // UI's backend, before it reaches the token. Lengths count UTF-8 bytes, as CK_TOKEN_INFO's

@@ -3,12 +3,11 @@
 // protocol tests may build one over SoftHSM too. PINs are parameters of one call only.
 
 import type { EventEmitter } from 'node:events';
-import type { CsrRequest } from '../pki/csr.js';
-import type { ModuleStatus } from '../pkcs11/module-manager.js';
-import type { PinEntry } from '../tokens/token-service.js';
+import type { CsrRequest } from './csr.js';
 import type {
   AuthToken,
   Certificate,
+  CertificateFilter,
   CertificateUse,
   DigestAlgorithm,
   Key,
@@ -18,16 +17,6 @@ import type {
   Token,
 } from './types.js';
 
-export interface CertificateFilter {
-  keyUsage?: string[];
-  extendedKeyUsage?: string[];
-  issuer?: string;
-  validAt?: string;
-  hasPrivateKey?: boolean;
-  /** Extension: only certificates whose `allowedUses` include this use. */
-  use?: CertificateUse;
-}
-
 /** What a signing call is about to do (checked before its consent prompt). */
 export interface SigningIntent {
   use: CertificateUse;
@@ -35,8 +24,11 @@ export interface SigningIntent {
   batch?: boolean;
 }
 
-/** The user PIN for one consented login, or `null` on a PIN pad token (defined by the token layer). */
-export type UserPin = PinEntry;
+/**
+ * A PIN for one login, or `null` when the token has a protected authentication path (a PIN pad
+ * reader): the module collects the PIN on the reader's keypad and Kelid never sees it.
+ */
+export type PinEntry = string | null;
 
 /** What the consent UI should warn about before a signature (from the revocation policy). */
 export type SigningWarning = 'status-unknown' | 'status-unavailable';
@@ -54,12 +46,12 @@ export interface SigningApi {
   preflight(certificateId: string, intent?: SigningIntent): Promise<SigningPreflight>;
   signRaw(
     certificateId: string,
-    userPin: UserPin,
+    userPin: PinEntry,
     input: { digest: Uint8Array; digestAlgorithm: DigestAlgorithm; scheme?: SignatureScheme },
   ): Promise<{ signature: Uint8Array; signatureAlgorithm: string }>;
   signCms(
     certificateId: string,
-    userPin: UserPin,
+    userPin: PinEntry,
     input: {
       content?: Uint8Array;
       digest?: Uint8Array;
@@ -72,7 +64,7 @@ export interface SigningApi {
   /** One login for all items; stops after the current item when `signal` aborts. */
   signBatch(
     certificateId: string,
-    userPin: UserPin,
+    userPin: PinEntry,
     input: {
       format: 'raw' | 'cms';
       digestAlgorithm: DigestAlgorithm;
@@ -83,7 +75,7 @@ export interface SigningApi {
   ): Promise<{ results: Array<{ signature: Uint8Array } | { cms: Uint8Array }>; cancelled: boolean }>;
   authChallenge(
     certificateId: string,
-    userPin: UserPin,
+    userPin: PinEntry,
     input: { origin: string; nonce: Uint8Array },
   ): Promise<AuthToken>;
 }
@@ -94,20 +86,20 @@ export interface ProvisioningApi {
   unblockPin(tokenId: string, soPin: string, newUserPin: string): Promise<void>;
   generateKey(
     tokenId: string,
-    userPin: UserPin,
+    userPin: PinEntry,
     request: { algorithm: KeyAlgorithm; label?: string; alwaysAuthenticate?: boolean; csr?: CsrRequest },
   ): Promise<{ key: Key; csr?: string }>;
-  createCsr(tokenId: string, userPin: UserPin, keyId: string, request: CsrRequest): Promise<string>;
+  createCsr(tokenId: string, userPin: PinEntry, keyId: string, request: CsrRequest): Promise<string>;
   importCertificate(
     tokenId: string,
-    userPin: UserPin,
+    userPin: PinEntry,
     input: { certificate: string; chain?: string[]; label?: string },
   ): Promise<Certificate>;
   listKeys(tokenId: string): Promise<Key[]>;
   listCertificates(tokenId: string): Promise<Certificate[]>;
   deleteObjects(
     tokenId: string,
-    userPin: UserPin,
+    userPin: PinEntry,
     keyId: string,
     scope: 'certificate' | 'keypair' | 'all',
   ): Promise<number>;
@@ -139,4 +131,47 @@ export interface AgentServices {
   provisioning: ProvisioningApi;
   signing: SigningApi;
   status: StatusApi;
+}
+
+export interface StatusCheckOptions {
+  /** Candidate issuer certificates (DER): the token's authority certificates or the caller's. */
+  issuers?: readonly Uint8Array[];
+  /**
+   * The certificate (and its issuers) come from a page, not from a token: its URLs reach public
+   * addresses only (unless `allowPrivateNetworks`), redirects stay on the same host, and a failure is
+   * reported without details.
+   */
+  callerSupplied?: boolean;
+  /**
+   * Ignore a cached status (and a cached CRL) fetched more than this long ago and ask again: the
+   * signing policy's `revocation.maxAgeSeconds`.
+   */
+  maxAgeMs?: number;
+}
+
+/** The role the signing policy and the protocol methods depend on. */
+export interface StatusChecker {
+  check(certificate: Uint8Array, options?: StatusCheckOptions): Promise<Status>;
+}
+
+/** Where a module's path came from: the config file, Kelid's list of known modules, p11-kit's registry. */
+export type ModuleSource = 'config' | 'known' | 'p11-kit';
+
+/** What C_GetInfo says of a module. */
+export interface ModuleInfo {
+  manufacturer: string;
+  libraryDescription: string;
+  libraryVersion: string;
+  cryptokiVersion: string;
+}
+
+/** A module's state, as `agent.modules` and `kelid doctor` show it. */
+export interface ModuleStatus {
+  id: string;
+  name: string;
+  path: string;
+  source: ModuleSource;
+  state: 'loaded' | 'failed' | 'starting' | 'restarting' | 'stopped';
+  reason?: string;
+  info?: ModuleInfo;
 }

@@ -1,13 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import {
-  DEFAULT_PIN_POLICY,
-  checkPin,
-  effectiveRule,
-  normalizePin,
-} from '../../../src/consent/pin-policy.js';
-import type { PinRule, PinRuleName } from '../../../src/consent/pin-policy.js';
-import { KelidError } from '../../../src/errors.js';
+import { DEFAULT_PIN_POLICY, checkPin, effectiveRule, normalizePin } from '../../../src/tokens/pin-policy.js';
+import type { PinRule, PinRuleName } from '../../../src/tokens/pin-policy.js';
+import { KelidError } from '../../../src/model/errors.js';
 
 function refusal(pin: string, rule: PinRule): KelidError {
   try {

@@ -1,4 +1,4 @@
-import type { DigestAlgorithm, SignatureScheme } from '../protocol/types.js';
+import type { DigestAlgorithm, SignatureScheme } from '../model/types.js';
 
 /**
  * The role every signing consumer (CSR, CMS, raw, login tokens) depends on. The token implementation

@@ -31,6 +31,7 @@ export type ErrorCode =
   | 'ERR_KEY_PURPOSE'
   | 'ERR_INTERNAL';
 
+/** PIN state as decoded from CK_TOKEN_INFO flags (wire `userPin`/`soPin`, and the `pin` of PIN errors). */
 export interface PinState {
   countLow: boolean;
   finalTry: boolean;
@@ -144,3 +145,22 @@ export interface AuthToken {
 export type Tier = 'unknown' | 'site' | 'ra' | 'console';
 
 export type SecretNeed = 'userPin' | 'soPin' | 'oldUserPin' | 'newUserPin' | 'oldSoPin' | 'newSoPin';
+
+/** Certificate filter of `certificates.list`; all given conditions must hold. */
+export interface CertificateFilter {
+  /** keyUsage bit names that must all be set, e.g. `['nonRepudiation']`. */
+  keyUsage?: string[];
+  /** extendedKeyUsage names or dotted OIDs that must all be present. */
+  extendedKeyUsage?: string[];
+  /** Issuer DN (RFC 4514) the certificate must have. */
+  issuer?: string;
+  /** ISO 8601 time at which the certificate must be valid (e.g. now). */
+  validAt?: string;
+  /** Only certificates whose private key is on the token. */
+  hasPrivateKey?: boolean;
+  /**
+   * Only certificates the agent lets do this (`Certificate.allowedUses`): `raw` (signRaw, signBatch
+   * raw), `cms` (signCms, signBatch cms), `authentication` (authChallenge).
+   */
+  use?: CertificateUse;
+}
