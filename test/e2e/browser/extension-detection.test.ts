@@ -101,7 +101,13 @@ describe('Transport auto: finding the extension without waiting', () => {
   });
 
   it('with the extension: the content script answers the probe and the SDK picks the extension', async () => {
-    const page = await blankPage(await s.browser.page());
+    // The page's first script, in <head>, already gets the answer: the content script runs at
+    // document_start, before any script of the page.
+    const page = await blankPage(
+      await s.browser.page(),
+      `<script>window.probeAtFirstScript = !window.dispatchEvent(new Event('kelid-extension-v1:probe', { cancelable: true }));</script>`,
+    );
+    expect(await page.evaluate('window.probeAtFirstScript')).toBe(true);
     const r = await detect(page, agentUrl);
     expect(r).toMatchObject({ transport: 'extension', tier: 'unknown', probeAnswered: true });
     // One ping confirms the bridge (one timer, cleared by the pong), then the session opens.

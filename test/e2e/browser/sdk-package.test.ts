@@ -180,7 +180,6 @@ describe('The packed SDK in a web developer’s project', () => {
       'dist/client/index.d.ts',
       'dist/client/types.d.ts',
       'dist/client/kelid.js',
-      'dist/protocol/types.d.ts',
     ])
       expect(files).toContain(f);
     expect(

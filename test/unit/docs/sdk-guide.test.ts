@@ -14,10 +14,10 @@ import type { ErrorCode } from '../../../src/errors.js';
 
 const repo = resolve(import.meta.dirname, '../../..');
 const guide = readFileSync(resolve(repo, 'docs/sdk.md'), 'utf8');
-/** The agent's wire codes: the ErrorCode union of the protocol types. */
-const agentCodes = [
-  .../type ErrorCode =([^;]*);/
-    .exec(readFileSync(resolve(repo, 'src/protocol/types.ts'), 'utf8'))![1]!
+/** The SDK's own codes (the SdkErrorCode union); every other code of USER_MESSAGES is the agent's. */
+const sdkCodes = [
+  .../type SdkErrorCode =([^;]*);/
+    .exec(readFileSync(resolve(repo, 'src/client/kelid-error.ts'), 'utf8'))![1]!
     .matchAll(/'([A-Z_]+)'/g),
 ].map((m) => m[1]!);
 
@@ -52,14 +52,15 @@ describe('docs/sdk.md', () => {
   it('has a row for every error code, with whether it is retriable and what the page should do', () => {
     const rows = tableRows();
     const codes = Object.keys(USER_MESSAGES);
+    expect(sdkCodes.length).toBeGreaterThan(10);
     expect(codes.filter((c) => !rows.has(c))).toEqual([]);
     for (const [code, cells] of rows) {
       expect(codes, `${code} is not a code the SDK knows`).toContain(code);
       expect(cells[2]!.length, `${code}: what should the page do?`).toBeGreaterThan(3);
       // `retriable` as the agent sends it for its codes, as the SDK sets it for its own.
-      const retriable = agentCodes.includes(code)
-        ? new AgentError(code as ErrorCode, 'x').retriable
-        : new SdkError(code, 'x').retriable;
+      const retriable = sdkCodes.includes(code)
+        ? new SdkError(code, 'x').retriable
+        : new AgentError(code as ErrorCode, 'x').retriable;
       expect(cells[0], `${code} retriable`).toBe(retriable ? 'yes' : 'no');
     }
   });
