@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { KelidClient } from '../../../src/client/kelid-client.js';
@@ -14,12 +14,11 @@ import type { ErrorCode } from '../../../src/errors.js';
 
 const repo = resolve(import.meta.dirname, '../../..');
 const guide = readFileSync(resolve(repo, 'docs/sdk.md'), 'utf8');
-/** The SDK's own codes (the SdkErrorCode union); every other code of USER_MESSAGES is the agent's. */
-const sdkCodes = [
-  .../type SdkErrorCode =([^;]*);/
-    .exec(readFileSync(resolve(repo, 'src/client/kelid-error.ts'), 'utf8'))![1]!
-    .matchAll(/'([A-Z_]+)'/g),
-].map((m) => m[1]!);
+/** The SDK's own codes (the SdkErrorCode union, in whichever file of src/client declares it). */
+const sdkCodes = readdirSync(resolve(repo, 'src/client'))
+  .filter((f) => f.endsWith('.ts'))
+  .map((f) => /type SdkErrorCode =([^;]*);/.exec(readFileSync(resolve(repo, 'src/client', f), 'utf8')))
+  .flatMap((m) => (m ? [...m[1]!.matchAll(/'([A-Z_]+)'/g)].map((x) => x[1]!) : []));
 
 /** The table rows of docs/sdk.md whose first cell is `` `code` ``, by code. */
 function tableRows(): Map<string, string[]> {
