@@ -334,7 +334,9 @@
       const hintEl = document.createElement('p');
       hintEl.className = 'hint';
       hintEl.id = `${id}-hint`;
-      input.setAttribute('aria-describedby', hintEl.id);
+      // A screen reader reads, with the field's label: its error, the page's warnings (final PIN try,
+      // erase) and the PIN rules. Empty ones add nothing.
+      input.setAttribute('aria-describedby', `${id}-error warnings ${hintEl.id}`);
       const errorEl = document.createElement('p');
       errorEl.className = 'field-error';
       errorEl.id = `${id}-error`;
@@ -347,6 +349,7 @@
         const confirmLabelEl = document.createElement('label');
         confirmLabelEl.htmlFor = `${id}-confirm`;
         const confirm = makeInput(`${id}-confirm`, 'new-password', rule);
+        confirm.setAttribute('aria-describedby', errorEl.id);
         wrap.append(confirmLabelEl, confirm);
         field.confirm = confirm;
         field.confirmLabelEl = confirmLabelEl;
@@ -884,6 +887,13 @@
 
   $('secrets').addEventListener('submit', approve);
   $('deny').addEventListener('click', deny);
+  // Escape denies, as the Deny button does: only once the page is armed, so an Escape aimed at the
+  // page that raised the request cannot decide it either.
+  document.addEventListener('keydown', (event) => {
+    if (event.key !== 'Escape' || event.repeat || state !== 'pending' || !armed) return;
+    event.preventDefault();
+    deny();
+  });
   $('lang-toggle').addEventListener('click', () => {
     lang = lang === 'fa' ? 'en' : 'fa';
     const p = new URLSearchParams(location.search);
