@@ -292,7 +292,7 @@ describe('Accessibility of the consent page, token manager and demo pages in Chr
       await page.close();
     });
 
-    it('CSR display: passes axe in fa and en; Escape denies and the call fails with ERR_USER_CANCELLED', async () => {
+    it('CSR display: passes axe in fa and en; Escape denies once the page is armed, and the call fails with ERR_USER_CANCELLED', async () => {
       const { call, page } = await ask(
         ra,
         'csr.create',
@@ -309,6 +309,15 @@ describe('Accessibility of the consent page, token manager and demo pages in Chr
       );
       await page.getByTestId('consent-csr-subject').waitFor();
       await auditBothLanguages(page, 'consent csr.create', 'fa');
+      await armed(page);
+      // Escape while the page is disarmed (it lost the focus, as when the page that raised the
+      // request pulls itself to the front) decides nothing.
+      await page.evaluate("window.dispatchEvent(new Event('blur'))");
+      expect(await page.getByTestId('consent-deny').isDisabled()).toBe(true);
+      await page.keyboard.press('Escape');
+      expect((await agent.pendingConsents()).map((p) => p.method)).toEqual(['csr.create']);
+      expect(await page.getByTestId('consent-result').isVisible()).toBe(false);
+      await page.evaluate("window.dispatchEvent(new Event('focus'))");
       await armed(page);
       await page.keyboard.press('Escape');
       await page.locator(testId('consent-result', { 'data-result': 'denied' })).waitFor();
