@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Demo } from '../../../demo/server.mjs';
@@ -10,6 +10,7 @@ import type { ChromiumHarness, ConsentWindows } from '../../helpers/browser.js';
 import { screenshotOnFailure, testId, until } from '../../helpers/browser.js';
 import { startDemoStack } from '../../helpers/demo-stack.js';
 import type { DemoStack } from '../../helpers/demo-stack.js';
+import { FaultyModule, seedSigner } from '../../helpers/faulty-module.js';
 import { SoftHsm } from '../../helpers/softhsm.js';
 
 // Issue 17, section 7: the consent page (one kind of request after another), the token manager and the
@@ -37,12 +38,16 @@ describe('Accessibility of the consent page, token manager and demo pages in Chr
   let consents: ConsentWindows;
   let stack: DemoStack;
   let hsm: SoftHsm;
+  // PIN warnings and PIN pad readers come only from a misbehaving module: the faulty shim over SoftHSM.
+  let faultyHsm: SoftHsm;
+  let faulty: FaultyModule;
   let site: RpcClient;
   let signingSite: RpcClient;
   let ra: RpcClient;
   let certificateId: string;
   let signerTokenId: string;
   let emptyTokenId: string;
+  let warnTokenId: string;
   let keyId: string;
   const errors: string[] = [];
   // Every violation found, by page, for the log at the end (moderate and minor ones are reported, not failed).
@@ -144,11 +149,18 @@ describe('Accessibility of the consent page, token manager and demo pages in Chr
   beforeAll(async () => {
     hsm = new SoftHsm();
     hsm.initToken('Signer', SO_PIN, PIN);
+    faultyHsm = new SoftHsm('kelid-e2e-a11y-faulty-');
+    faultyHsm.initToken('warn-tok', SO_PIN, PIN);
+    seedSigner(faultyHsm, 'warn-tok', PIN);
+    faulty = new FaultyModule(faultyHsm);
     stack = await startDemoStack({
       prefix: 'kelid-e2e-a11y-',
       errors,
       agentConfig: (d) => ({
-        modules: [{ id: 'softhsm', path: hsm.module, env: hsm.env }],
+        modules: [
+          { id: 'softhsm', path: hsm.module, env: hsm.env },
+          { id: 'faulty', path: faulty.path, env: faulty.env },
+        ],
         raOrigins: [d.urls.ra],
         devOrigins: [d.urls.ra, d.urls.site],
         // The demo CA issues nonRepudiation + clientAuth: let it sign CMS and log in.
@@ -167,7 +179,8 @@ describe('Accessibility of the consent page, token manager and demo pages in Chr
           tokens: Array<{ tokenId: string; label: string; initialized?: boolean }>;
         }>('tokens.list');
         signerTokenId = tokens.find((t) => t.label === 'Signer')!.tokenId;
-        emptyTokenId = tokens.find((t) => t.tokenId !== signerTokenId)!.tokenId;
+        warnTokenId = tokens.find((t) => t.label === 'warn-tok')!.tokenId;
+        emptyTokenId = tokens.find((t) => t.tokenId !== signerTokenId && t.tokenId !== warnTokenId)!.tokenId;
         const generated = await consented<{ key: { keyId: string }; csr: string }>('keys.generate', {
           tokenId: signerTokenId,
           algorithm: { name: 'EC', namedCurve: 'P-256' },
@@ -217,6 +230,8 @@ describe('Accessibility of the consent page, token manager and demo pages in Chr
     await ra?.close();
     await stack?.close();
     hsm?.cleanup();
+    faulty?.cleanup();
+    faultyHsm?.cleanup();
   });
 
   describe('consent page', () => {
@@ -358,6 +373,58 @@ describe('Accessibility of the consent page, token manager and demo pages in Chr
         (await page.getByTestId('pin-newSoPin-error').textContent()) ?? '',
       );
       await audit(page, 'consent tokens.init with errors (fa)');
+      await armed(page);
+      await page.keyboard.press('Escape');
+      await page.locator(testId('consent-result', { 'data-result': 'denied' })).waitFor();
+      expect((await rpcError(call)).data?.code).toBe('ERR_USER_CANCELLED');
+      await page.close();
+    });
+  });
+
+  describe('consent page over PIN warnings', () => {
+    /** Ask the RA for a raw signature with the warning token's key, and open its consent page. */
+    async function signOnWarnToken(lang: Lang): Promise<{ call: Promise<unknown>; page: Page }> {
+      const { certificates } = await ra.call<{ certificates: Array<{ certificateId: string }> }>(
+        'certificates.list',
+        { tokenId: warnTokenId },
+      );
+      return ask(
+        ra,
+        'sign.raw',
+        {
+          certificateId: certificates[0].certificateId,
+          digest: createHash('sha256').update('warning').digest('base64'),
+          digestAlgorithm: 'SHA-256',
+          summary: 'a11y',
+        },
+        lang,
+      );
+    }
+
+    afterAll(() => faulty?.clear());
+
+    it('final PIN try: passes axe in fa and en, and the PIN field is read with the warning', async () => {
+      faulty.set('flags user-pin-final-try');
+      const { call, page } = await signOnWarnToken('fa');
+      const pin = '[data-testid="pin-userPin"]';
+      expect(await description(page, pin)).toContain(
+        'این آخرین تلاش برای وارد کردن رمز است؛ با رمز اشتباه، توکن قفل می‌شود.',
+      );
+      await auditBothLanguages(page, 'consent sign.raw, final PIN try', 'fa');
+      expect(await description(page, pin)).toContain('This is the final PIN try before the token locks.');
+      await armed(page);
+      await page.keyboard.press('Escape');
+      await page.locator(testId('consent-result', { 'data-result': 'denied' })).waitFor();
+      expect((await rpcError(call)).data?.code).toBe('ERR_USER_CANCELLED');
+      await page.close();
+    });
+
+    it('PIN pad reader: passes axe in fa and en with no PIN field', async () => {
+      faulty.set(`pinpad ${PIN}`);
+      const { call, page } = await signOnWarnToken('en');
+      await page.getByTestId('consent-pinpad').waitFor();
+      expect(await page.getByTestId('pin-userPin').count()).toBe(0);
+      await auditBothLanguages(page, 'consent sign.raw, PIN pad', 'en');
       await armed(page);
       await page.keyboard.press('Escape');
       await page.locator(testId('consent-result', { 'data-result': 'denied' })).waitFor();
