@@ -676,9 +676,9 @@
     }, ARM_DELAY_MS);
   }
 
-  // A click, or Enter or Space, that comes before the page is armed starts the delay again: a page
-  // that keeps the user clicking or pressing Enter (a game) would otherwise get the press that lands
-  // one second after this page appeared. Capture phase: disabled buttons get no events of their own.
+  // A click, or Enter, Space or Escape, that comes before the page is armed starts the delay again: a
+  // page that keeps the user clicking or pressing Enter (a game) would otherwise get the press that
+  // lands one second after this page appeared. Capture phase: disabled buttons get no events of their own.
   function rearm() {
     if (armed || state !== 'pending') return;
     clearTimeout(armTimer);
@@ -691,7 +691,7 @@
   window.addEventListener(
     'keydown',
     (event) => {
-      if (event.key === 'Enter' || event.key === ' ') rearm();
+      if (event.key === 'Enter' || event.key === ' ' || event.key === 'Escape') rearm();
     },
     true,
   );
@@ -887,8 +887,8 @@
 
   $('secrets').addEventListener('submit', approve);
   $('deny').addEventListener('click', deny);
-  // Escape denies, as the Deny button does: only once the page is armed, so an Escape aimed at the
-  // page that raised the request cannot decide it either.
+  // Escape denies, as the Deny button does: only once the page is armed, so an Escape aimed at another
+  // page (a game that has the user press it) cannot decide this request either.
   document.addEventListener('keydown', (event) => {
     if (event.key !== 'Escape' || event.repeat || state !== 'pending' || !armed) return;
     event.preventDefault();
