@@ -5,8 +5,8 @@ import { KelidClient } from '../../../src/client/kelid-client.js';
 import type { KelidClientEvent } from '../../../src/client/kelid-client.js';
 import { KelidError as SdkError } from '../../../src/client/kelid-error.js';
 import { USER_MESSAGES } from '../../../src/client/user-messages.js';
-import { KelidError as AgentError } from '../../../src/errors.js';
-import type { ErrorCode } from '../../../src/errors.js';
+import { KelidError as AgentError } from '../../../src/model/errors.js';
+import type { ErrorCode } from '../../../src/model/errors.js';
 
 // docs/sdk.md is the web developer's reference (issue 17, section 6): it must name every public method
 // of KelidClient, every event and every error code, and say what a page should do about each code.
