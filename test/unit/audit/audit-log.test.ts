@@ -49,10 +49,10 @@ afterEach(() => {
 
 describe('AuditLog', () => {
   describe('#append', () => {
-    it('chains each line to the SHA-256 of the previous line, as openssl computes it', () => {
+    it('chains each line to the SHA-256 of the previous line, as openssl computes it', async () => {
       const file = path.join(dir, 'audit.jsonl');
       const log = new AuditLog(file);
-      for (let i = 1; i <= 3; i++) log.append(record(i));
+      for (let i = 1; i <= 3; i++) await log.append(record(i));
       const ls = lines(file);
       expect(ls).toHaveLength(3);
       expect(JSON.parse(ls[0]).prev).toBe('0'.repeat(64));
@@ -64,10 +64,10 @@ describe('AuditLog', () => {
       expect(ls.map((l) => JSON.parse(l).seq)).toEqual([1, 2, 3]);
     });
 
-    it('writes the fields in the documented order and omits absent optional ones', () => {
+    it('writes the fields in the documented order and omits absent optional ones', async () => {
       const file = path.join(dir, 'audit.jsonl');
       const log = new AuditLog(file, { now: () => new Date('2026-01-02T03:04:05.678Z') });
-      const entry = log.append({
+      const entry = await log.append({
         origin: 'https://ra.example',
         method: 'agent.requestAccess',
         tokenSerial: null,
@@ -86,7 +86,7 @@ describe('AuditLog', () => {
       expect(lines(file)).toEqual([
         '{"seq":1,"time":"2026-01-02T03:04:05.678Z","origin":"https://ra.example","method":"agent.requestAccess","tokenSerial":null,"result":"ok","prev":"0000000000000000000000000000000000000000000000000000000000000000"}',
       ]);
-      const full = log.append(record(1));
+      const full = await log.append(record(1));
       expect(Object.keys(full)).toEqual([
         'seq',
         'time',
@@ -103,9 +103,9 @@ describe('AuditLog', () => {
 
     it.skipIf(process.platform === 'win32')(
       'creates the file with mode 0600 and its directory with 0700',
-      () => {
+      async () => {
         const file = path.join(dir, 'state', 'audit.jsonl');
-        new AuditLog(file).append(record(1));
+        await new AuditLog(file).append(record(1));
         expect(fs.statSync(file).mode & 0o777).toBe(0o600);
         expect(fs.statSync(path.dirname(file)).mode & 0o777).toBe(0o700);
       },
@@ -151,39 +151,39 @@ describe('AuditLog', () => {
       expect(() => log.append({ ...record(1), ...change } as AuditRecord)).toThrow(TypeError);
     });
 
-    it('accepts a token serial with spaces and non-ASCII text, as some tokens report', () => {
+    it('accepts a token serial with spaces and non-ASCII text, as some tokens report', async () => {
       const log = new AuditLog(path.join(dir, 'audit.jsonl'));
-      expect(log.append({ ...record(1), tokenSerial: 'ABC 123 ü' }).tokenSerial).toBe('ABC 123 ü');
+      expect((await log.append({ ...record(1), tokenSerial: 'ABC 123 ü' })).tokenSerial).toBe('ABC 123 ü');
       expect(verifyAuditLog(log.file)).toEqual({ ok: true, lines: 1 });
     });
 
-    it('uses the injected clock', () => {
+    it('uses the injected clock', async () => {
       let t = Date.parse('2026-03-01T10:00:00.000Z');
       const log = new AuditLog(path.join(dir, 'audit.jsonl'), { now: () => new Date((t += 1000)) });
-      expect(log.append(record(1)).time).toBe('2026-03-01T10:00:01.000Z');
-      expect(log.append(record(2)).time).toBe('2026-03-01T10:00:02.000Z');
+      expect((await log.append(record(1))).time).toBe('2026-03-01T10:00:01.000Z');
+      expect((await log.append(record(2))).time).toBe('2026-03-01T10:00:02.000Z');
     });
   });
 
   describe('#constructor', () => {
-    it('continues the sequence and the chain of an existing file', () => {
+    it('continues the sequence and the chain of an existing file', async () => {
       const file = path.join(dir, 'audit.jsonl');
       const first = new AuditLog(file);
-      for (let i = 1; i <= 5; i++) first.append(record(i));
+      for (let i = 1; i <= 5; i++) await first.append(record(i));
       const second = new AuditLog(file);
-      const entry = second.append(record(6));
+      const entry = await second.append(record(6));
       expect(entry.seq).toBe(6);
       expect(entry.prev).toBe(createHash('sha256').update(lines(file)[4]).digest('hex'));
       expect(verifyAuditLog(file)).toEqual({ ok: true, lines: 6 });
     });
 
-    it('resumes from the last line only, whatever precedes it', () => {
+    it('resumes from the last line only, whatever precedes it', async () => {
       const file = path.join(dir, 'audit.jsonl');
       const log = new AuditLog(file);
-      log.append(record(1));
+      await log.append(record(1));
       const long = 'x'.repeat(20_000); // longer than one backwards read
       fs.writeFileSync(file, `${long}\n${fs.readFileSync(file, 'utf8')}`);
-      expect(new AuditLog(file).append(record(2)).seq).toBe(2);
+      expect((await new AuditLog(file).append(record(2))).seq).toBe(2);
     });
 
     it('does not create the file until the first append', () => {
@@ -195,12 +195,12 @@ describe('AuditLog', () => {
     it.each([
       ['a last line that is not JSON', (l: string) => `${l.slice(0, 40)}\n`],
       ['a last line with an unknown field', (l: string) => `${l.slice(0, -1)},"pin":"1"}\n`],
-    ])('refuses a file ending with %s (ERR_INTERNAL)', (_name, damage) => {
+    ])('refuses a file ending with %s (ERR_INTERNAL)', async (_name, damage) => {
       const file = path.join(dir, 'audit.jsonl');
       const log = new AuditLog(file);
-      log.append(record(1));
+      await log.append(record(1));
       const good = fs.readFileSync(file, 'utf8');
-      log.append(record(2));
+      await log.append(record(2));
       fs.writeFileSync(file, good + damage(lines(file)[1]));
       let error: unknown;
       try {
@@ -211,9 +211,9 @@ describe('AuditLog', () => {
       expect(isKelidError(error, 'ERR_INTERNAL')).toBe(true);
     });
 
-    it('refuses damage behind a torn last line (only one torn append is a crash)', () => {
+    it('refuses damage behind a torn last line (only one torn append is a crash)', async () => {
       const file = path.join(dir, 'audit.jsonl');
-      new AuditLog(file).append(record(1));
+      await new AuditLog(file).append(record(1));
       fs.appendFileSync(file, '{"seq":2,"ti\n{"seq":3,"tim');
       expect(() => new AuditLog(file)).toThrow(expect.objectContaining({ code: 'ERR_INTERNAL' }));
       expect(fs.readdirSync(dir)).toEqual(['audit.jsonl']);
@@ -221,11 +221,11 @@ describe('AuditLog', () => {
   });
 
   describe('torn last line', () => {
-    function tornLog(): { file: string; torn: string; good: string } {
+    async function tornLog(): Promise<{ file: string; torn: string; good: string }> {
       const file = path.join(dir, 'audit.jsonl');
       const log = new AuditLog(file);
-      log.append(record(1));
-      log.append(record(2));
+      await log.append(record(1));
+      await log.append(record(2));
       const good = fs.readFileSync(file, 'utf8');
       const third = JSON.stringify({ ...record(3), seq: 3 });
       const torn = third.slice(0, 50);
@@ -233,8 +233,8 @@ describe('AuditLog', () => {
       return { file, torn, good };
     }
 
-    it('moves the torn bytes to a side file, cuts the log back and records the repair in the chain', () => {
-      const { file, torn, good } = tornLog();
+    it('moves the torn bytes to a side file, cuts the log back and records the repair in the chain', async () => {
+      const { file, torn, good } = await tornLog();
       expect(verifyAuditLog(file)).toMatchObject({ ok: false, line: 3 });
       const log = new AuditLog(file);
       const tornFile = `${file}.torn-3`;
@@ -250,7 +250,7 @@ describe('AuditLog', () => {
         result: 'ok',
         tornSha256: createHash('sha256').update(torn).digest('hex'),
       });
-      expect(log.append(record(4)).seq).toBe(4);
+      expect((await log.append(record(4))).seq).toBe(4);
       expect(verifyAuditLog(file)).toEqual({ ok: true, lines: 4, repairs: [{ line: 3, tornFile }] });
     });
 
@@ -266,8 +266,8 @@ describe('AuditLog', () => {
       expect(verifyAuditLog(file)).toMatchObject({ ok: true, lines: 1 });
     });
 
-    it('completes a repair cut short after the side file was written or after the cut', () => {
-      const { file, torn, good } = tornLog();
+    it('completes a repair cut short after the side file was written or after the cut', async () => {
+      const { file, torn, good } = await tornLog();
       // Crash after the side file was written: the log still ends with the torn bytes.
       fs.writeFileSync(`${file}.torn-3`, torn);
       new AuditLog(file);
@@ -282,8 +282,8 @@ describe('AuditLog', () => {
     it.each([
       ['removed', (f: string) => fs.rmSync(f)],
       ['changed', (f: string) => fs.appendFileSync(f, 'x')],
-    ])('fails verification when the kept torn bytes are %s', (what, damage) => {
-      const { file } = tornLog();
+    ])('fails verification when the kept torn bytes are %s', async (what, damage) => {
+      const { file } = await tornLog();
       new AuditLog(file);
       damage(`${file}.torn-3`);
       const result = verifyAuditLog(file);
@@ -297,11 +297,11 @@ describe('verifyAuditLog', () => {
   let chainDir: string;
   let chain: string[];
 
-  beforeAll(() => {
+  beforeAll(async () => {
     chainDir = fs.mkdtempSync(path.join(os.tmpdir(), 'kelid-audit-chain-'));
     const file = path.join(chainDir, 'audit.jsonl');
     const log = new AuditLog(file);
-    for (let i = 1; i <= 1000; i++) log.append(record(i));
+    await Promise.all(Array.from({ length: 1000 }, (_, i) => log.append(record(i + 1))));
     chain = lines(file);
   });
   afterAll(() => {
@@ -432,16 +432,16 @@ describe('verifyAuditLog', () => {
     });
   });
 
-  it('misses an edit of the last line, which the running agent exposes with its next append', () => {
+  it('misses an edit of the last line, which the running agent exposes with its next append', async () => {
     const file = path.join(dir, 'audit.jsonl');
     const log = new AuditLog(file);
-    for (let i = 1; i <= 3; i++) log.append(record(i));
+    for (let i = 1; i <= 3; i++) await log.append(record(i));
     const ls = lines(file);
     ls[2] = ls[2].replace('ERR_USER_CANCELLED', 'ERR_CONSENT_TIMEOUT');
     expect(ls[2]).not.toBe(lines(file)[2]);
     writeLines(file, ls);
     expect(verifyAuditLog(file)).toEqual({ ok: true, lines: 3 });
-    log.append(record(4));
+    await log.append(record(4));
     expect(verifyAuditLog(file)).toMatchObject({ ok: false, line: 4 });
   });
 
