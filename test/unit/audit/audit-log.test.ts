@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { AuditLog, hashDigests, verifyAuditLog } from '../../../src/audit/audit-log.js';
-import type { AuditRecord } from '../../../src/audit/audit-log.js';
+import type { AuditEntry, AuditIo, AuditRecord } from '../../../src/audit/audit-log.js';
 import { isKelidError } from '../../../src/errors.js';
 
 const CERT_SHA = createHash('sha256').update('certificate').digest('hex');
@@ -289,6 +289,161 @@ describe('AuditLog', () => {
       const result = verifyAuditLog(file);
       expect(result).toMatchObject({ ok: false, line: 3 });
       expect(!result.ok && result.reason).toContain(what === 'removed' ? 'missing' : 'changed');
+    });
+  });
+});
+
+describe('AuditLog group commit', () => {
+  // One distinct origin per call, so the file shows which call each line came from.
+  const nth = (i: number): AuditRecord => ({ ...record(i), origin: `https://site-${i}.example` });
+
+  it('writes many concurrent appends in call order, numbered and chained, each promise with its line', async () => {
+    const file = path.join(dir, 'audit.jsonl');
+    const log = new AuditLog(file);
+    const calls: Promise<AuditEntry>[] = [];
+    // Three waves: one turn, then two more while earlier batches are being written.
+    for (let wave = 0; wave < 3; wave++) {
+      for (let i = 0; i < 100; i++) calls.push(log.append(nth(calls.length + 1)));
+      await new Promise((r) => setImmediate(r));
+    }
+    const entries = await Promise.all(calls);
+    const ls = lines(file);
+    expect(ls.map((l) => JSON.parse(l).origin)).toEqual(calls.map((_, i) => `https://site-${i + 1}.example`));
+    expect(entries.map((e) => e.seq)).toEqual(calls.map((_, i) => i + 1));
+    expect(entries.map((e) => JSON.stringify(e))).toEqual(ls);
+    expect(verifyAuditLog(file)).toEqual({ ok: true, lines: 300 });
+  });
+
+  it('flushes N concurrent appends with fewer than N fsyncs and answers none before its fsync completed', async () => {
+    const file = path.join(dir, 'audit.jsonl');
+    const calls: Promise<AuditEntry>[] = [];
+    const early: number[] = []; // lines answered before an fsync covering them completed
+    let durable = 0; // lines in the file when the last completed fsync started
+    let syncs = 0;
+    const batches: number[] = [];
+    const append = (): void => {
+      const call = log.append(nth(calls.length + 1));
+      calls.push(call);
+      void call.then((e) => (e.seq > durable ? early.push(e.seq) : undefined));
+    };
+    const log: AuditLog = new AuditLog(file, {
+      io: {
+        write: async (handle, data) => {
+          batches.push(data.toString().split('\n').length - 1);
+          // Appended while the first batch is being written: they must form the next batch.
+          if (batches.length === 1) for (let i = 0; i < 25; i++) append();
+          await handle.write(data);
+        },
+        sync: async (handle) => {
+          syncs++;
+          const inFile = lines(file).length;
+          await handle.sync();
+          durable = inFile;
+        },
+      },
+    });
+    for (let i = 0; i < 25; i++) append();
+    await calls[0];
+    const entries = await Promise.all(calls);
+    expect(entries).toHaveLength(50);
+    expect(batches).toEqual([25, 25]);
+    expect(syncs).toBe(2);
+    expect(syncs).toBeLessThan(entries.length);
+    expect(early).toEqual([]);
+    expect(verifyAuditLog(file)).toEqual({ ok: true, lines: 50 });
+  });
+
+  it.each<[string, Partial<AuditIo>]>([
+    [
+      'write, cut short',
+      {
+        write: async (handle, data) => {
+          await handle.write(data.subarray(0, Math.floor(data.length / 2)));
+          throw new Error('ENOSPC (injected)');
+        },
+      },
+    ],
+    [
+      'fsync',
+      {
+        sync: async (handle) => {
+          await handle.sync();
+          throw new Error('EIO (injected)');
+        },
+      },
+    ],
+  ])(
+    'rejects every caller of a batch whose %s failed, leaves none of its lines, and the next batch works',
+    async (_what, failing) => {
+      const file = path.join(dir, 'audit.jsonl');
+      let fail = false;
+      const next: Promise<AuditEntry>[] = [];
+      const log: AuditLog = new AuditLog(file, {
+        io: {
+          write: async (handle, data) => {
+            if (fail) {
+              // The next batch gathers while this one fails.
+              for (let i = 0; i < 3; i++) next.push(log.append(nth(100 + i)));
+              if (failing.write) {
+                fail = false;
+                return failing.write(handle, data);
+              }
+            }
+            await handle.write(data);
+          },
+          sync: async (handle) => {
+            if (fail && failing.sync) {
+              fail = false;
+              return failing.sync(handle);
+            }
+            return handle.sync();
+          },
+        },
+      });
+      await Promise.all([log.append(nth(1)), log.append(nth(2))]);
+      const good = fs.readFileSync(file, 'utf8');
+      fail = true;
+      const failed = await Promise.allSettled([1, 2, 3, 4, 5].map((i) => log.append(nth(10 + i))));
+      expect(fail).toBe(false);
+      for (const r of failed) {
+        expect(r.status).toBe('rejected');
+        expect(isKelidError(r.status === 'rejected' ? r.reason : undefined, 'ERR_INTERNAL')).toBe(true);
+      }
+      expect(fs.readFileSync(file, 'utf8')).toBe(good);
+      const after = await Promise.all(next);
+      expect(after.map((e) => e.seq)).toEqual([3, 4, 5]);
+      expect((await log.append(nth(200))).seq).toBe(6);
+      expect(lines(file).map((l) => JSON.parse(l).origin)).toEqual(
+        [1, 2, 100, 101, 102, 200].map((i) => `https://site-${i}.example`),
+      );
+      expect(verifyAuditLog(file)).toEqual({ ok: true, lines: 6 });
+    },
+  );
+
+  it('repairs a batch cut short by a crash: its whole lines stay, its torn line is moved aside', async () => {
+    const whole = path.join(dir, 'whole.jsonl');
+    const writer = new AuditLog(whole);
+    await writer.append(nth(1));
+    const before = fs.statSync(whole).size;
+    await Promise.all([2, 3, 4, 5].map((i) => writer.append(nth(i))));
+    const bytes = fs.readFileSync(whole);
+    // Cut the batch (lines 2-5) in the middle of line 4, as a crash during its one write may leave it.
+    const line4 = bytes.indexOf('\n', bytes.indexOf('\n', before) + 1) + 1;
+    const file = path.join(dir, 'audit.jsonl');
+    fs.writeFileSync(file, bytes.subarray(0, line4 + 40));
+    const log = new AuditLog(file);
+    expect(fs.readFileSync(`${file}.torn-4`)).toEqual(bytes.subarray(line4, line4 + 40));
+    expect(lines(file).map((l) => JSON.parse(l).method)).toEqual([
+      'sign.cms',
+      'sign.cms',
+      'pin.change',
+      'audit.repair',
+    ]);
+    expect((await log.append(nth(6))).seq).toBe(5);
+    expect(verifyAuditLog(file)).toEqual({
+      ok: true,
+      lines: 5,
+      repairs: [{ line: 4, tornFile: `${file}.torn-4` }],
     });
   });
 });
