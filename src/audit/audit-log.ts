@@ -16,10 +16,10 @@ import type { ErrorCode } from '../errors.js';
 // own: an edit to the very last line, or the removal of whole lines at the end (nothing follows them).
 // A running agent keeps the hash of the last line it wrote, so its next line exposes such an edit.
 //
-// A torn last line (an append cut short by a crash or power loss: bytes after the last newline) is
-// repaired when the log is opened, never dropped silently: its bytes are moved to
-// `audit.jsonl.torn-<seq>`, the file is cut back to the last newline, and line <seq> records the
-// repair (`method: "audit.repair"`, `tornSha256` = SHA-256 of the moved bytes), so the chain shows
+// A torn last line (a write cut short by a crash or power loss: bytes after the last newline; whole
+// lines before it from the same batch stay, chained as written) is repaired when the log is opened,
+// never dropped silently: its bytes are moved to `audit.jsonl.torn-<seq>`, the file is cut back to
+// the last newline, and line <seq> records the repair (`method: "audit.repair"`, `tornSha256` = SHA-256 of the moved bytes), so the chain shows
 // it and `verifyAuditLog` checks the side file against it. Any other damage is left for the operator.
 
 /** The name of the audit log inside the state directory. */
