@@ -19,8 +19,9 @@ import type { ErrorCode } from '../errors.js';
 // A torn last line (a write cut short by a crash or power loss: bytes after the last newline; whole
 // lines before it from the same batch stay, chained as written) is repaired when the log is opened,
 // never dropped silently: its bytes are moved to `audit.jsonl.torn-<seq>`, the file is cut back to
-// the last newline, and line <seq> records the repair (`method: "audit.repair"`, `tornSha256` = SHA-256 of the moved bytes), so the chain shows
-// it and `verifyAuditLog` checks the side file against it. Any other damage is left for the operator.
+// the last newline, and line <seq> records the repair (`method: "audit.repair"`, `tornSha256` =
+// SHA-256 of the moved bytes), so the chain shows it and `verifyAuditLog` checks the side file
+// against it. Any other damage is left for the operator.
 
 /** The name of the audit log inside the state directory. */
 export const AUDIT_LOG_FILE = 'audit.jsonl';
