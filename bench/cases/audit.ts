@@ -30,8 +30,9 @@ export const AUDIT_RECORD: AuditRecord = {
 
 /**
  * `concurrency` callers, each appending one line after another until `total` lines are written.
- * Latency is from a caller's call to its line being durable; a synchronous append is entered after
- * a yield, so callers queued behind another's fsync wait for it as requests would.
+ * Latency is from a caller's call to its line being durable. Each call first yields to the event
+ * loop, as a request arriving by socket would, so callers queued behind a synchronous fsync wait
+ * for it as requests do.
  */
 export async function measureAudit(
   append: (record: AuditRecord) => unknown,
@@ -45,7 +46,7 @@ export async function measureAudit(
     while (issued < total) {
       issued++;
       const start = nowMs();
-      await null;
+      await new Promise((r) => setImmediate(r));
       await append(AUDIT_RECORD);
       latencies.push(nowMs() - start);
     }
