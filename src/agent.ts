@@ -536,7 +536,7 @@ export class Agent {
         const revoked = grants.revoke(origin);
         const configured = configuredSites.includes(origin);
         if (revoked) {
-          this.#appendAudit({ origin, method: 'sites.revoke', tokenSerial: null, result: 'ok' });
+          await this.#appendAudit({ origin, method: 'sites.revoke', tokenSerial: null, result: 'ok' });
           if (!configured)
             for (const c of this.#connections)
               if (c.origin === origin && c.tier === 'site') c.tier = 'unknown';
@@ -549,9 +549,9 @@ export class Agent {
     }
   }
 
-  #appendAudit(record: AuditRecord): void {
+  #appendAudit(record: AuditRecord): Promise<unknown> {
     if (!this.#audit) throw new KelidError('ERR_INTERNAL', 'the audit log is not open');
-    this.#audit.append(record);
+    return this.#audit.append(record);
   }
 
   /** Stop serving, withdraw pending consents, stop the module hosts and remove agent.json. */
