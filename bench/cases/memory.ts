@@ -52,6 +52,7 @@ export async function memory(f: Fixture, p: Profile): Promise<Row[]> {
   const total = (): number => pids().reduce((s, pid) => s + rssMiB(pid), 0);
   let idle: number;
   let hwm = Number.NaN;
+  let agentHwm = Number.NaN;
   const both: number[] = [];
   const agentOnly: number[] = [];
   try {
@@ -72,7 +73,8 @@ export async function memory(f: Fixture, p: Profile): Promise<Row[]> {
       agentOnly.push(rssMiB(agent.pid));
     }
     // Each process's own high-water mark; their sum bounds the peak of the sum from above.
-    hwm = pids().reduce((s, pid) => s + peakRssMiB(pid), 0);
+    agentHwm = peakRssMiB(agent.pid);
+    hwm = agentHwm + childPids(agent.pid).reduce((s, pid) => s + peakRssMiB(pid), 0);
   } finally {
     await client.close();
     await agent.stop();
@@ -109,6 +111,7 @@ export async function memory(f: Fixture, p: Profile): Promise<Row[]> {
       baseline: Math.max(...raw.samples),
       kelid: hwm,
       better: 'lower',
+      note: `agent ${agentHwm.toFixed(0)} MiB, module host ${(hwm - agentHwm).toFixed(0)} MiB`,
     }),
     row({
       section: SECTION,
