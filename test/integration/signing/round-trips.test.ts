@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { renameSync, readdirSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EventEmitter } from 'node:events';
 import { ConsentBroker } from '../../../src/consent/consent-broker.js';
@@ -182,5 +183,141 @@ describe('round trips of one signature (SoftHSM, real module host)', () => {
       counted.length,
       `${counted.length} round trips: ${counted.join(', ')} (${JSON.stringify(byMethod)})`,
     ).toBeLessThanOrEqual(MAX_ROUND_TRIPS);
+  });
+});
+
+/** A self-signed-by-a-test-CA signing certificate for a new P-256 key on the token; its certificateId. */
+async function signingCertificate(
+  provisioning: ProvisioningService,
+  tokenId: string,
+  work: string,
+  name: string,
+): Promise<string> {
+  const { csr } = await provisioning.generateKey(tokenId, PIN, {
+    algorithm: { name: 'EC', namedCurve: 'P-256' },
+    label: name,
+    csr: { subject: `CN=${name}`, keyUsage: ['digitalSignature', 'nonRepudiation'] },
+  });
+  fs.writeFileSync(path.join(work, `${name}.csr`), csr!);
+  const run = (args: string[]) => execFileSync('openssl', args, { cwd: work, stdio: 'ignore' });
+  run(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', `${name}-ca.key`]);
+  run([
+    'req',
+    '-x509',
+    '-new',
+    '-key',
+    `${name}-ca.key`,
+    '-subj',
+    `/CN=${name} CA`,
+    '-days',
+    '2',
+    '-out',
+    `${name}-ca.pem`,
+  ]);
+  fs.writeFileSync(path.join(work, 'ext'), '[e]\nkeyUsage=critical,digitalSignature,nonRepudiation\n');
+  run([
+    'x509',
+    '-req',
+    '-in',
+    `${name}.csr`,
+    '-CA',
+    `${name}-ca.pem`,
+    '-CAkey',
+    `${name}-ca.key`,
+    '-set_serial',
+    '3',
+    '-days',
+    '2',
+    '-extfile',
+    'ext',
+    '-extensions',
+    'e',
+    '-out',
+    `${name}.pem`,
+  ]);
+  const cert = await provisioning.importCertificate(tokenId, PIN, {
+    certificate: fs.readFileSync(path.join(work, `${name}.pem`), 'utf8'),
+  });
+  return cert.certificateId;
+}
+
+describe('a token that changes between the preflight and the signature (SoftHSM)', () => {
+  const hsm = new SoftHsm('kelid-swap-');
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'kelid-swap-work-'));
+  let modules: ModuleManager;
+  let tokens: TokenService;
+  let provisioning: ProvisioningService;
+  const calls: HostMethod[] = [];
+
+  beforeAll(async () => {
+    modules = new ModuleManager([
+      { id: 'softhsm', path: hsm.module, env: hsm.env, reinitializeToDetectTokens: true },
+    ]);
+    await modules.start();
+    const host = modules.modules()[0]!.host;
+    if (!(host instanceof HostClient)) throw new Error('expected the real host client');
+    host.on('call', (m: HostMethod) => calls.push(m));
+    tokens = new TokenService(modules);
+    provisioning = new ProvisioningService(tokens, DEFAULT_PIN_POLICY);
+  }, 60_000);
+
+  afterAll(async () => {
+    await modules?.stop();
+    hsm.cleanup();
+    fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  /** A token with a signing certificate, prepared for a signature (preflight made); its directory. */
+  async function prepared(
+    label: string,
+  ): Promise<{ signing: SigningService; certificateId: string; dir: string }> {
+    const dirsBefore = new Set(readdirSync(hsm.tokenDir));
+    hsm.initToken(label, 'SoPin123', PIN);
+    const dir = readdirSync(hsm.tokenDir).find((d) => !dirsBefore.has(d))!;
+    const tokenId = (await tokens.listTokens({ reinitialize: true })).find((t) => t.label === label)!.tokenId;
+    const certificateId = await signingCertificate(provisioning, tokenId, work, label);
+    const signing = new SigningService(tokens);
+    await signing.preflight(certificateId, { use: 'raw' });
+    return { signing, certificateId, dir };
+  }
+
+  it('is unplugged, and the module has noticed before the agent did: no login, ERR_CERTIFICATE_NOT_FOUND', async () => {
+    const { signing, certificateId, dir } = await prepared('unplugged');
+    renameSync(path.join(hsm.tokenDir, dir), path.join(hsm.dir, 'away-1'));
+    // The module re-reads its slots (as the watcher's next poll would make it), behind the agent's back.
+    await modules.modules()[0]!.host.call('listSlots', { reinitialize: true });
+    calls.length = 0;
+    await expect(
+      signing.signRaw(certificateId, PIN, { digest: randomBytes(32), digestAlgorithm: 'SHA-256' }),
+    ).rejects.toMatchObject({ code: 'ERR_CERTIFICATE_NOT_FOUND' });
+    expect(calls).not.toContain('sign');
+    expect(calls).not.toContain('login');
+    expect(calls.filter((c) => c === 'openLogin').length).toBeLessThanOrEqual(1);
+  });
+
+  it("is replaced by another token in the same slot: never a signature with the other token's key", async () => {
+    const { signing, certificateId, dir } = await prepared('replaced');
+    renameSync(path.join(hsm.tokenDir, dir), path.join(hsm.dir, 'away-2'));
+    // Another token with the same label takes its place (and a key and certificate of its own).
+    hsm.initToken('replaced', 'SoPin123', PIN);
+    const other = (await tokens.listTokens({ reinitialize: true })).find((t) => t.label === 'replaced')!;
+    await signingCertificate(provisioning, other.tokenId, work, 'replaced');
+    calls.length = 0;
+    await expect(
+      signing.signRaw(certificateId, PIN, { digest: randomBytes(32), digestAlgorithm: 'SHA-256' }),
+    ).rejects.toMatchObject({ code: 'ERR_CERTIFICATE_NOT_FOUND' });
+    expect(calls).not.toContain('sign');
+    expect(calls).not.toContain('openLogin');
+  });
+
+  it("comes back under its id after the module noticed: signs with the preflight's location re-found", async () => {
+    const { signing, certificateId, dir } = await prepared('replugged');
+    renameSync(path.join(hsm.tokenDir, dir), path.join(hsm.dir, 'away-3'));
+    await modules.modules()[0]!.host.call('listSlots', { reinitialize: true });
+    renameSync(path.join(hsm.dir, 'away-3'), path.join(hsm.tokenDir, dir));
+    await modules.modules()[0]!.host.call('listSlots', { reinitialize: true });
+    const digest = randomBytes(32);
+    const { signature } = await signing.signRaw(certificateId, PIN, { digest, digestAlgorithm: 'SHA-256' });
+    expect(signature.length).toBeGreaterThan(60);
   });
 });
