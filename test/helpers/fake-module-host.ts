@@ -94,13 +94,17 @@ export class FakeModuleHost implements ModuleHost {
           (flags & (p.refuseFlags as number)) !== 0
         )
           return { slot, found: [] } as unknown as HostMethods[M]['result'];
+        // One round trip: the login inside is recorded as this openLogin only.
         this.calls.pop();
-        await this.call('login', {
-          sessionId: 1,
-          userType: p.userType as 'user' | 'so',
-          pin: p.pin as string,
-        });
-        this.calls[this.calls.length - 1] = 'openLogin';
+        try {
+          await this.call('login', {
+            sessionId: 1,
+            userType: p.userType as 'user' | 'so',
+            pin: p.pin as string,
+          });
+        } finally {
+          this.calls[this.calls.length - 1] = 'openLogin';
+        }
         return {
           slot,
           sessionId: 1,
