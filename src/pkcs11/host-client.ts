@@ -106,7 +106,8 @@ function deathSignalWrapper(): string[] | null {
  * The agent's side of one module host process: spawns it, sends typed requests, enforces deadlines,
  * fails in-flight calls with ERR_MODULE_FAILED when the host dies, and restarts it with backoff.
  *
- * Events: `ready` (ModuleInfo), `exit` ({code, signal, expected}), `state` (HostState).
+ * Events: `ready` (ModuleInfo), `exit` ({code, signal, expected}), `state` (HostState), and `call`
+ * (the {@link HostMethod}) for every round trip sent to the host: tests count them at this seam.
  */
 export class HostClient extends EventEmitter implements ModuleHost {
   readonly moduleId: string;
@@ -296,6 +297,7 @@ export class HostClient extends EventEmitter implements ModuleHost {
       throw new KelidError('ERR_MODULE_FAILED', 'the PKCS#11 module host is not running');
     }
     const id = this.nextId++;
+    this.emit('call', method);
     return new Promise<HostMethods[M]['result']>((resolve, reject) => {
       const timer = setTimeout(() => {
         if (!this.pending.delete(id)) return;
