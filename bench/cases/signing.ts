@@ -187,22 +187,6 @@ export async function hostLevel(f: Fixture, p: Profile): Promise<{ rows: Row[]; 
   return { rows, raw };
 }
 
-/** sign.raw time over raw login + sign + logout at one percentile, against the issue's target. */
-function overheadRow(alg: AlgorithmName, q: number, kelidMs: number, rawMs: number): Row {
-  const limit = q === 50 ? 2 : 8;
-  const overhead = kelidMs - rawMs;
-  return row({
-    section: SECTION_L,
-    measure: `${alg}: sign.raw p${q} overhead over raw login + sign + logout`,
-    unit: 'ms',
-    baselineLabel: 'raw login+sign+logout',
-    baseline: rawMs,
-    kelid: overhead,
-    better: 'lower',
-    target: { text: `≤ ${limit} ms`, met: overhead <= limit },
-  });
-}
-
 interface SignRawResult {
   signature: string;
 }
@@ -349,8 +333,6 @@ export async function apiLevel(f: Fixture, agent: AgentProcess, p: Profile, raw:
                 kelid: percentile(lat, q),
                 better: 'lower',
               }),
-              // Issue 16: what Kelid adds to the token's own work (consent by a program included).
-              overheadRow(alg, q, percentile(lat, q), percentile(raw.loginSignLogoutLatency[alg], q)),
               row({
                 section: SECTION_L,
                 measure: `${alg}: sign.raw p${q}, against one raw signature`,
