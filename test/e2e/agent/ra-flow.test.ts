@@ -17,7 +17,8 @@ const SO_PIN = 'Qz7SoPin4Kelid';
 const USER_PIN = '8273619405';
 const USER_PIN_2 = '5190283746';
 const WRONG_PIN = '6402918375';
-const BAD_NEW_PIN = '12ab';
+// Refused by the digits-only rule; long and odd like the others, so it never turns up by chance in hex.
+const BAD_NEW_PIN = '73x91q84z6';
 const PINS = [SO_PIN, USER_PIN, USER_PIN_2, WRONG_PIN];
 
 const RA = 'https://ra.example';

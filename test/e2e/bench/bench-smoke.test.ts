@@ -37,6 +37,7 @@ describe('npm run bench -- --smoke', () => {
     const sections = new Set(json.rows.map((x) => x.section.split(':')[0]));
     expect([...sections].sort()).toEqual(
       [
+        'Audit log',
         'Event-loop freedom',
         'Large files in Chromium',
         'Latency of one signature (ms)',
