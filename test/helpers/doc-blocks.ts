@@ -12,6 +12,8 @@ import { join, resolve } from 'node:path';
 // - needs=          tty      run under a pseudo-terminal; the test answers the PIN prompts with the
 //                            sandbox's demo PINs (SO-PIN prompts get the SO-PIN, other PIN prompts the user PIN)
 //                   agent    a running agent on the sandbox's state directory ($KELID_STATE_DIR)
+//                   new-user a HOME and XDG directories of the block's own, no KELID_STATE_DIR, no agent:
+//                            a user who has not run Kelid yet (what the block starts is stopped after it)
 //                   consent  every distinct `<…requestId>` placeholder in the block is replaced by the
 //                            id of a request pending consent (an RA page's keys.generate on the demo
 //                            token, user PIN 1234); implies agent
@@ -32,7 +34,7 @@ export interface Block {
   code: string;
 }
 
-export type Need = 'tty' | 'agent' | 'consent';
+export type Need = 'tty' | 'agent' | 'consent' | 'new-user';
 
 export interface ShellMarker {
   session?: string;
@@ -68,7 +70,7 @@ export function docFiles(): string[] {
 
 export const untested = (b: Block): boolean => /^no-test:\s*\S/.test(b.info);
 
-const NEEDS = new Set<string>(['tty', 'agent', 'consent']);
+const NEEDS = new Set<string>(['tty', 'agent', 'consent', 'new-user']);
 
 /** The `test:` marker of a block, or undefined when it has none; throws on a malformed one. */
 export function shellMarker(b: Block): ShellMarker | undefined {

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -51,44 +51,70 @@ describe('shell blocks of README.md and docs/ run against SoftHSM and a real age
   let env: Record<string, string> = {};
   let demoTokenId = '';
 
+  let inherited: Record<string, string> = {};
+
+  /** HOME, the XDG directories and the runtime directory of one user, under `dir`. */
+  function userEnv(dir: string): Record<string, string> {
+    const runtime = join(dir, 'run');
+    mkdirSync(runtime, { recursive: true, mode: 0o700 });
+    return {
+      ...inherited,
+      HOME: dir,
+      XDG_CONFIG_HOME: join(dir, '.config'),
+      XDG_DATA_HOME: join(dir, '.local/share'),
+      XDG_STATE_HOME: join(dir, '.local/state'),
+      XDG_CACHE_HOME: join(dir, '.cache'),
+      XDG_RUNTIME_DIR: runtime,
+    };
+  }
+
   beforeAll(async () => {
     assertBuilt();
     const bin = join(root, 'bin');
-    const runtime = join(root, 'run');
-    for (const d of [home, bin, runtime]) mkdirSync(d, { recursive: true, mode: 0o700 });
+    mkdirSync(bin, { recursive: true, mode: 0o700 });
     writeFileSync(join(bin, 'kelid'), `#!/bin/sh\nexec '${process.execPath}' '${BIN}' "$@"\n`);
     chmodSync(join(bin, 'kelid'), 0o755);
-    const sandbox: Record<string, string> = {
-      HOME: home,
-      XDG_CONFIG_HOME: join(home, '.config'),
-      XDG_DATA_HOME: join(home, '.local/share'),
-      XDG_STATE_HOME: join(home, '.local/state'),
-      XDG_CACHE_HOME: join(home, '.cache'),
-      XDG_RUNTIME_DIR: runtime,
+    inherited = {
+      ...Object.fromEntries(
+        Object.entries(process.env).filter(
+          (e): e is [string, string] => e[1] !== undefined && !/^(KELID_|SOFTHSM2_CONF$|XDG_)/.test(e[0]),
+        ),
+      ),
+      PATH: `${bin}:${process.env.PATH ?? ''}`,
+      LANG: 'C.UTF-8',
       SOFTHSM2_CONF: hsm.conf,
-      KELID_STATE_DIR: join(root, 'state'),
     };
+    env = { ...userEnv(home), KELID_STATE_DIR: join(root, 'state') };
     if (needsAgent) {
       // The token the consent requests log in to, with the docs' demo user PIN.
       hsm.initToken('demo', SO_PIN, USER_PIN);
       agent = await AgentProcess.start({
         prefix: 'kelid-doc-shell-agent-',
-        env: sandbox,
+        env,
         config: { modules: [{ id: 'softhsm', path: hsm.module, env: hsm.env }], raOrigins: [RA] },
       });
-      sandbox.KELID_STATE_DIR = agent.stateDir;
+      env.KELID_STATE_DIR = agent.stateDir;
       const ra = await agent.connect(RA);
       const { tokens } = await ra.call<{ tokens: Array<{ tokenId: string; label: string }> }>('tokens.list');
       demoTokenId = tokens.find((t) => t.label === 'demo')!.tokenId;
       await ra.close();
     }
-    const inherited = Object.fromEntries(
-      Object.entries(process.env).filter(
-        (e): e is [string, string] => e[1] !== undefined && !/^(KELID_|SOFTHSM2_CONF$|XDG_)/.test(e[0]),
-      ),
-    );
-    env = { ...inherited, ...sandbox, PATH: `${bin}:${process.env.PATH ?? ''}`, LANG: 'C.UTF-8' };
   }, 60_000);
+
+  /**
+   * Stop what a `new-user` block left running in `dir` (`kelid install` starts an agent): every
+   * process of bin/kelid.js whose command line names that directory (agent.json may not be written yet).
+   */
+  function stopProcessesOf(dir: string): void {
+    for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+      try {
+        const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+        if (cmdline.includes(BIN) && cmdline.includes(dir)) process.kill(Number(pid), 'SIGTERM');
+      } catch {
+        // gone meanwhile
+      }
+    }
+  }
 
   afterAll(async () => {
     await agent?.stop();
@@ -99,7 +125,7 @@ describe('shell blocks of README.md and docs/ run against SoftHSM and a real age
   });
 
   /** `bash -euo pipefail <script>`, under a pseudo-terminal (util-linux script) when asked. */
-  function runShell(script: string, cwd: string, tty: boolean): Promise<Run> {
+  function runShell(script: string, cwd: string, tty: boolean, env: Record<string, string>): Promise<Run> {
     return new Promise((resolve, reject) => {
       const child = tty
         ? spawn('script', ['-qefc', `bash -euo pipefail '${script}'`, '/dev/null'], { cwd, env })
@@ -190,7 +216,13 @@ describe('shell blocks of README.md and docs/ run against SoftHSM and a real age
             : { code: block.code, calls: [], pages: [] };
           const script = join(root, `${block.file.replace(/\W/g, '-')}-${block.line}.sh`);
           writeFileSync(script, `${pending.code}\n`);
-          const r = await runShell(script, cwd, marker.needs.includes('tty'));
+          const user = marker.needs.includes('new-user') ? join(cwd, 'home') : undefined;
+          let r: Run;
+          try {
+            r = await runShell(script, cwd, marker.needs.includes('tty'), user ? userEnv(user) : env);
+          } finally {
+            if (user) stopProcessesOf(user);
+          }
           const shown = redact(r.output);
           expect(r.output.includes(SO_PIN), 'the SO-PIN reached the output').toBe(false);
           expect(r.status, `${block.file}:${block.line} output:\n${shown}`).toBe(marker.exit);
