@@ -1,9 +1,9 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AgentProcess, REPO, assertBuilt } from '../../helpers/agent-process.js';
+import { AgentProcess, REPO, assertBuilt, rpcError } from '../../helpers/agent-process.js';
 import type { RpcClient } from '../../helpers/agent-process.js';
 import { blocksOf, docFiles, shellMarker } from '../../helpers/doc-blocks.js';
 import type { Block, ShellMarker } from '../../helpers/doc-blocks.js';
@@ -159,9 +159,9 @@ describe('shell blocks of README.md and docs/ run against SoftHSM and a real age
    */
   async function pendingRequests(
     code: string,
-  ): Promise<{ code: string; calls: Promise<unknown>[]; pages: RpcClient[] }> {
+  ): Promise<{ code: string; calls: Map<string, Promise<unknown>>; pages: RpcClient[] }> {
     const names = [...new Set(code.match(/<\w*[rR]equestId>/g) ?? [])];
-    const calls: Promise<unknown>[] = [];
+    const calls = new Map<string, Promise<unknown>>();
     const pages: RpcClient[] = [];
     for (const name of names) {
       const ra = await agent!.connect(RA);
@@ -174,10 +174,44 @@ describe('shell blocks of README.md and docs/ run against SoftHSM and a real age
       });
       // Settled (approved or denied) by the block; checked after it ran.
       call.catch(() => undefined);
-      calls.push(call);
-      code = code.replaceAll(name, await ra.consentFor(id));
+      const requestId = await ra.consentFor(id);
+      calls.set(new RegExp(`consent (approve|deny) ${name}`).exec(code)?.[1] ?? name, call);
+      code = code.replaceAll(name, requestId);
     }
     return { code, calls, pages };
+  }
+
+  /** What a reader copies from `kelid certs`: the id of the one certificate with its key on a token. */
+  function signingCertificateId(cwd: string): string {
+    // The test's own look-up: only the SoftHSM module, under the id auto-detection gives it (ids of
+    // tokens and certificates include it), not every module found here (faster).
+    const config = join(root, 'softhsm-only.json');
+    writeFileSync(
+      config,
+      JSON.stringify({ autoDetectModules: false, modules: [{ id: 'softhsm2', path: hsm.module }] }),
+    );
+    const kelid = <T>(args: string[]): T =>
+      JSON.parse(
+        execFileSync(process.execPath, [BIN, ...args, '--json', '--config', config], {
+          cwd,
+          env,
+          encoding: 'utf8',
+        }),
+      ) as T;
+    const mine = kelid<Array<{ tokenId: string; initialized: boolean }>>(['tokens'])
+      .filter((t) => t.initialized)
+      .flatMap((t) =>
+        kelid<Array<{ certificateId: string; hasPrivateKey: boolean }>>(['certs', '--token', t.tokenId]),
+      )
+      .filter((c) => c.hasPrivateKey);
+    expect(mine.length, 'certificates with a key on a token').toBe(1);
+    return mine[0]!.certificateId;
+  }
+
+  function writeScript(name: string, code: string): string {
+    const script = join(root, `${name}.sh`);
+    writeFileSync(script, `${code}\n`);
+    return script;
   }
 
   /** The user approves `origin` the way a person does: its page asks, Kelid's window says yes. */
@@ -213,9 +247,11 @@ describe('shell blocks of README.md and docs/ run against SoftHSM and a real age
           if (marker.given && 'site' in marker.given) await approveSite(`https://${marker.given.site}`);
           const pending = marker.needs.includes('consent')
             ? await pendingRequests(block.code)
-            : { code: block.code, calls: [], pages: [] };
-          const script = join(root, `${block.file.replace(/\W/g, '-')}-${block.line}.sh`);
-          writeFileSync(script, `${pending.code}\n`);
+            : { code: block.code, calls: new Map<string, Promise<unknown>>(), pages: [] };
+          const code = block.code.includes('<certificateId>')
+            ? pending.code.replaceAll('<certificateId>', signingCertificateId(cwd))
+            : pending.code;
+          const script = writeScript(`${block.file.replace(/\W/g, '-')}-${block.line}`, code);
           const user = marker.needs.includes('new-user') ? join(cwd, 'home') : undefined;
           let r: Run;
           try {
@@ -226,9 +262,14 @@ describe('shell blocks of README.md and docs/ run against SoftHSM and a real age
           const shown = redact(r.output);
           expect(r.output.includes(SO_PIN), 'the SO-PIN reached the output').toBe(false);
           expect(r.status, `${block.file}:${block.line} output:\n${shown}`).toBe(marker.exit);
-          if (pending.calls.length > 0) {
-            // The block answered every request it was given: none is still waiting.
-            await Promise.allSettled(pending.calls);
+          if (pending.calls.size > 0) {
+            // The block answered every request it was given as it says: approved ones ran, denied
+            // ones failed with ERR_USER_CANCELLED, none is still waiting.
+            const approved = pending.calls.get('approve');
+            const denied = pending.calls.get('deny');
+            if (approved) expect(await approved).toMatchObject({ key: { tokenId: demoTokenId } });
+            if (denied) expect((await rpcError(denied)).data).toMatchObject({ code: 'ERR_USER_CANCELLED' });
+            await Promise.allSettled(pending.calls.values());
             expect(await agent!.pendingConsents()).toEqual([]);
             for (const page of pending.pages) await page.close();
           }
