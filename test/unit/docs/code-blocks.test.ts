@@ -36,6 +36,11 @@ describe('code blocks in README.md and docs/', () => {
     expect(blocks.length).toBeGreaterThan(5);
     // The README's walkthrough and the consent commands are run, not merely marked.
     expect(blocks.filter(isRun).length).toBeGreaterThanOrEqual(4);
+    // Shell code is fenced as `sh`, so that no block escapes the rule under another name.
+    const otherShells = docFiles()
+      .flatMap(blocksOf)
+      .filter((b) => ['bash', 'shell', 'console', 'zsh', 'shell-session'].includes(b.lang));
+    expect(otherShells.map((b) => `${b.file}:${b.line} ${b.lang}`)).toEqual([]);
   });
 
   it('have well-formed `test:` markers on sh blocks, and no marker elsewhere', () => {
