@@ -120,7 +120,7 @@ const autostartStep: InstallStep = {
     if (ctx.start) for (const c of plan.commands) run(c, ctx.log);
     // XDG autostart and the Run key only act at the next login: start the agent now as well.
     if (ctx.start && (plan.kind === 'xdg-autostart' || plan.kind === 'windows-run-key')) {
-      startDetached(ctx.command, ctx.stateDir, ctx.log);
+      await startDetached(ctx.command, ctx.stateDir, ctx.log);
     }
     return record;
   },
@@ -376,13 +376,28 @@ async function undoSteps(ctx: InstallContext, state: InstallState): Promise<void
   }
 }
 
-/** Start `command` in the background, unless this state directory's agent already runs. */
-function startDetached(command: string[], stateDir: string, log: (line: string) => void): void {
+/**
+ * Start `command` in the background, unless this state directory's agent already runs, and wait
+ * (up to 15 s) until it is up: `kelid install && kelid doctor` must find it running.
+ */
+async function startDetached(
+  command: string[],
+  stateDir: string,
+  log: (line: string) => void,
+): Promise<void> {
   if (runningAgentPid(stateDir) !== null) return;
   const child = spawn(command[0], command.slice(1), { detached: true, stdio: 'ignore' });
-  child.on('error', (e) => log(`warning: could not start the agent: ${e.message}`));
+  let failed: string | undefined;
+  child.on('error', (e) => (failed = e.message));
+  child.on('exit', (code, signal) => (failed ??= `it exited (${signal ?? `code ${code}`})`));
+  for (let i = 0; i < 300 && failed === undefined && runningAgentPid(stateDir) === null; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
   child.unref();
-  log(`started the agent (pid ${child.pid ?? '?'})`);
+  if (failed !== undefined) log(`warning: could not start the agent: ${failed}; "kelid serve" shows why`);
+  else if (runningAgentPid(stateDir) === null)
+    log(`warning: the agent (pid ${child.pid ?? '?'}) is not up yet`);
+  else log(`started the agent (pid ${child.pid ?? '?'})`);
 }
 
 function runningAgentPid(stateDir: string): number | null {

@@ -244,8 +244,10 @@ describe('kelid install / uninstall', () => {
     const before = snapshot(home.dir);
     const r = kelid(home, ['install', '--config', config]);
     expect(r.status).toBe(0);
+    // Up when install returns: `kelid install && kelid doctor` (README) finds it running.
     const info = path.join(home.dir, '.local', 'share', 'kelid', 'agent.json');
-    for (let i = 0; i < 300 && !fs.existsSync(info); i++) await new Promise((res) => setTimeout(res, 50));
+    expect(r.stdout).toMatch(/started the agent \(pid \d+\)/);
+    expect(fs.existsSync(info)).toBe(true);
     const pid = (JSON.parse(fs.readFileSync(info, 'utf8')) as { pid: number }).pid;
     expect(fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')).toEqual([
       process.execPath,

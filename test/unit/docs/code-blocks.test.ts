@@ -1,61 +1,59 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { resolveConfig } from '../../../src/config.js';
+import { REPO, blocksOf, docFiles, shellMarker, untested } from '../../helpers/doc-blocks.js';
+import type { Block } from '../../helpers/doc-blocks.js';
 
 // Code in README.md and docs/ that cannot rot (issue 17, section 2). Every fenced js, ts, sh and json
-// block is either checked here or marked with an info string `<lang> no-test: <reason>`:
+// block is either checked or marked with an info string `<lang> no-test: <reason>`:
+// - sh blocks carry a `test:` marker (syntax in test/helpers/doc-blocks.ts) and are run in a sandbox
+//   against SoftHSM and a real agent by test/e2e/docs/shell-blocks.test.ts;
 // - js/ts SDK blocks are type-checked against the browser SDK (src/client), the imports of
 //   /sdk/kelid.js and `kelid/client` mapped to it: a wrong call shape (e.g. listCertificates without `filter`) fails;
 //   README's SDK example is also run in Chromium against the demo stack (e2e/browser/readme-sdk.test.ts);
 // - json blocks parse, and those that look like an agent config pass the config schema.
 
 const run = promisify(execFile);
-const repo = resolve(import.meta.dirname, '../../..');
+const repo = REPO;
 const LANGS = new Set(['js', 'ts', 'sh', 'json']);
 
-interface Block {
-  file: string;
-  line: number;
-  lang: string;
-  info: string;
-  code: string;
-}
-
-function blocksOf(file: string): Block[] {
-  const lines = readFileSync(join(repo, file), 'utf8').split('\n');
-  const out: Block[] = [];
-  for (let i = 0; i < lines.length; i++) {
-    const open = /^```(\S*)(.*)$/.exec(lines[i]!);
-    if (!open) continue;
-    const start = i;
-    const body: string[] = [];
-    for (i++; i < lines.length && !lines[i]!.startsWith('```'); i++) body.push(lines[i]!);
-    out.push({ file, line: start + 1, lang: open[1]!, info: open[2]!.trim(), code: body.join('\n') });
-  }
-  return out;
-}
-
-const files = [
-  'README.md',
-  ...readdirSync(join(repo, 'docs'))
-    .filter((f) => f.endsWith('.md'))
-    .map((f) => `docs/${f}`),
-];
-const blocks = files.flatMap(blocksOf).filter((b) => LANGS.has(b.lang));
-const untested = (b: Block): boolean => /^no-test:\s*\S/.test(b.info);
+const blocks = docFiles()
+  .flatMap(blocksOf)
+  .filter((b) => LANGS.has(b.lang));
 
 describe('code blocks in README.md and docs/', () => {
   const work = mkdtempSync(join(tmpdir(), 'kelid-doc-blocks-'));
   afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-  it('are checked here, or marked `no-test: <reason>`', () => {
-    const unmarked = blocks.filter((b) => !untested(b) && (b.lang === 'sh' || b.info !== ''));
+  it('are checked, or marked `no-test: <reason>`', () => {
+    const isRun = (b: Block): boolean => b.lang === 'sh' && shellMarker(b) !== undefined;
+    const unmarked = blocks.filter((b) => !untested(b) && !isRun(b) && (b.lang === 'sh' || b.info !== ''));
     expect(unmarked.map((b) => `${b.file}:${b.line} ${b.lang} ${b.info}`)).toEqual([]);
     expect(blocks.length).toBeGreaterThan(5);
+    // The README's walkthrough and the consent commands are run, not merely marked.
+    expect(blocks.filter(isRun).length).toBeGreaterThanOrEqual(4);
+    // Shell code is fenced as `sh`, so that no block escapes the rule under another name.
+    const otherShells = docFiles()
+      .flatMap(blocksOf)
+      .filter((b) => ['bash', 'shell', 'console', 'zsh', 'shell-session'].includes(b.lang));
+    expect(otherShells.map((b) => `${b.file}:${b.line} ${b.lang}`)).toEqual([]);
+  });
+
+  it('have well-formed `test:` markers on sh blocks, and no marker elsewhere', () => {
+    for (const b of blocks.filter((x) => /^test:/.test(x.info))) {
+      expect(b.lang, `${b.file}:${b.line}`).toBe('sh');
+      expect(() => shellMarker(b), `${b.file}:${b.line}`).not.toThrow();
+    }
+    expect(() =>
+      shellMarker({ file: 'x.md', line: 1, lang: 'sh', info: 'test: needs=root', code: '' }),
+    ).toThrow(/unknown need root/);
+    expect(() =>
+      shellMarker({ file: 'x.md', line: 1, lang: 'sh', info: 'test: sesion=a', code: '' }),
+    ).toThrow(/unknown or malformed/);
   });
 
   const sdkBlocks = blocks.filter((b) => (b.lang === 'js' || b.lang === 'ts') && !untested(b));
