@@ -6,11 +6,12 @@ import type { IParams, Mechanism, Template } from 'pkcs11js';
 import { afterWrite, beforeWrite } from '../crash-points.js';
 import { KelidError } from '../model/errors.js';
 import { hasCkr, mapPkcs11Error } from './ckr.js';
+import { hostHandler } from './host-handlers.js';
+import type { HostHandlers } from './host-handlers.js';
 import type {
   AttrTemplateItem,
   FoundObject,
   HostEvent,
-  HostMethod,
   HostMethods,
   HostRequest,
   HostResponse,
@@ -529,28 +530,34 @@ function toMechanism(m: MechanismSpec): Mechanism {
   return { mechanism: m.mechanism, parameter: m.parameter as IParams };
 }
 
-const HOST_METHODS: ReadonlySet<string> = new Set<HostMethod>([
-  'moduleInfo',
-  'listSlots',
-  'tokenInfo',
-  'mechanisms',
-  'initToken',
-  'openSession',
-  'closeSession',
-  'login',
-  'logout',
-  'initPin',
-  'setPin',
-  'findObjects',
-  'getAttributes',
-  'setAttributes',
-  'createObject',
-  'destroyObject',
-  'generateKeyPair',
-  'sign',
-  'signMany',
-  'testHang',
-]);
+/**
+ * The dispatch table: one entry per host method, checked against HostMethods by its type (see
+ * host-handlers.ts). Handlers are arrow functions, so no method of the class is reachable by name.
+ */
+function handlersFor(host: ModuleHostProcess): HostHandlers {
+  return {
+    moduleInfo: () => host.moduleInfo(),
+    listSlots: (p) => host.listSlots(p),
+    tokenInfo: (p) => host.tokenInfo(p),
+    mechanisms: (p) => host.mechanisms(p),
+    initToken: (p) => host.initToken(p),
+    openSession: (p) => host.openSession(p),
+    closeSession: (p) => host.closeSession(p),
+    login: (p) => host.login(p),
+    logout: (p) => host.logout(p),
+    initPin: (p) => host.initPin(p),
+    setPin: (p) => host.setPin(p),
+    findObjects: (p) => host.findObjects(p),
+    getAttributes: (p) => host.getAttributes(p),
+    setAttributes: (p) => host.setAttributes(p),
+    createObject: (p) => host.createObject(p),
+    destroyObject: (p) => host.destroyObject(p),
+    generateKeyPair: (p) => host.generateKeyPair(p),
+    sign: (p) => host.sign(p),
+    signMany: (p) => host.signMany(p),
+    testHang: (p) => host.testHang(p),
+  };
+}
 
 function send(message: HostResponse | HostEvent): void {
   process.send?.(message);
@@ -576,20 +583,17 @@ function main(): void {
     return;
   }
 
-  const handlers = host as unknown as Record<HostMethod, (params: unknown) => unknown>;
+  const handlers = handlersFor(host);
   let inFlight = 0;
   process.on('message', (raw: HostRequest) => {
     void (async () => {
       inFlight++;
       try {
-        const fn = HOST_METHODS.has(raw.method) ? handlers[raw.method] : undefined;
-        if (typeof fn !== 'function') {
-          throw new KelidError('ERR_INTERNAL', `unknown host method ${String(raw.method)}`);
-        }
+        const fn = hostHandler(handlers, raw.method);
         const write = beforeWrite('host', raw.method);
         let result: unknown;
         try {
-          result = await fn.call(host, raw.params);
+          result = await fn(raw.params);
         } finally {
           afterWrite('host', raw.method, write);
         }
