@@ -279,7 +279,11 @@ export class HostClient extends EventEmitter implements ModuleHost {
   ): Promise<HostMethods[M]['result']> {
     const timeoutMs = options.timeoutMs ?? this.defaultTimeoutMs;
     if (this._state === 'backoff' || this._state === 'starting') {
-      await Promise.race([this.whenSettled(), new Promise((r) => setTimeout(r, timeoutMs).unref())]);
+      // A referenced timer: a waiting call keeps a CLI process alive (the restart timer does not),
+      // and it is cleared once the host settles, so it does not hold the process any longer.
+      let wait: NodeJS.Timeout | undefined;
+      await Promise.race([this.whenSettled(), new Promise((r) => (wait = setTimeout(r, timeoutMs)))]);
+      clearTimeout(wait);
     }
     if (this._state === 'failed')
       throw this._loadError ?? new KelidError('ERR_MODULE_FAILED', 'the module failed to load');
