@@ -30,7 +30,7 @@ const floors = [
   ['src/consent/'],
   ['src/protocol/'],
   ['src/transport/'],
-  ['src/agent/', 'src/agent\\.ts', 'src/services\\.ts', 'src/install/'],
+  ['src/agent/', 'src/services\\.ts', 'src/install/'],
   ['src/cli/', 'src/index\\.ts', 'src/packaged/'],
 ];
 

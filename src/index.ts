@@ -6,7 +6,7 @@
  */
 
 /** The agent: HTTPS + WebSocket server, consent, site access and audit, over the services below. */
-export { Agent } from './agent.js';
+export { Agent } from './agent/agent.js';
 /** Config file loading and defaults (PROTOCOL.md section 8). */
 export { DEFAULT_CONFIG, loadConfig, resolveConfig } from './config.js';
 export type { KelidConfig } from './config.js';

@@ -1,72 +1,54 @@
-import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { WebSocket } from 'ws';
-import { AUDIT_LOG_FILE, AuditLog } from './audit/audit-log.js';
-import type { AuditRecord } from './audit/audit-log.js';
-import type { KelidConfig } from './config.js';
-import { ConsentBroker } from './consent/consent-broker.js';
-import type { PinRulesView } from './consent/consent-broker.js';
-import { ConsoleSecrets } from './consent/console-secrets.js';
-import { ControlChannel, controlSocketPath, ensurePrivateDirectory } from './consent/control-channel.js';
-import type { ControlRequest } from './consent/control-channel.js';
-import { createLauncher } from './consent/launcher.js';
-import type { Launcher } from './consent/launcher.js';
-import { PromptLimiter } from './consent/rate-limit.js';
-import { SITE_GRANTS_FILE, SiteGrants } from './consent/site-grants.js';
-import { KelidError } from './model/errors.js';
-import { reinstallTrust } from './install/installer.js';
+import { AUDIT_LOG_FILE, AuditLog } from '../audit/audit-log.js';
+import type { AuditRecord } from '../audit/audit-log.js';
+import type { KelidConfig } from '../config.js';
+import { ConsentBroker } from '../consent/consent-broker.js';
+import type { PinRulesView } from '../consent/consent-broker.js';
+import { ConsoleSecrets } from '../consent/console-secrets.js';
+import { ControlChannel, controlSocketPath, ensurePrivateDirectory } from '../consent/control-channel.js';
+import type { ControlRequest } from '../consent/control-channel.js';
+import { createLauncher } from '../consent/launcher.js';
+import type { Launcher } from '../consent/launcher.js';
+import { PromptLimiter } from '../consent/rate-limit.js';
+import { SITE_GRANTS_FILE, SiteGrants } from '../consent/site-grants.js';
+import { reinstallTrust } from '../install/installer.js';
 import {
   UPDATE_PUBLIC_KEY_PEM,
   checkForUpdate,
   readUpdateCheck,
   recordUpdateCheck,
-} from './install/update-manifest.js';
-import { silentLogger } from './log.js';
-import type { Logger } from './log.js';
-import { packageVersion } from './package-files.js';
-import { AGENT_PORT_RANGE, currentPlatformEnv } from './platform-paths.js';
-import type { ConnectionContext, PendingCall, ProtocolEnv } from './protocol/context.js';
-import { Dispatcher, JSON_RPC, rateLimitedResponse } from './protocol/dispatcher.js';
-import { METHODS } from './protocol/methods/index.js';
-import { OriginIds, loadOriginIdsSecret } from './protocol/origin-ids.js';
-import type { AgentServices, StatusApi } from './model/services.js';
-import type { Tier, Token } from './model/types.js';
-import { createAgentServices } from './services.js';
-import type { RunningServices } from './services.js';
-import { StatusService, createRevocationCheck } from './status/status-service.js';
-import { BridgeServer, bridgeSocketPath } from './transport/bridge.js';
-import type { BridgeConnection } from './transport/bridge.js';
-import { normalizeOrigin } from './model/origin.js';
-import { tierForOrigin } from './transport/handshake.js';
-import type { HandshakeConfig } from './transport/handshake.js';
-import { createHttpApp } from './transport/http-routes.js';
-import {
-  ConnectionLimits,
-  RequestRateLimiter,
-  TRANSPORT_LIMITS,
-  UnknownByteBudget,
-} from './transport/limits.js';
-import { AgentServer, setMessageLimit, unknownMaxPayload } from './transport/server.js';
-import type { AcceptedConnection } from './transport/server.js';
-import { ensureTlsMaterial } from './transport/tls.js';
+} from '../install/update-manifest.js';
+import { silentLogger } from '../log.js';
+import type { Logger } from '../log.js';
+import { KelidError } from '../model/errors.js';
+import { normalizeOrigin } from '../model/origin.js';
+import type { RunningAgentServices } from '../model/services.js';
+import type { Token } from '../model/types.js';
+import { packageVersion } from '../package-files.js';
+import { AGENT_PORT_RANGE, currentPlatformEnv } from '../platform-paths.js';
+import type { ProtocolEnv } from '../protocol/context.js';
+import { Dispatcher } from '../protocol/dispatcher.js';
+import { METHODS } from '../protocol/methods/index.js';
+import { OriginIds, loadOriginIdsSecret } from '../protocol/origin-ids.js';
+import { createAgentServices } from '../services.js';
+import { BridgeServer, bridgeSocketPath } from '../transport/bridge.js';
+import { tierForOrigin } from '../transport/handshake.js';
+import type { HandshakeConfig } from '../transport/handshake.js';
+import { createHttpApp } from '../transport/http-routes.js';
+import { ConnectionLimits, TRANSPORT_LIMITS } from '../transport/limits.js';
+import { AgentServer } from '../transport/server.js';
+import { ensureTlsMaterial } from '../transport/tls.js';
+import { PageConnections } from './connection.js';
+import { handleControl, pinRuleView } from './control-handlers.js';
+import type { ControlContext } from './control-handlers.js';
+import { AGENT_INFO_FILE, readRememberedPort, rememberPort, writeFileAtomic } from './files.js';
+import type { AgentInfoFile } from './files.js';
 
-// The running agent: TLS material, audit log, site grants, services, consent broker, the control
-// channel for the CLI, and the HTTPS/WebSocket server, wired together. `start` writes
-// `<stateDir>/agent.json` once everything listens; `stop` undoes it all.
-
-/** `<stateDir>/agent.json` (PROTOCOL.md section 8). */
-export const AGENT_INFO_FILE = 'agent.json';
-
-export interface AgentInfoFile {
-  pid: number;
-  port: number;
-  url: string;
-  caCertificatePem: string;
-  insecureWsPort?: number;
-}
-
-export type RunningAgentServices = AgentServices & { close(): Promise<void> };
+// The running agent's lifecycle: TLS material, audit log, site grants, services, consent broker, the
+// control channel for the CLI, and the HTTPS/WebSocket server, wired together. `start` writes
+// `<stateDir>/agent.json` once everything listens; `stop` undoes it all. Page connections and their
+// message loop are in connection.ts, the control channel's requests in control-handlers.ts.
 
 export interface AgentOptions {
   config: KelidConfig;
@@ -84,93 +66,14 @@ export interface AgentOptions {
   updatePublicKeyPem?: string | null;
 }
 
-/** What a connection needs from its transport: a WebSocket, or a bridge connection of the extension. */
-interface PageChannel {
-  readonly open: boolean;
-  readonly bufferedAmount: number;
-  send(text: string): void;
-  close(code: number, reason: string): void;
-  /** Change the largest message accepted from now on; false when it cannot be changed. */
-  setMessageLimit(bytes: number): boolean;
-  pause(): void;
-  resume(): void;
-}
-
-function webSocketChannel(ws: WebSocket): PageChannel {
-  return {
-    get open() {
-      return ws.readyState === ws.OPEN;
-    },
-    get bufferedAmount() {
-      return ws.bufferedAmount;
-    },
-    send: (text) => ws.send(text),
-    close: (code, reason) => ws.close(code, reason),
-    setMessageLimit: (bytes) => setMessageLimit(ws, bytes),
-    pause: () => ws.pause(),
-    resume: () => ws.resume(),
-  };
-}
-
-class Connection implements ConnectionContext {
-  readonly id = randomBytes(8).toString('hex');
-  readonly calls = new Map<string, PendingCall>();
-  readonly #closed = new AbortController();
-  #tier: Tier;
-
-  constructor(
-    readonly channel: PageChannel,
-    readonly origin: string,
-    tier: Tier,
-    readonly maxMessageBytes: number,
-  ) {
-    this.#tier = tier;
-  }
-
-  get tier(): Tier {
-    return this.#tier;
-  }
-
-  /** A site approved (or revoked) on an open connection: its frame limit follows the tier. */
-  set tier(tier: Tier) {
-    const limit = tier === 'unknown' ? unknownMaxPayload(this.maxMessageBytes) : this.maxMessageBytes;
-    // If the limit cannot be changed (ws internals moved), an approved connection keeps the small
-    // limit (the page reconnects), and a demoted one is closed rather than keep the large limit.
-    if (!this.channel.setMessageLimit(limit) && tier === 'unknown') this.channel.close(1008, 'tier changed');
-    this.#tier = tier;
-  }
-
-  get closed(): AbortSignal {
-    return this.#closed.signal;
-  }
-
-  close(): void {
-    this.#closed.abort();
-  }
-
-  send(text: string): void {
-    if (!this.channel.open) return;
-    if (this.channel.bufferedAmount > TRANSPORT_LIMITS.maxSendBufferBytes) {
-      // The page does not read its answers: stop queueing them in memory.
-      this.channel.close(1008, 'too many unread messages');
-      return;
-    }
-    this.channel.send(text);
-  }
-
-  notify(method: string, params: unknown): void {
-    this.send(JSON.stringify({ jsonrpc: '2.0', method, params }));
-  }
-}
-
+/** The agent: start it, it serves pages until it is stopped. */
 export class Agent {
   readonly config: KelidConfig;
   readonly stateDir: string;
   readonly #log: Logger;
   readonly #options: AgentOptions;
-  readonly #connections = new Set<Connection>();
+  readonly #connections: PageConnections;
   readonly #consoleSecrets = new ConsoleSecrets();
-  readonly #unknownBytes: UnknownByteBudget;
   #services: RunningAgentServices | undefined;
   #server: AgentServer | undefined;
   #bridge: BridgeServer | undefined;
@@ -190,9 +93,7 @@ export class Agent {
     this.stateDir = path.resolve(options.stateDir);
     this.#log = options.logger ?? silentLogger;
     this.#version = options.version ?? packageVersion();
-    // One budget for every unknown-tier connection; its burst is one second's worth.
-    const perSecond = options.config.limits.unknownBytesPerSecond;
-    this.#unknownBytes = new UnknownByteBudget({ perSecond, burst: perSecond });
+    this.#connections = new PageConnections(options.config, this.#log);
   }
 
   get port(): number {
@@ -222,7 +123,7 @@ export class Agent {
     try {
       // The module hosts start (a process each, loading the vendor library) while the TLS material
       // is read or generated: start-up takes the longer of the two, not their sum.
-      const makeServices = this.#options.createServices ?? createDefaultServices;
+      const makeServices = this.#options.createServices ?? createAgentServices;
       const [tlsResult, servicesResult] = await Promise.allSettled([
         ensureTlsMaterial(this.stateDir),
         makeServices(config, { stateDir: this.stateDir, logger: this.#log }),
@@ -293,7 +194,7 @@ export class Agent {
         isApproved: (origin) => configuredSites.includes(origin) || grants.has(origin),
         approve: (origin) => {
           grants.grant(origin);
-          for (const c of this.#connections) if (c.origin === origin && c.tier === 'unknown') c.tier = 'site';
+          this.#connections.retier(origin, 'unknown', 'site');
           this.#log.info({ origin }, 'site approved');
         },
       },
@@ -334,7 +235,7 @@ export class Agent {
       limits,
       handshakeConfig,
       consoleSecrets: this.#consoleSecrets,
-      onConnection: (ws, info) => this.#accept(ws, info, dispatcher),
+      onConnection: (ws, info) => this.#connections.acceptWebSocket(ws, info, dispatcher),
       logger: this.#log,
     });
     this.#server = server;
@@ -349,7 +250,8 @@ export class Agent {
       tierFor: (origin) => tierForOrigin(origin, handshakeConfig(ports.port)),
       maxPayload: config.maxMessageBytes,
       limits,
-      onConnection: (connection, accepted) => this.#acceptBridge(connection, accepted, dispatcher),
+      onConnection: (connection, accepted) =>
+        this.#connections.acceptBridge(connection, accepted, dispatcher),
       logger: this.#log,
     });
     this.#bridge = bridge;
@@ -361,7 +263,16 @@ export class Agent {
     };
     services.tokenEvents.on('changed', this.#onTokensChanged);
 
-    this.#handler = (request) => this.#handleControl(request, broker, grants, configuredSites, lang);
+    const control: ControlContext = {
+      broker,
+      grants,
+      configuredSites,
+      connections: this.#connections,
+      audit: (record) => this.#appendAudit(record),
+      managerUrl: () => `${this.url}/manager/?lang=${lang}#${this.#consoleSecrets.issue()}`,
+      logger: this.#log,
+    };
+    this.#handler = (request) => handleControl(request, control);
 
     const info: AgentInfoFile = {
       pid: process.pid,
@@ -410,145 +321,6 @@ export class Agent {
     return last === null ? AGENT_PORT_RANGE : [last, ...AGENT_PORT_RANGE.filter((p) => p !== last)];
   }
 
-  #accept(ws: WebSocket, info: AcceptedConnection, dispatcher: Dispatcher): void {
-    const serve = this.#serve(webSocketChannel(ws), info, dispatcher, 'wss');
-    ws.on('message', (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => {
-      if (isBinary) serve.message(null, byteLength(data));
-      else
-        serve.message(
-          Array.isArray(data)
-            ? Buffer.concat(data).toString('utf8')
-            : Buffer.from(data as ArrayBuffer).toString('utf8'),
-          byteLength(data),
-        );
-    });
-    ws.on('error', () => ws.terminate());
-    ws.on('close', serve.closed);
-  }
-
-  /** A page's connection through the extension: the same connection, limits and dispatcher as WSS. */
-  #acceptBridge(bridge: BridgeConnection, info: AcceptedConnection, dispatcher: Dispatcher): void {
-    const serve = this.#serve(bridge, info, dispatcher, `extension:${bridge.hello.browser}`);
-    bridge.onMessage((text, bytes) => serve.message(text, bytes));
-    bridge.onClose(serve.closed);
-  }
-
-  /** What both transports do with a page's messages: byte budget, rate limit, dispatch. */
-  #serve(
-    channel: PageChannel,
-    info: AcceptedConnection,
-    dispatcher: Dispatcher,
-    transport: string,
-  ): { message(text: string | null, bytes: number): void; closed(): void } {
-    const conn = new Connection(channel, info.origin, info.tier, this.config.maxMessageBytes);
-    this.#connections.add(conn);
-    this.#log.info({ conn: conn.id, origin: info.origin, tier: info.tier, transport }, 'connection opened');
-    const rate = new RequestRateLimiter({
-      perSecond: this.config.limits.requestsPerSecond,
-      burst: this.config.limits.requestBurst,
-      strikes: TRANSPORT_LIMITS.rateLimitStrikes,
-    });
-    let readAgainAt = 0;
-    let resumeTimer: NodeJS.Timeout | undefined;
-    const message = (text: string | null, bytes: number): void => {
-      if (!channel.open) return;
-      if (conn.tier === 'unknown') {
-        // The unknown tier's shared byte budget: over it, this connection is not read until paid.
-        const wait = this.#unknownBytes.take(bytes);
-        if (wait > 0) {
-          readAgainAt = Math.max(readAgainAt, performance.now() + wait);
-          channel.pause();
-          clearTimeout(resumeTimer);
-          resumeTimer = setTimeout(() => channel.resume(), readAgainAt - performance.now());
-        }
-      }
-      const allowed = rate.take();
-      if (!allowed.ok && allowed.close) {
-        this.#log.info({ conn: conn.id, origin: info.origin }, 'request flood: connection closed');
-        channel.close(1008, 'request rate limit exceeded');
-        return;
-      }
-      if (!allowed.ok && text === null) {
-        conn.send(rateLimitedResponse('', allowed.retryAfterMs));
-        return;
-      }
-      if (text === null) {
-        conn.send(
-          JSON.stringify({
-            jsonrpc: '2.0',
-            id: null,
-            error: {
-              code: JSON_RPC.INVALID_REQUEST,
-              message: 'binary frames are not accepted; send JSON text frames',
-            },
-          }),
-        );
-        return;
-      }
-      if (!allowed.ok) {
-        conn.send(rateLimitedResponse(text, allowed.retryAfterMs));
-        return;
-      }
-      dispatcher.handle(conn, text).then(
-        (reply) => conn.send(reply),
-        (e: unknown) =>
-          this.#log.error({ err: e instanceof Error ? e.message : String(e) }, 'dispatch failed'),
-      );
-    };
-    const closed = (): void => {
-      clearTimeout(resumeTimer);
-      if (!this.#connections.delete(conn)) return;
-      conn.close();
-      info.release();
-      this.#log.info({ conn: conn.id }, 'connection closed');
-    };
-    return { message, closed };
-  }
-
-  async #handleControl(
-    request: ControlRequest,
-    broker: ConsentBroker,
-    grants: SiteGrants,
-    configuredSites: string[],
-    lang: string,
-  ): Promise<unknown> {
-    switch (request.op) {
-      case 'list':
-        return broker.list();
-      case 'approve': {
-        const result = broker.approve({ requestId: request.requestId }, request.secrets);
-        if (result === null) throw notPending();
-        if (!result.ok) {
-          const { code, message, need } = result.error;
-          throw new KelidError(code, message, need === undefined ? {} : { data: { need } });
-        }
-        return { ok: true };
-      }
-      case 'deny':
-        if (!broker.deny({ requestId: request.requestId })) throw notPending();
-        return { ok: true };
-      case 'sites.list':
-        return { approved: grants.list(), configured: configuredSites };
-      case 'sites.revoke': {
-        const origin = normalizeOrigin(request.origin);
-        if (origin === null)
-          throw new KelidError('ERR_INVALID_INPUT', 'not a valid origin (scheme://host[:port])');
-        const revoked = grants.revoke(origin);
-        const configured = configuredSites.includes(origin);
-        if (revoked) {
-          this.#appendAudit({ origin, method: 'sites.revoke', tokenSerial: null, result: 'ok' });
-          if (!configured)
-            for (const c of this.#connections)
-              if (c.origin === origin && c.tier === 'site') c.tier = 'unknown';
-          this.#log.info({ origin }, 'site approval revoked');
-        }
-        return { revoked, configured };
-      }
-      case 'ui.url':
-        return { url: `${this.url}/manager/?lang=${lang}#${this.#consoleSecrets.issue()}` };
-    }
-  }
-
   #appendAudit(record: AuditRecord): void {
     if (!this.#audit) throw new KelidError('ERR_INTERNAL', 'the audit log is not open');
     this.#audit.append(record);
@@ -568,60 +340,12 @@ export class Agent {
     this.#bridge = undefined;
     await this.#server?.close();
     this.#server = undefined;
-    for (const c of this.#connections) c.close();
-    this.#connections.clear();
+    this.#connections.closeAll();
     if (this.#services && this.#onTokensChanged)
       this.#services.tokenEvents.off('changed', this.#onTokensChanged);
     await this.#services?.close();
     this.#services = undefined;
   }
-}
-
-/**
- * The services of a real agent: createAgentServices over the configured modules, with the status
- * service (OCSP/CRL, cached in the state directory) behind `certificates.status` and the signing policy
- * of config `revocation`.
- */
-export async function createDefaultServices(
-  config: KelidConfig,
-  options: { stateDir: string; logger: Logger },
-): Promise<RunningAgentServices> {
-  const checker = new StatusService({
-    stateDir: options.stateDir,
-    timeoutMs: config.revocation.timeoutSeconds * 1000,
-    allowPrivateNetworks: config.revocation.allowPrivateNetworks,
-    proxy: config.proxy,
-    // Pages get "status unavailable" only; which URL failed how stays in the log.
-    coarseErrors: true,
-    logger: options.logger,
-  });
-  // The status API needs the signing service (certificates on tokens), which createAgentServices builds.
-  const ref: { running?: RunningServices } = {};
-  const api: StatusApi = {
-    checkCertificateId: async (certificateId, hooks) => {
-      if (!ref.running) throw new KelidError('ERR_INTERNAL', 'services are not started');
-      const { der, issuers } = await ref.running.signingService.certificateWithIssuers(certificateId);
-      hooks?.onCertificate?.(der);
-      return checker.check(der, { issuers });
-    },
-    checkCertificate: (certificate, issuer) =>
-      checker.check(certificate, { issuers: issuer ? [issuer] : [], callerSupplied: true }),
-  };
-  const running = await createAgentServices(config, {
-    stateDir: options.stateDir,
-    logger: options.logger,
-    status: {
-      api,
-      revocationCheck: createRevocationCheck(
-        checker,
-        config.revocation.enforceOnSign,
-        undefined,
-        config.revocation.maxAgeSeconds === null ? undefined : config.revocation.maxAgeSeconds * 1000,
-      ),
-    },
-  });
-  ref.running = running;
-  return running;
 }
 
 // What a person starting the agent can act on, in one line (the CLI prints the message only).
@@ -643,39 +367,4 @@ function listenError(e: unknown): unknown {
     );
   }
   return e;
-}
-
-function notPending(): KelidError {
-  return new KelidError('ERR_INVALID_INPUT', 'no pending consent request has this id');
-}
-
-function pinRuleView(rule: { minLength: number; maxLength: number; charset: string }): PinRulesView['user'] {
-  return { minLength: rule.minLength, maxLength: rule.maxLength, charset: rule.charset };
-}
-
-function byteLength(data: Buffer | ArrayBuffer | Buffer[]): number {
-  return Array.isArray(data) ? data.reduce((n, b) => n + b.length, 0) : data.byteLength;
-}
-
-function writeFileAtomic(file: string, text: string): void {
-  const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
-  fs.writeFileSync(tmp, text, { mode: 0o600, flag: 'wx' });
-  fs.renameSync(tmp, file);
-}
-
-/** `<stateDir>/port`: the port of the range this user's agent got last time (kept across restarts). */
-export const PORT_FILE = 'port';
-
-function readRememberedPort(stateDir: string): number | null {
-  try {
-    const port = Number(fs.readFileSync(path.join(stateDir, PORT_FILE), 'utf8').trim());
-    return AGENT_PORT_RANGE.includes(port) ? port : null;
-  } catch {
-    return null;
-  }
-}
-
-function rememberPort(stateDir: string, port: number): void {
-  if (readRememberedPort(stateDir) === port) return;
-  writeFileAtomic(path.join(stateDir, PORT_FILE), `${port}\n`);
 }

@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { Agent } from '../../agent.js';
+import { Agent } from '../../agent/agent.js';
 import { loadConfig } from '../../config.js';
 import { ensurePrivateDirectory } from '../../consent/control-channel.js';
 import { LOG_DIR, LOG_FILE } from '../../log-file.js';

@@ -1,5 +1,6 @@
 import { Command, InvalidArgumentError } from 'commander';
-import { SigningService } from '../../signing/signing-service.js';
+import { loadConfig } from '../../config.js';
+import { createStatusChecker } from '../../services.js';
 import { openTokenContext } from '../context.js';
 import * as fs from 'node:fs';
 import { KelidError, isKelidError } from '../../model/errors.js';
@@ -7,7 +8,6 @@ import { describeCertificate } from '../../pki/certificate.js';
 import type { Status } from '../../model/types.js';
 import { resolveStateDir } from '../../state-dir.js';
 import { parseCertificateBundle } from '../../status/certificate-bundle.js';
-import { StatusService } from '../../status/status-service.js';
 import type { StatusChecker, StatusServiceOptions } from '../../status/status-service.js';
 
 /** Exit status of `kelid status`: 0 good, 1 no answer or bad input, 3 revoked, 4 unknown. */
@@ -78,7 +78,7 @@ export const tokenCertificateSource: CertificateSource = {
   load: async (options) => {
     const ctx = await openTokenContext(options.config ? { config: options.config } : {});
     try {
-      const { der, issuers } = await new SigningService(ctx.tokens).certificateWithIssuers(
+      const { der, issuers } = await ctx.services.signingService.certificateWithIssuers(
         options.certificateId!,
       );
       return { certificate: der, issuers, close: () => ctx.close() };
@@ -91,7 +91,8 @@ export const tokenCertificateSource: CertificateSource = {
 
 export interface StatusCommandDeps {
   sources?: CertificateSource[];
-  createService?: (options: StatusServiceOptions) => StatusChecker;
+  /** Build the checker; `config` is the `--config` file (default: the composition root's). */
+  createService?: (options: StatusServiceOptions, config?: string) => StatusChecker;
   stdout?: (text: string) => void;
   stderr?: (text: string) => void;
   setExitCode?: (code: number) => void;
@@ -147,7 +148,10 @@ export function statusCommand(deps: StatusCommandDeps = {}): Command {
     ((c: number) => {
       process.exitCode = c;
     });
-  const createService = deps.createService ?? ((o: StatusServiceOptions) => new StatusService(o));
+  // The checker of the composition root, with the config's proxy; this command's deadline and cache.
+  const createService =
+    deps.createService ??
+    ((o: StatusServiceOptions, config?: string) => createStatusChecker(loadConfig(config), o));
 
   return new Command('status')
     .description('check whether a certificate is revoked (OCSP, then CRL)')
@@ -179,10 +183,13 @@ export function statusCommand(deps: StatusCommandDeps = {}): Command {
       const loaded = await chosen[0]!.load(options);
       try {
         const description = describeCertificate(loaded.certificate);
-        const service = createService({
-          timeoutMs: options.timeout * 1000,
-          ...(options.cache ? { stateDir: resolveStateDir(options.stateDir) } : {}),
-        });
+        const service = createService(
+          {
+            timeoutMs: options.timeout * 1000,
+            ...(options.cache ? { stateDir: resolveStateDir(options.stateDir) } : {}),
+          },
+          options.config,
+        );
         let status: Status;
         try {
           status = await service.check(loaded.certificate, { issuers: loaded.issuers });
