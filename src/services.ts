@@ -4,6 +4,7 @@
 
 import type { KelidConfig } from './config.js';
 import type { RunningAgentServices, StatusApi } from './model/services.js';
+import type { WriteHooks } from './model/test-hooks.js';
 import { silentLogger } from './log.js';
 import type { Logger } from './log.js';
 import { discoverModules } from './pkcs11/module-discovery.js';
@@ -61,6 +62,8 @@ export interface ServiceOptions {
    * what the agent sends to pages. Default false (the CLI shows them).
    */
   coarseStatusErrors?: boolean;
+  /** Test hooks around module host calls (crash points); only an entry point gives them. */
+  testHooks?: WriteHooks;
 }
 
 /** Everything the composition root built; `close` stops the watcher and the module hosts. */
@@ -85,6 +88,7 @@ export async function createServices(config: KelidConfig, options: ServiceOption
   const moduleManager = new ModuleManager(moduleSpecs(config), {
     logger,
     callTimeoutMs: config.pkcs11.callTimeoutSeconds * 1000,
+    ...(options.testHooks ? { hooks: options.testHooks } : {}),
   });
   await moduleManager.start();
   try {

@@ -24,6 +24,7 @@ import type { Logger } from '../log.js';
 import { KelidError } from '../model/errors.js';
 import { normalizeOrigin } from '../model/origin.js';
 import type { RunningAgentServices } from '../model/services.js';
+import type { TestHooks } from '../model/test-hooks.js';
 import type { Token } from '../model/types.js';
 import { packageVersion } from '../package-files.js';
 import { AGENT_PORT_RANGE, currentPlatformEnv } from '../platform-paths.js';
@@ -57,8 +58,10 @@ export interface AgentOptions {
   /** Build the services (default: createAgentServices over the configured modules). */
   createServices?: (
     config: KelidConfig,
-    options: { stateDir: string; logger: Logger },
+    options: { stateDir: string; logger: Logger; testHooks?: TestHooks },
   ) => Promise<RunningAgentServices>;
+  /** Test hooks (crash points), given by `kelid serve` only with KELID_TEST_HOOKS=1. */
+  testHooks?: TestHooks;
   /** Open the agent's pages (default: from config `consent.launcher`). */
   launcher?: Launcher;
   version?: string;
@@ -126,7 +129,11 @@ export class Agent {
       const makeServices = this.#options.createServices ?? createAgentServices;
       const [tlsResult, servicesResult] = await Promise.allSettled([
         ensureTlsMaterial(this.stateDir),
-        makeServices(config, { stateDir: this.stateDir, logger: this.#log }),
+        makeServices(config, {
+          stateDir: this.stateDir,
+          logger: this.#log,
+          ...(this.#options.testHooks ? { testHooks: this.#options.testHooks } : {}),
+        }),
       ]);
       if (servicesResult.status === 'fulfilled') this.#services = servicesResult.value;
       if (tlsResult.status === 'rejected') throw tlsResult.reason;
@@ -138,7 +145,8 @@ export class Agent {
         // Browsers trusted the old CA only if `kelid install` put it in their stores: re-trust there.
         reinstallTrust(this.stateDir, currentPlatformEnv(), this.#log);
       }
-      this.#audit = new AuditLog(path.join(this.stateDir, AUDIT_LOG_FILE));
+      const hooks = this.#options.testHooks;
+      this.#audit = new AuditLog(path.join(this.stateDir, AUDIT_LOG_FILE), hooks ? { hooks } : {});
       const grants = new SiteGrants(path.join(this.stateDir, SITE_GRANTS_FILE));
       return await this.#startServing(config, tls, services, grants);
     } catch (e) {

@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { tearAuditLine } from '../crash-points.js';
 import { KelidError } from '../model/errors.js';
 import type { ErrorCode } from '../model/errors.js';
+import type { AuditHooks } from '../model/test-hooks.js';
 
 // PROTOCOL.md section 9: one JSON line per ra/console operation, site approval or revocation, and
 // signature, chained by `prev` = SHA-256 (hex) of the previous line's exact bytes without its newline.
@@ -66,6 +66,8 @@ export function tornFileOf(file: string, seq: number): string {
 
 export interface AuditLogOptions {
   now?: () => Date;
+  /** Test hooks (a torn line and a crash); only an entry point gives them. */
+  hooks?: AuditHooks;
 }
 
 const ZERO_HASH = '0'.repeat(64);
@@ -140,12 +142,14 @@ export function hashDigests(digests: readonly Uint8Array[]): string {
 export class AuditLog {
   readonly file: string;
   readonly #now: () => Date;
+  readonly #hooks: AuditHooks | undefined;
   #seq = 0;
   #prev = ZERO_HASH;
 
   constructor(file: string, options: AuditLogOptions = {}) {
     this.file = file;
     this.#now = options.now ?? (() => new Date());
+    this.#hooks = options.hooks;
     fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
     const torn = readTornTail(file);
     const last = readLastLine(file, torn?.offset);
@@ -205,7 +209,7 @@ export class AuditLog {
     try {
       const fd = fs.openSync(this.file, 'a', 0o600);
       try {
-        tearAuditLine(fd, entry.method, `${line}\n`);
+        this.#hooks?.tearAuditLine(fd, entry.method, `${line}\n`);
         fs.appendFileSync(fd, `${line}\n`);
         fs.fsyncSync(fd);
       } finally {

@@ -1,10 +1,11 @@
-// Entry point of a module host: one child process per PKCS#11 module (DESIGN.md "Process model").
-// A vendor library that crashes or hangs takes down only this process; the agent restarts it.
-// This file and the rest of src/pkcs11/ are the only code that imports pkcs11js.
+// A module host: one child process per PKCS#11 module (DESIGN.md "Process model"). A vendor library
+// that crashes or hangs takes down only this process; the agent restarts it. The process entry is
+// src/cli/module-host.ts (it injects the test hooks); this file and the rest of src/pkcs11/ are the
+// only code that imports pkcs11js.
 
 import type { IParams, Mechanism, Template } from 'pkcs11js';
-import { afterWrite, beforeWrite } from '../crash-points.js';
 import { KelidError } from '../model/errors.js';
+import type { HostHooks } from '../model/test-hooks.js';
 import { hasCkr, mapPkcs11Error } from './ckr.js';
 import { hostHandler } from './host-handlers.js';
 import type { HostHandlers } from './host-handlers.js';
@@ -483,16 +484,6 @@ class ModuleHostProcess {
     }
     return { signatures };
   }
-
-  testHang(p: HostMethods['testHang']['params']): Record<string, never> {
-    if (process.env.KELID_TEST_HOOKS !== '1')
-      throw new KelidError('ERR_FORBIDDEN', 'test hooks are disabled');
-    const end = Date.now() + p.ms;
-    while (Date.now() < end) {
-      // busy-wait on purpose: a module stuck in a synchronous call
-    }
-    return {};
-  }
 }
 
 /**
@@ -534,7 +525,7 @@ function toMechanism(m: MechanismSpec): Mechanism {
  * The dispatch table: one entry per host method, checked against HostMethods by its type (see
  * host-handlers.ts). Handlers are arrow functions, so no method of the class is reachable by name.
  */
-function handlersFor(host: ModuleHostProcess): HostHandlers {
+function handlersFor(host: ModuleHostProcess, hooks: HostHooks | undefined): HostHandlers {
   return {
     moduleInfo: () => host.moduleInfo(),
     listSlots: (p) => host.listSlots(p),
@@ -555,7 +546,11 @@ function handlersFor(host: ModuleHostProcess): HostHandlers {
     generateKeyPair: (p) => host.generateKeyPair(p),
     sign: (p) => host.sign(p),
     signMany: (p) => host.signMany(p),
-    testHang: (p) => host.testHang(p),
+    testHang: (p) => {
+      if (!hooks) throw new KelidError('ERR_FORBIDDEN', 'test hooks are disabled');
+      hooks.hang(p.ms);
+      return {};
+    },
   };
 }
 
@@ -563,8 +558,11 @@ function send(message: HostResponse | HostEvent): void {
   process.send?.(message);
 }
 
-function main(): void {
-  const path = process.argv[2];
+/**
+ * Run this process as the module host of the PKCS#11 module at `path`, answering the agent over the
+ * IPC channel. `hooks` are the test hooks (crash points, hang), given only with KELID_TEST_HOOKS=1.
+ */
+export function runModuleHost(path: string | undefined, hooks?: HostHooks): void {
   if (!path || !process.send) {
     process.stderr.write('module-host: expected a module path and an IPC channel\n');
     process.exit(2);
@@ -583,19 +581,19 @@ function main(): void {
     return;
   }
 
-  const handlers = handlersFor(host);
+  const handlers = handlersFor(host, hooks);
   let inFlight = 0;
   process.on('message', (raw: HostRequest) => {
     void (async () => {
       inFlight++;
       try {
         const fn = hostHandler(handlers, raw.method);
-        const write = beforeWrite('host', raw.method);
+        const write = hooks?.beforeWrite(raw.method) ?? 0;
         let result: unknown;
         try {
           result = await fn(raw.params);
         } finally {
-          afterWrite('host', raw.method, write);
+          hooks?.afterWrite(raw.method, write);
         }
         send({ id: raw.id, ok: true, result });
       } catch (e) {
@@ -627,5 +625,3 @@ function main(): void {
   process.on('SIGTERM', exit);
   process.on('SIGINT', exit);
 }
-
-main();

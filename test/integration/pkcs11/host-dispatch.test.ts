@@ -34,4 +34,12 @@ describe('module host dispatch', () => {
       expect(host.pid).toBe(pid);
     },
   );
+
+  it('refuses the testHang hook when the host was started without KELID_TEST_HOOKS=1', async () => {
+    const err = await host.call('testHang', { ms: 60_000 }, { timeoutMs: 5_000 }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(isKelidError(err, 'ERR_FORBIDDEN')).toBe(true);
+  });
 });
