@@ -11,6 +11,7 @@ export default tseslint.config(
       '.tmp-mock/**',
       'scratch/**',
       '.kelid-demo/**',
+      'src/pkcs11/native-config-validators.generated.ts',
     ],
   },
   js.configs.recommended,

@@ -11,6 +11,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
+import { audit } from './cases/audit.js';
 import { eventLoop } from './cases/event-loop.js';
 import { largeFile } from './cases/large-file.js';
 import { memory } from './cases/memory.js';
@@ -23,7 +24,7 @@ import { markdown } from './lib/report.js';
 import type { Row } from './lib/report.js';
 import { nowMs } from './lib/stats.js';
 
-const CASES = ['signing', 'event-loop', 'provisioning', 'startup', 'memory', 'large-file'] as const;
+const CASES = ['signing', 'event-loop', 'provisioning', 'startup', 'memory', 'large-file', 'audit'] as const;
 type CaseName = (typeof CASES)[number];
 
 const REPO = fileURLToPath(new URL('../', import.meta.url));
@@ -87,6 +88,10 @@ try {
   if (only.has('large-file')) {
     log('large file hashing in Chromium');
     rows.push(...(await largeFile(profile)));
+  }
+  if (only.has('audit')) {
+    log('audit log: group commit');
+    rows.push(...(await audit(profile)));
   }
 } finally {
   await f.cleanup();

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Ajv } from 'ajv';
+import type { ValidateFunction } from 'ajv';
 import { KelidError } from './model/errors.js';
 
 /** The config file of PROTOCOL.md section 8; every key optional. */
@@ -234,10 +235,19 @@ export const CONFIG_SCHEMA = {
   },
 } as const;
 
-const validate = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true }).compile(CONFIG_SCHEMA);
+// Compiled on first use, and without checking CONFIG_SCHEMA against the JSON Schema meta-schema
+// (test/unit/config.test.ts does): compiling the meta-schema at every start cost more than the
+// config schema itself.
+let validator: ValidateFunction | undefined;
 
 /** Validate a parsed config object and fill in the defaults. */
 export function resolveConfig(raw: unknown): KelidConfig {
+  const validate = (validator ??= new Ajv({
+    allErrors: true,
+    strict: true,
+    allowUnionTypes: true,
+    validateSchema: false,
+  }).compile(CONFIG_SCHEMA));
   if (!validate(raw)) {
     const detail = (validate.errors ?? [])
       .slice(0, 5)

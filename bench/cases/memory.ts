@@ -9,7 +9,7 @@ import type { Fixture } from '../lib/fixture.js';
 import type { Profile } from '../lib/profile.js';
 import { row } from '../lib/report.js';
 import type { Row } from '../lib/report.js';
-import { childPids, rssMiB, slope } from '../lib/stats.js';
+import { childPids, peakRssMiB, rssMiB, slope } from '../lib/stats.js';
 
 const SECTION = 'Memory: resident set size (MiB)';
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
@@ -51,6 +51,8 @@ export async function memory(f: Fixture, p: Profile): Promise<Row[]> {
   const pids = (): number[] => [agent.pid, ...childPids(agent.pid)];
   const total = (): number => pids().reduce((s, pid) => s + rssMiB(pid), 0);
   let idle: number;
+  let hwm = Number.NaN;
+  let agentHwm = Number.NaN;
   const both: number[] = [];
   const agentOnly: number[] = [];
   try {
@@ -70,6 +72,9 @@ export async function memory(f: Fixture, p: Profile): Promise<Row[]> {
       both.push(total());
       agentOnly.push(rssMiB(agent.pid));
     }
+    // Each process's own high-water mark; their sum bounds the peak of the sum from above.
+    agentHwm = peakRssMiB(agent.pid);
+    hwm = agentHwm + childPids(agent.pid).reduce((s, pid) => s + peakRssMiB(pid), 0);
   } finally {
     await client.close();
     await agent.stop();
@@ -96,6 +101,17 @@ export async function memory(f: Fixture, p: Profile): Promise<Row[]> {
       baseline: Math.max(...raw.samples),
       kelid: Math.max(...both),
       better: 'lower',
+    }),
+    row({
+      section: SECTION,
+      measure:
+        'peak since start (sum of agent and module host VmHWM, read after the signing above; at least the peak of the sum)',
+      unit: 'MiB',
+      baselineLabel: 'raw pkcs11js process',
+      baseline: Math.max(...raw.samples),
+      kelid: hwm,
+      better: 'lower',
+      note: `agent ${agentHwm.toFixed(0)} MiB, module host ${(hwm - agentHwm).toFixed(0)} MiB`,
     }),
     row({
       section: SECTION,

@@ -3,7 +3,7 @@
 // list, an HTTPS listener).
 import { spawn } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { get } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,9 +13,11 @@ import type { Fixture } from '../lib/fixture.js';
 import type { Profile } from '../lib/profile.js';
 import { row } from '../lib/report.js';
 import type { Row } from '../lib/report.js';
-import { median, nowMs } from '../lib/stats.js';
+import { childPids, median, nowMs, rssMiB } from '../lib/stats.js';
 
 const SECTION = 'Start-up: process start to /health answering (ms)';
+/** The memory section's title (bench/cases/memory.ts): the figure at ready is read here, at start. */
+const SECTION_M = 'Memory: resident set size (MiB)';
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 
 function healthy(port: number): Promise<boolean> {
@@ -32,15 +34,24 @@ function healthy(port: number): Promise<boolean> {
   });
 }
 
-/** Spawn, poll /health every 5 ms, return the time to the first 200, then stop the process. */
-async function timeToHealth(args: string[], port: number, env: NodeJS.ProcessEnv): Promise<number> {
+/** Spawn, poll /health every 5 ms, return the time to the first 200 and what `atReady` read, then stop. */
+async function timeToHealth<T>(
+  args: string[],
+  port: number,
+  env: NodeJS.ProcessEnv,
+  atReady: (pid: number, spawnedAt: number) => Promise<T>,
+): Promise<{ ms: number; ready: T }> {
   const t0 = nowMs();
+  const spawnedAt = Date.now();
   const child = spawn(process.execPath, args, { cwd: REPO, env, stdio: 'ignore' });
   const exited = new Promise((r) => child.once('exit', r));
   try {
     for (;;) {
       if (child.exitCode !== null) throw new Error(`${args[0]} exited before answering /health`);
-      if (await healthy(port)) return nowMs() - t0;
+      if (await healthy(port)) {
+        const ms = nowMs() - t0;
+        return { ms, ready: await atReady(child.pid!, spawnedAt) };
+      }
       if (nowMs() - t0 > 60_000) throw new Error(`${args[0]} did not answer /health within 60 s`);
       await new Promise((r) => setTimeout(r, 5));
     }
@@ -48,6 +59,28 @@ async function timeToHealth(args: string[], port: number, env: NodeJS.ProcessEnv
     child.kill('SIGTERM');
     await exited;
   }
+}
+
+/** RSS (MiB) of a process and of its children (the agent and its module host), read from /proc. */
+function rssWithChildren(pid: number): { own: number; children: number } {
+  return { own: rssMiB(pid), children: childPids(pid).reduce((sum, p) => sum + rssMiB(p), 0) };
+}
+
+/**
+ * Milliseconds from the spawn of agent `pid` to its first module host's "module loaded" log line
+ * (the host has loaded the library and run C_Initialize), read from the agent's own log file.
+ */
+async function hostReadyMs(logFile: string, pid: number, spawnedAt: number): Promise<number> {
+  for (let i = 0; i < 200; i++) {
+    const lines = existsSync(logFile) ? readFileSync(logFile, 'utf8').split('\n') : [];
+    for (const line of lines) {
+      if (!line.includes('"module loaded"')) continue;
+      const entry = JSON.parse(line) as { pid?: number; time?: number };
+      if (entry.pid === pid && typeof entry.time === 'number') return entry.time - spawnedAt;
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error('the agent never logged "module loaded"');
 }
 
 export async function startup(f: Fixture, p: Profile): Promise<Row[]> {
@@ -78,10 +111,15 @@ export async function startup(f: Fixture, p: Profile): Promise<Row[]> {
     );
     const env = { ...process.env, ...f.hsm.env };
     const baseline: number[] = [];
+    const baselineRss: number[] = [];
     const warm: number[] = [];
+    const hostReady: number[] = [];
+    const rssAtReady: number[] = [];
+    const agentRss: number[] = [];
     let cold = Number.NaN;
     const stateDir = join(dir, 'state');
     const config = join(dir, 'config.json');
+    const logFile = join(stateDir, 'logs', 'kelid.log');
     for (let r = 0; r <= p.startups; r++) {
       const port = await freePort();
       writeFileSync(
@@ -97,21 +135,33 @@ export async function startup(f: Fixture, p: Profile): Promise<Row[]> {
         ['bin/kelid.js', 'serve', '--config', config, '--state-dir', stateDir],
         port,
         env,
+        async (pid, spawnedAt) => ({
+          rss: rssWithChildren(pid),
+          host: await hostReadyMs(logFile, pid, spawnedAt),
+        }),
       );
       // The first start of an install generates its local CA and TLS key; later starts load them.
-      if (r === 0) cold = t;
-      else warm.push(t);
+      if (r === 0) cold = t.ms;
+      else {
+        warm.push(t.ms);
+        hostReady.push(t.ready.host);
+        rssAtReady.push(t.ready.rss.own + t.ready.rss.children);
+        agentRss.push(t.ready.rss.own);
+      }
       if (r > 0) {
         const bport = await freePort();
-        baseline.push(
-          await timeToHealth(
-            ['bench/lib/baseline-server.js', f.hsm.module, String(bport), key, cert],
-            bport,
-            env,
-          ),
+        const b = await timeToHealth(
+          ['bench/lib/baseline-server.js', f.hsm.module, String(bport), key, cert],
+          bport,
+          env,
+          (pid) => Promise.resolve(rssMiB(pid)),
         );
+        baseline.push(b.ms);
+        baselineRss.push(b.ready);
       }
     }
+    const startMs = median(warm);
+    const readyRss = median(rssAtReady);
     return [
       row({
         section: SECTION,
@@ -119,7 +169,17 @@ export async function startup(f: Fixture, p: Profile): Promise<Row[]> {
         unit: 'ms',
         baselineLabel: 'node + pkcs11js + module + HTTPS listener',
         baseline: median(baseline),
-        kelid: median(warm),
+        kelid: startMs,
+        better: 'lower',
+        target: { text: 'start-up to /health ≤ 500 ms', met: startMs <= 500 },
+      }),
+      row({
+        section: SECTION,
+        measure: `kelid serve, spawn to its first module host ready (library loaded, C_Initialize done), median of ${p.startups}`,
+        unit: 'ms',
+        baselineLabel: 'node + pkcs11js + module + HTTPS listener',
+        baseline: median(baseline),
+        kelid: median(hostReady),
         better: 'lower',
       }),
       row({
@@ -130,6 +190,17 @@ export async function startup(f: Fixture, p: Profile): Promise<Row[]> {
         baseline: median(baseline),
         kelid: cold,
         better: 'lower',
+      }),
+      row({
+        section: SECTION_M,
+        measure: `at ready: RSS of agent + one module host when /health first answers, median of ${p.startups}`,
+        unit: 'MiB',
+        baselineLabel: 'node + pkcs11js + module + HTTPS listener',
+        baseline: median(baselineRss),
+        kelid: readyRss,
+        better: 'lower',
+        note: `agent ${median(agentRss).toFixed(0)} MiB, module host ${(readyRss - median(agentRss)).toFixed(0)} MiB`,
+        target: { text: 'RSS at ready ≤ 100 MiB', met: readyRss <= 100 },
       }),
     ];
   } finally {

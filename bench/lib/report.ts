@@ -14,8 +14,16 @@ export interface Row {
   better: Better;
   /** Kelid relative to the baseline: a fraction of it (throughput) or a multiple of it (time). */
   relative: number;
-  target?: { text: string; met: boolean };
+  target?: Target;
   note?: string;
+}
+
+/** A target of the issue the row is reported against (never asserted). */
+export interface Target {
+  text: string;
+  met: boolean;
+  /** The measured figure as the target reads it, when that is not the row's Kelid value. */
+  measured?: string;
 }
 
 export function row(r: Omit<Row, 'relative'> & { relative?: number }): Row {
@@ -35,6 +43,30 @@ function relativeText(r: Row): string {
   return r.better === 'higher' ? `${Math.round(r.relative * 100)}% of baseline` : `${r.relative.toFixed(2)}×`;
 }
 
+/** The figure a target is judged on: its own `measured` text, else the row's Kelid value. */
+function measuredText(r: Row): string {
+  if (r.target?.measured !== undefined) return r.target.measured;
+  const value = `${fmt(r.kelid)} ${r.unit}`;
+  return r.better === 'higher' && Number.isFinite(r.relative) ? `${relativeText(r)} (${value})` : value;
+}
+
+/** One line per target, met or missed, ahead of the detailed sections. */
+export function targetsTable(rows: readonly Row[]): string[] {
+  const withTarget = rows.filter((r) => r.target);
+  if (withTarget.length === 0) return [];
+  return [
+    '',
+    '**Targets**',
+    '',
+    '| measure | measured | target | |',
+    '|---|---:|---|---|',
+    ...withTarget.map(
+      (r) =>
+        `| ${r.measure} | ${measuredText(r)} | ${r.target!.text} | ${r.target!.met ? 'met' : '**missed**'} |`,
+    ),
+  ];
+}
+
 export function markdown(
   rows: readonly Row[],
   meta: { date: string; node: string; cpus: number; profile: string; seconds: number },
@@ -44,6 +76,7 @@ export function markdown(
       `${Math.round(meta.seconds)} s) with \`npm run bench\`; every baseline is raw pkcs11js on the same ` +
       'SoftHSM token in the same run.',
     '',
+    ...targetsTable(rows),
   ];
   // Rows grouped by section, sections in the order they first appear.
   const order = [...new Set(rows.map((r) => r.section))];

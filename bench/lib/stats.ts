@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { childPids, rssKb, slope } from '../../test/helpers/process-stats.js';
 
 // Small statistics helpers for the bench: medians of rounds, percentiles of per-call latencies.
@@ -38,6 +39,13 @@ export function opsPerSec(count: number, ms: number): number {
 /** Resident set size of a process in MiB. */
 export function rssMiB(pid: number): number {
   return rssKb(pid) / 1024;
+}
+
+/** Peak resident set size of a process in MiB (/proc/<pid>/status VmHWM, the kernel's high-water mark). */
+export function peakRssMiB(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (!m) throw new Error(`no VmHWM for pid ${pid}`);
+  return Number(m[1]) / 1024;
 }
 
 export { childPids, slope };

@@ -53,6 +53,7 @@ const STRINGS = {
     'scope.keypair': 'key pair only',
     'scope.all': 'key pair and certificate',
     delete: 'Delete',
+    deleteScope: 'What to delete',
     cn: 'Name (CN)',
     nationalId: 'National ID (serialNumber)',
     org: 'Organization (O)',
@@ -140,6 +141,7 @@ const STRINGS = {
     'scope.keypair': 'فقط جفت‌کلید',
     'scope.all': 'جفت‌کلید و گواهی',
     delete: 'حذف',
+    deleteScope: 'چه چیزی حذف شود',
     cn: 'نام (CN)',
     nationalId: 'کد ملی (serialNumber)',
     org: 'سازمان (O)',
@@ -322,7 +324,7 @@ function renderKeys() {
   for (const key of state.keys) {
     const scope = el(
       'select',
-      { testid: 'ra-delete-scope' },
+      { testid: 'ra-delete-scope', 'aria-label': t('deleteScope') },
       ...['certificate', 'keypair', 'all'].map((s) =>
         el('option', { value: s, selected: s === 'all' }, t(`scope.${s}`)),
       ),

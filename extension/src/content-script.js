@@ -22,6 +22,14 @@
   const sessions = new Map();
   const api = globalThis.browser ?? globalThis.chrome;
 
+  // The SDK's synchronous "is the extension here?" (docs/extension.md): it dispatches this event,
+  // cancelable, on its window; cancelling it is the answer, read when dispatchEvent returns. Injected at
+  // document_start, this listener is in place before any script of the page runs. An orphaned copy
+  // (the extension was disabled or updated under the page: runtime.id is gone) stays silent.
+  window.addEventListener(`${NS}:probe`, (event) => {
+    if (event.cancelable && api?.runtime?.id) event.preventDefault();
+  });
+
   const toPage = (message) => window.postMessage({ ns: NS, to: 'page', ...message }, window.location.origin);
 
   window.addEventListener('message', (event) => {

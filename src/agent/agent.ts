@@ -329,9 +329,9 @@ export class Agent {
     return last === null ? AGENT_PORT_RANGE : [last, ...AGENT_PORT_RANGE.filter((p) => p !== last)];
   }
 
-  #appendAudit(record: AuditRecord): void {
+  #appendAudit(record: AuditRecord): Promise<unknown> {
     if (!this.#audit) throw new KelidError('ERR_INTERNAL', 'the audit log is not open');
-    this.#audit.append(record);
+    return this.#audit.append(record);
   }
 
   /** Stop serving, withdraw pending consents, stop the module hosts and remove agent.json. */

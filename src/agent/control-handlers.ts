@@ -17,7 +17,8 @@ export interface ControlContext {
   /** The config's `sites` (normalized): approved by the administrator, not revocable here. */
   configuredSites: readonly string[];
   connections: PageConnections;
-  audit(record: AuditRecord): void;
+  /** Append an audit line; resolves once it is durable. */
+  audit(record: AuditRecord): Promise<unknown>;
   /** The manager page's URL with a fresh console secret. */
   managerUrl(): string;
   logger: Logger;
@@ -49,7 +50,7 @@ export async function handleControl(request: ControlRequest, ctx: ControlContext
       const revoked = ctx.grants.revoke(origin);
       const configured = ctx.configuredSites.includes(origin);
       if (revoked) {
-        ctx.audit({ origin, method: 'sites.revoke', tokenSerial: null, result: 'ok' });
+        await ctx.audit({ origin, method: 'sites.revoke', tokenSerial: null, result: 'ok' });
         if (!configured) ctx.connections.retier(origin, 'site', 'unknown');
         ctx.logger.info({ origin }, 'site approval revoked');
       }

@@ -1,5 +1,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { KelidError } from '../model/errors.js';
 import type { ErrorCode } from '../model/errors.js';
@@ -14,11 +16,12 @@ import type { AuditHooks } from '../model/test-hooks.js';
 // own: an edit to the very last line, or the removal of whole lines at the end (nothing follows them).
 // A running agent keeps the hash of the last line it wrote, so its next line exposes such an edit.
 //
-// A torn last line (an append cut short by a crash or power loss: bytes after the last newline) is
-// repaired when the log is opened, never dropped silently: its bytes are moved to
-// `audit.jsonl.torn-<seq>`, the file is cut back to the last newline, and line <seq> records the
-// repair (`method: "audit.repair"`, `tornSha256` = SHA-256 of the moved bytes), so the chain shows
-// it and `verifyAuditLog` checks the side file against it. Any other damage is left for the operator.
+// A torn last line (a write cut short by a crash or power loss: bytes after the last newline; whole
+// lines before it from the same batch stay, chained as written) is repaired when the log is opened,
+// never dropped silently: its bytes are moved to `audit.jsonl.torn-<seq>`, the file is cut back to
+// the last newline, and line <seq> records the repair (`method: "audit.repair"`, `tornSha256` =
+// SHA-256 of the moved bytes), so the chain shows it and `verifyAuditLog` checks the side file
+// against it. Any other damage is left for the operator.
 
 /** The name of the audit log inside the state directory. */
 export const AUDIT_LOG_FILE = 'audit.jsonl';
@@ -64,10 +67,36 @@ export function tornFileOf(file: string, seq: number): string {
   return `${file}.torn-${seq}`;
 }
 
+/** The file operations of one batch (group commit); tests wrap them to count fsyncs or make them fail. */
+export interface AuditIo {
+  /** Append all of `data` to the log opened for append. */
+  write(handle: FileHandle, data: Uint8Array): Promise<void>;
+  /** Flush the log to disk (fsync). */
+  sync(handle: FileHandle): Promise<void>;
+}
+
 export interface AuditLogOptions {
   now?: () => Date;
+  /** Replaces some of the batch's file operations (tests: count fsyncs, inject failures). */
+  io?: Partial<AuditIo>;
   /** Test hooks (a torn line and a crash); only an entry point gives them. */
   hooks?: AuditHooks;
+}
+
+const DEFAULT_IO: AuditIo = {
+  write: async (handle, data) => {
+    // A regular file takes the whole buffer in one write; the loop is for the rare short write.
+    for (let off = 0; off < data.length;) off += (await handle.write(data, off)).bytesWritten;
+  },
+  sync: (handle) => handle.sync(),
+};
+
+/** An append waiting for its batch. */
+interface PendingLine {
+  record: AuditRecord;
+  time: string;
+  resolve: (entry: AuditEntry) => void;
+  reject: (error: unknown) => void;
 }
 
 const ZERO_HASH = '0'.repeat(64);
@@ -132,23 +161,36 @@ export function hashDigests(digests: readonly Uint8Array[]): string {
 }
 
 /**
- * Appends entries to `<stateDir>/audit.jsonl`. Each append is one write on a file opened for append
- * (mode 0600), followed by fsync. On construction the sequence and chain are resumed from the last
- * line of an existing file (read backwards, not the whole file). A torn last line (no newline) is
- * repaired as described at the top of this file. A file whose last complete line is damaged (not
- * JSON, not an entry) is refused with ERR_INTERNAL: that is not what a crash leaves, chaining onto it
- * would hide it, so the operator runs `kelid audit verify` and moves the file aside.
+ * Appends entries to `<stateDir>/audit.jsonl` (mode 0600) by group commit: the lines appended while a
+ * batch is being written and flushed form the next batch, written with one write and one fsync, off
+ * the event loop. Each append's promise resolves once the fsync covering its line has completed; a
+ * failed write or fsync rejects every append of that batch (ERR_INTERNAL), takes the batch's bytes
+ * back out of the file, and the next batch chains onto the last durable line. Lines are numbered and
+ * chained in the order of the append calls, so the file holds them in that order.
+ *
+ * On construction the sequence and chain are resumed from the last line of an existing file (read
+ * backwards, not the whole file). A torn last line (no newline) is repaired as described at the top
+ * of this file. A file whose last complete line is damaged (not JSON, not an entry) is refused with
+ * ERR_INTERNAL: that is not what a crash leaves, chaining onto it would hide it, so the operator runs
+ * `kelid audit verify` and moves the file aside.
  */
 export class AuditLog {
   readonly file: string;
   readonly #now: () => Date;
+  readonly #io: AuditIo;
   readonly #hooks: AuditHooks | undefined;
+  // The last durable line: what the next batch chains onto.
   #seq = 0;
   #prev = ZERO_HASH;
+  #queue: PendingLine[] = [];
+  #draining = false;
+  // Set when a failed batch's bytes could not be cut off at once: the next batch cuts there first.
+  #cutTo: number | undefined;
 
   constructor(file: string, options: AuditLogOptions = {}) {
     this.file = file;
     this.#now = options.now ?? (() => new Date());
+    this.#io = { ...DEFAULT_IO, ...options.io };
     this.#hooks = options.hooks;
     fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
     const torn = readTornTail(file);
@@ -175,53 +217,165 @@ export class AuditLog {
       }
     }
     // A side file without its line: the repair was cut short after the truncation; record it now.
+    // Written at once (start-up, before any append), so the log is whole when the constructor returns.
     if (fs.existsSync(tornFile)) {
-      this.append({
+      const record: AuditRecord = {
         origin: 'kelid',
         method: AUDIT_REPAIR_METHOD,
         tokenSerial: null,
         result: 'ok',
         tornSha256: sha256Hex(fs.readFileSync(tornFile)),
-      });
+      };
+      const entry = makeEntry(record, this.#seq + 1, this.#now().toISOString(), this.#prev);
+      const line = JSON.stringify(entry);
+      try {
+        const fd = fs.openSync(this.file, 'a', 0o600);
+        try {
+          this.#hooks?.tearAuditLine(fd, entry.method, `${line}\n`);
+          fs.appendFileSync(fd, `${line}\n`);
+          fs.fsyncSync(fd);
+        } finally {
+          fs.closeSync(fd);
+        }
+      } catch (e) {
+        throw new KelidError('ERR_INTERNAL', 'could not write the audit log', { cause: e });
+      }
+      this.#seq = entry.seq;
+      this.#prev = sha256Hex(line);
     }
   }
 
-  append(record: AuditRecord): AuditEntry {
+  /**
+   * Queue one line; resolves to its entry once the line is on disk (fsynced), rejects with
+   * ERR_INTERNAL when its batch could not be written. A malformed record throws TypeError at once.
+   */
+  append(record: AuditRecord): Promise<AuditEntry> {
     if (typeof record !== 'object' || record === null) throw new TypeError('audit record must be an object');
     const problem = shapeProblem(record as unknown as Record<string, unknown>, false);
     if (problem !== null) throw new TypeError(`audit record refused: ${problem}`);
-
-    const entry: AuditEntry = {
-      seq: this.#seq + 1,
-      time: this.#now().toISOString(),
-      origin: record.origin,
-      method: record.method,
-      tokenSerial: record.tokenSerial,
-      ...(record.keyId === undefined ? {} : { keyId: record.keyId }),
-      ...(record.certificateSha256 === undefined ? {} : { certificateSha256: record.certificateSha256 }),
-      ...(record.digestsSha256 === undefined ? {} : { digestsSha256: record.digestsSha256 }),
-      result: record.result,
-      ...(record.errorCode === undefined ? {} : { errorCode: record.errorCode }),
-      ...(record.tornSha256 === undefined ? {} : { tornSha256: record.tornSha256 }),
-      prev: this.#prev,
-    };
-    const line = JSON.stringify(entry);
-    try {
-      const fd = fs.openSync(this.file, 'a', 0o600);
-      try {
-        this.#hooks?.tearAuditLine(fd, entry.method, `${line}\n`);
-        fs.appendFileSync(fd, `${line}\n`);
-        fs.fsyncSync(fd);
-      } finally {
-        fs.closeSync(fd);
+    // The time of the call, not of the batch; seq and prev are given when the batch is formed.
+    const time = this.#now().toISOString();
+    return new Promise<AuditEntry>((resolve, reject) => {
+      this.#queue.push({ record: { ...record }, time, resolve, reject });
+      if (!this.#draining) {
+        this.#draining = true;
+        // After the current task: the appends made in the same turn share the first batch.
+        queueMicrotask(() => void this.#drain());
       }
-    } catch (e) {
-      throw new KelidError('ERR_INTERNAL', 'could not write the audit log', { cause: e });
-    }
-    this.#seq = entry.seq;
-    this.#prev = sha256Hex(line);
-    return entry;
+    });
   }
+
+  /** Write batches until the queue is empty; one open file for a run of back-to-back batches. */
+  async #drain(): Promise<void> {
+    let handle: FileHandle | undefined;
+    let size = 0;
+    try {
+      while (this.#queue.length > 0) {
+        const batch = this.#queue;
+        this.#queue = [];
+        if (handle === undefined) {
+          try {
+            handle = await fsp.open(this.file, 'a', 0o600);
+            if (this.#cutTo !== undefined) {
+              await handle.truncate(this.#cutTo);
+              await this.#io.sync(handle);
+              this.#cutTo = undefined;
+            }
+            size = (await handle.stat()).size;
+          } catch (e) {
+            failBatch(batch, e);
+            await closeQuietly(handle);
+            handle = undefined;
+            continue;
+          }
+        }
+        const written = await this.#commit(handle, size, batch);
+        if (written === null) {
+          // The handle may be what failed: the next batch opens the file again.
+          await closeQuietly(handle);
+          handle = undefined;
+        } else {
+          size += written;
+        }
+      }
+    } finally {
+      await closeQuietly(handle);
+      this.#draining = false;
+      // Appended while the file was being closed: start another run.
+      if (this.#queue.length > 0) {
+        this.#draining = true;
+        queueMicrotask(() => void this.#drain());
+      }
+    }
+  }
+
+  /**
+   * One batch: one write and one fsync, then its callers are answered. Returns the bytes written, or
+   * null when the batch failed (its callers rejected, its bytes cut off again).
+   */
+  async #commit(handle: FileHandle, size: number, batch: readonly PendingLine[]): Promise<number | null> {
+    const entries: AuditEntry[] = [];
+    const lines: string[] = [];
+    let prev = this.#prev;
+    for (const [i, p] of batch.entries()) {
+      const entry = makeEntry(p.record, this.#seq + 1 + i, p.time, prev);
+      const line = JSON.stringify(entry);
+      entries.push(entry);
+      lines.push(`${line}\n`);
+      prev = sha256Hex(line);
+    }
+    const data = Buffer.from(lines.join(''));
+    try {
+      // Test hooks only: a crash plan may tear one of these lines and kill the process here.
+      const hooks = this.#hooks;
+      if (hooks)
+        for (const [i, entry] of entries.entries()) hooks.tearAuditLine(handle.fd, entry.method, lines[i]);
+      await this.#io.write(handle, data);
+      await this.#io.sync(handle);
+    } catch (e) {
+      // Take the batch back out: its callers are told it failed, and the next batch chains onto the
+      // last durable line. If even that fails, the next batch cuts first.
+      try {
+        await handle.truncate(size);
+        await this.#io.sync(handle);
+      } catch {
+        this.#cutTo = size;
+      }
+      failBatch(batch, e);
+      return null;
+    }
+    this.#seq = entries[entries.length - 1].seq;
+    this.#prev = prev;
+    for (const [i, p] of batch.entries()) p.resolve(entries[i]);
+    return data.length;
+  }
+}
+
+function failBatch(batch: readonly PendingLine[], cause: unknown): void {
+  for (const p of batch) p.reject(new KelidError('ERR_INTERNAL', 'could not write the audit log', { cause }));
+}
+
+async function closeQuietly(handle: FileHandle | undefined): Promise<void> {
+  // Every line it carried is already fsynced or already failed: a close error changes nothing.
+  await handle?.close().catch(() => undefined);
+}
+
+/** The entry for `record` as line `seq`, chained onto `prev`, with the fields in the documented order. */
+function makeEntry(record: AuditRecord, seq: number, time: string, prev: string): AuditEntry {
+  return {
+    seq,
+    time,
+    origin: record.origin,
+    method: record.method,
+    tokenSerial: record.tokenSerial,
+    ...(record.keyId === undefined ? {} : { keyId: record.keyId }),
+    ...(record.certificateSha256 === undefined ? {} : { certificateSha256: record.certificateSha256 }),
+    ...(record.digestsSha256 === undefined ? {} : { digestsSha256: record.digestsSha256 }),
+    result: record.result,
+    ...(record.errorCode === undefined ? {} : { errorCode: record.errorCode }),
+    ...(record.tornSha256 === undefined ? {} : { tornSha256: record.tornSha256 }),
+    prev,
+  };
 }
 
 /** The entry on a line, or the reason it is not one. */

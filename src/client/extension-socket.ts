@@ -62,6 +62,38 @@ function listen(w: PageWindow, sid: string, handler: (m: FromExtension) => void)
   return () => w.removeEventListener('message', listener);
 }
 
+/**
+ * The DOM event the content script answers synchronously (docs/extension.md): the SDK dispatches it
+ * cancelable on its window, and the content script's listener calls `preventDefault()`. Page and
+ * content script share the DOM's event dispatch, so the answer is there when `dispatchEvent` returns.
+ */
+export const EXTENSION_PROBE_EVENT = `${EXTENSION_NAMESPACE}:probe`;
+
+interface ProbeWindow {
+  dispatchEvent(event: unknown): boolean;
+}
+
+/**
+ * Whether the Kelid extension's content script runs in this window, asked synchronously: no message,
+ * no timer. The content script is injected at `document_start`, before any script of the page runs,
+ * and a browser does not inject it later into a page that was loaded without it (an extension
+ * installed or enabled after the page loaded, a frame, a page its matches leave out): so when it does
+ * not answer now, it will not answer at all, and there is nothing to wait for.
+ */
+export function extensionAnnounced(): boolean {
+  const w = (globalThis as unknown as { window?: Partial<ProbeWindow> }).window;
+  const EventCtor = (
+    globalThis as unknown as { Event?: new (type: string, init: { cancelable: boolean }) => unknown }
+  ).Event;
+  if (w === undefined || typeof w.dispatchEvent !== 'function' || EventCtor === undefined) return false;
+  try {
+    // dispatchEvent returns false when a listener cancelled the event: the content script's answer.
+    return !w.dispatchEvent(new EventCtor(EXTENSION_PROBE_EVENT, { cancelable: true }));
+  } catch {
+    return false;
+  }
+}
+
 /** Whether the Kelid extension answers in this page within `timeoutMs`. */
 export function detectExtension(timeoutMs: number): Promise<boolean> {
   const w = pageWindow();

@@ -21,7 +21,7 @@ export type {
   KelidTransport,
 } from './kelid-client.js';
 export { KelidError } from './kelid-error.js';
-export { EXTENSION_NAMESPACE } from './extension-socket.js';
+export { EXTENSION_NAMESPACE, EXTENSION_PROBE_EVENT } from './extension-socket.js';
 export type { UserMessageLanguage } from './user-messages.js';
 export type { AgentErrorCode, SdkErrorCode, KelidErrorCode, KelidErrorOptions } from './kelid-error.js';
 export type {

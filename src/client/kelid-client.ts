@@ -3,7 +3,7 @@ import { asUint8Array, toBase64, toHex, utf8 } from './encoding.js';
 import type { Bytes } from './encoding.js';
 import { hashBlob } from './hash-blob.js';
 import type { BlobLike } from './hash-blob.js';
-import { detectExtension, extensionSocketFactory } from './extension-socket.js';
+import { detectExtension, extensionAnnounced, extensionSocketFactory } from './extension-socket.js';
 import { KelidError } from './kelid-error.js';
 import { RpcConnection } from './rpc-connection.js';
 import type { CallOptions, ConsentPending, WebSocketFactory, WebSocketLike } from './rpc-connection.js';
@@ -74,11 +74,16 @@ export interface ConnectOptions {
   downloadUrl?: string;
   /**
    * Which way to reach the agent (docs/extension.md): `auto` (default) uses the Kelid browser
-   * extension when it answers within `extensionDetectMs`, else the WebSocket; `extension` and `wss`
+   * extension when its content script is in this page (a synchronous check, no waiting when it is
+   * not) and answers a ping within `extensionDetectMs`, else the WebSocket; `extension` and `wss`
    * force one. With `webSocket` given, `auto` means `wss`.
    */
   transport?: 'auto' | KelidTransport;
-  /** How long `auto` waits for the extension to answer (default 100 ms). */
+  /**
+   * How long to wait for the extension's answer to a ping (default 100 ms), once its content script
+   * is known to be in the page (`auto`) or when `transport` is `extension`. Without the extension,
+   * `auto` does not wait at all.
+   */
   extensionDetectMs?: number;
 }
 
@@ -175,7 +180,12 @@ export class KelidClient {
     const client = new KelidClient(options);
     const choice = options.transport ?? (options.webSocket ? 'wss' : 'auto');
     if (choice !== 'wss') {
-      const found = await detectExtension(options.extensionDetectMs ?? 100);
+      // `auto` asks the content script synchronously first: without its answer the extension is not
+      // in this page and the WebSocket is used at once. With it (or when forced), a ping confirms that
+      // the extension's bridge works.
+      const found =
+        (choice === 'extension' || extensionAnnounced()) &&
+        (await detectExtension(options.extensionDetectMs ?? 100));
       if (found) {
         client.factory = extensionSocketFactory;
         client.via = 'extension';

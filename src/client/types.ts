@@ -79,7 +79,7 @@ export interface SignCmsParams {
   digest?: Bytes;
   /** Default `SHA-256`. */
   digestAlgorithm?: DigestAlgorithm;
-  /** Leave the content out of the CMS (always so with `digest`). */
+  /** Leave the content out of the CMS (default `true`; always so with `digest`): `false` embeds it. */
   detached?: boolean;
   /** Add the CA chain from the token to the CMS. */
   includeChain?: boolean;

@@ -3,6 +3,7 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { readBoundedBody } from '../net/bounded-body.js';
 import { AGENT_INFO_FILE } from '../agent/files.js';
 import { isProcessAlive } from './process-alive.js';
 import type { AgentInfoFile } from '../agent/files.js';
@@ -89,28 +90,36 @@ function userName(uid: number): string {
   return `uid ${uid}`;
 }
 
+/** The agent's /health answer is `{"status":"ok"}`: anything much longer is not the agent. */
+const HEALTH_BODY_BYTES = 4096;
+
 interface HttpAnswer {
   status: number;
   date?: string;
   body: string;
 }
 
-function request(url: string, options: https.RequestOptions, timeoutMs: number): Promise<HttpAnswer> {
+/** One request; the body is read up to `maxBodyBytes` (0: not read, the connection is dropped). */
+function request(
+  url: string,
+  options: https.RequestOptions,
+  timeoutMs: number,
+  maxBodyBytes: number,
+): Promise<HttpAnswer> {
   return new Promise((resolve, reject) => {
     const lib = url.startsWith('https:') ? https : http;
     const req = lib.request(url, { ...options, agent: false, timeout: timeoutMs }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => {
-        if (body.length < 4096) body += d;
+      const answer = (body: string): HttpAnswer => ({
+        status: res.statusCode ?? 0,
+        body,
+        ...(res.headers.date ? { date: res.headers.date } : {}),
       });
-      res.on('end', () =>
-        resolve({
-          status: res.statusCode ?? 0,
-          body,
-          ...(res.headers.date ? { date: res.headers.date } : {}),
-        }),
-      );
+      if (maxBodyBytes === 0) {
+        res.destroy();
+        resolve(answer(''));
+        return;
+      }
+      readBoundedBody(res, maxBodyBytes).then((body) => resolve(answer(body.toString('utf8'))), reject);
     });
     req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
     req.on('error', reject);
@@ -181,6 +190,7 @@ async function agentChecks(o: DoctorOptions, timeoutMs: number): Promise<DoctorC
       `https://127.0.0.1:${info.port}/health`,
       { ca: info.caCertificatePem, headers: { Host: `127.0.0.1:${info.port}` } },
       timeoutMs,
+      HEALTH_BODY_BYTES,
     );
     const healthy = answer.status === 200;
     checks.push({
@@ -325,7 +335,8 @@ async function networkChecks(o: DoctorOptions, timeoutMs: number): Promise<Docto
   let date: string | undefined;
   if (o.config.tsaUrl) {
     try {
-      const answer = await request(o.config.tsaUrl, { method: 'GET' }, timeoutMs);
+      // Only the status line and Date matter: the page a TSA shows for GET is not read.
+      const answer = await request(o.config.tsaUrl, { method: 'GET' }, timeoutMs, 0);
       date = answer.date;
       checks.push({
         id: 'tsa',

@@ -4,6 +4,7 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import * as path from 'node:path';
 import { compareVersions } from '../client/kelid-client.js';
+import { BodyTooLargeError, readBoundedBody } from '../net/bounded-body.js';
 
 // The signed update manifest (optional): `<updates.url>` holds JSON `{version, download, notes?}`,
 // `<updates.url>.sig` its detached Ed25519 signature (base64) by the key pinned in the build
@@ -42,14 +43,9 @@ function get(url: string, timeoutMs: number): Promise<Buffer> {
         reject(new Error(`HTTP ${res.statusCode ?? 0}`));
         return;
       }
-      const chunks: Buffer[] = [];
-      let size = 0;
-      res.on('data', (d: Buffer) => {
-        size += d.length;
-        if (size > MAX_BYTES) req.destroy(new Error('manifest too large'));
-        else chunks.push(d);
-      });
-      res.on('end', () => resolve(Buffer.concat(chunks)));
+      readBoundedBody(res, MAX_BYTES).then(resolve, (e: unknown) =>
+        reject(e instanceof BodyTooLargeError ? new Error('manifest too large') : e),
+      );
     });
     req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
     req.on('error', reject);

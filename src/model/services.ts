@@ -103,8 +103,14 @@ export interface ProvisioningApi {
     keyId: string,
     scope: 'certificate' | 'keypair' | 'all',
   ): Promise<number>;
-  /** Effective PIN rules for the consent UI (policy narrowed by the token's own limits). */
-  pinRules(tokenId: string): Promise<{
+  /**
+   * Effective PIN rules for the consent UI (policy narrowed by the token's own limits); `token`: the
+   * token as just read (a signing preflight's), so that it is not read again.
+   */
+  pinRules(
+    tokenId: string,
+    token?: Token,
+  ): Promise<{
     user: { minLength: number; maxLength: number; charset: string };
     so: { minLength: number; maxLength: number; charset: string };
   }>;

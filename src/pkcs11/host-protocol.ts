@@ -84,6 +84,28 @@ export interface HostMethods {
     result: Record<string, never>;
   };
   logout: { params: { sessionId: number }; result: Record<string, never> };
+  /**
+   * openSession, C_GetTokenInfo, login and searches in one round trip (a consented operation's start).
+   * The token is read before the login: unless its flags hold every bit of `requireFlags` and none of
+   * `refuseFlags` (not initialized, PIN locked, PIN pad gone), no login is tried and no session is
+   * left open (`sessionId` absent). A failed login closes the session and fails the call as `login`
+   * does. `find` runs after the login, in the session.
+   */
+  openLogin: {
+    params: {
+      token: TokenRef;
+      readWrite: boolean;
+      userType: 'user' | 'so';
+      /** `null`: through the token's PIN pad. */
+      pin: string | null;
+      requireFlags: number;
+      refuseFlags: number;
+      find: Array<{ template: AttrTemplateItem[]; attributes: number[]; limit?: number }>;
+    };
+    result: { slot: RawSlot; sessionId?: number; found: FoundObject[][] };
+  };
+  /** logout (when `logout`) and closeSession in one round trip; never fails. */
+  logoutClose: { params: { sessionId: number; logout: boolean }; result: Record<string, never> };
   initPin: { params: { sessionId: number; pin: string }; result: Record<string, never> };
   setPin: { params: { sessionId: number; oldPin: string; newPin: string }; result: Record<string, never> };
   findObjects: {

@@ -324,6 +324,39 @@ class ModuleHostProcess {
     return {};
   }
 
+  openLogin(p: HostMethods['openLogin']['params']): HostMethods['openLogin']['result'] {
+    const slot = this.readSlot(this.resolve(p.token));
+    const flags = slot.token.flags;
+    if ((flags & p.requireFlags) !== p.requireFlags || (flags & p.refuseFlags) !== 0) {
+      return { slot, found: [] };
+    }
+    const { sessionId } = this.openSession({ token: p.token, readWrite: p.readWrite });
+    try {
+      this.login({ sessionId, userType: p.userType, pin: p.pin });
+    } catch (e) {
+      this.closeSession({ sessionId });
+      throw e;
+    }
+    try {
+      const found = p.find.map((f) => this.findObjects({ sessionId, ...f }));
+      return { slot, sessionId, found };
+    } catch (e) {
+      this.logoutClose({ sessionId, logout: true });
+      throw e;
+    }
+  }
+
+  logoutClose(p: HostMethods['logoutClose']['params']): Record<string, never> {
+    if (p.logout && this.sessions.has(p.sessionId)) {
+      try {
+        this.logout({ sessionId: p.sessionId });
+      } catch {
+        // token gone: the session goes with it
+      }
+    }
+    return this.closeSession({ sessionId: p.sessionId });
+  }
+
   initPin(p: HostMethods['initPin']['params']): Record<string, never> {
     this.p11.C_InitPIN(this.session(p.sessionId).handle, p.pin);
     return {};
@@ -536,6 +569,8 @@ function handlersFor(host: ModuleHostProcess, hooks: HostHooks | undefined): Hos
     closeSession: (p) => host.closeSession(p),
     login: (p) => host.login(p),
     logout: (p) => host.logout(p),
+    openLogin: (p) => host.openLogin(p),
+    logoutClose: (p) => host.logoutClose(p),
     initPin: (p) => host.initPin(p),
     setPin: (p) => host.setPin(p),
     findObjects: (p) => host.findObjects(p),

@@ -50,8 +50,8 @@ const MAX_ID_LENGTH = 128;
 export interface DispatcherOptions {
   env: ProtocolEnv;
   methods: readonly MethodDefinition[];
-  /** Append one audit line (PROTOCOL.md section 9). */
-  audit: (record: AuditRecord) => void;
+  /** Append one audit line (PROTOCOL.md section 9); the reply waits until it is on disk. */
+  audit: (record: AuditRecord) => Promise<unknown> | void;
   /** Per-origin ids (PROTOCOL.md section 4). */
   ids: OriginIds;
   logger?: Logger;
@@ -61,7 +61,7 @@ export interface DispatcherOptions {
 export class Dispatcher {
   readonly #env: ProtocolEnv;
   readonly #methods: ReadonlyMap<string, MethodDefinition>;
-  readonly #audit: (record: AuditRecord) => void;
+  readonly #audit: (record: AuditRecord) => Promise<unknown> | void;
   readonly #log: Logger;
   readonly #maxInFlight: number;
   readonly #ids: OriginIds;
@@ -199,12 +199,12 @@ export class Dispatcher {
     this.#log.debug({ conn: connection.id, method: definition.name }, 'call');
     try {
       const result = await definition.run(ctx, params);
-      if (audited()) this.#writeAudit(connection.origin, definition.name, audit, null);
+      if (audited()) await this.#writeAudit(connection.origin, definition.name, audit, null);
       const wire = hideTokenIdentity(connection, result ?? {});
       return JSON.stringify({ jsonrpc: '2.0', id, result: wire }, idReplacer(codec.toWire));
     } catch (e) {
       const error = wireError(e, this.#log, { conn: connection.id, method: definition.name });
-      if (audited()) this.#writeAudit(connection.origin, definition.name, audit, auditCode(e));
+      if (audited()) await this.#writeAudit(connection.origin, definition.name, audit, auditCode(e));
       return errorResponse(id, error, codec);
     } finally {
       connection.calls.delete(key);
@@ -212,9 +212,14 @@ export class Dispatcher {
     }
   }
 
-  #writeAudit(origin: string, method: string, details: AuditDetails, errorCode: ErrorCode | null): void {
+  async #writeAudit(
+    origin: string,
+    method: string,
+    details: AuditDetails,
+    errorCode: ErrorCode | null,
+  ): Promise<void> {
     try {
-      this.#audit({
+      await this.#audit({
         origin,
         method,
         tokenSerial: details.tokenSerial,

@@ -17,7 +17,15 @@ export class InvalidParams extends Error {
 
 export type JsonSchema = Record<string, unknown>;
 
-const ajv = new Ajv({ strict: true, allErrors: false, allowUnionTypes: true, validateFormats: false });
+// validateSchema off: checking each schema against the JSON Schema meta-schema compiled that
+// meta-schema on the first request (tens of ms); test/unit/protocol/method-schemas.test.ts checks them.
+const ajv = new Ajv({
+  strict: true,
+  allErrors: false,
+  allowUnionTypes: true,
+  validateFormats: false,
+  validateSchema: false,
+});
 
 /**
  * A params validator that compiles its schema on first use: compiling all eighteen at start-up was

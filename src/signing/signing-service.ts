@@ -1,6 +1,6 @@
 import { X509Certificate, createPublicKey } from 'node:crypto';
 import { KelidError, isKelidError } from '../model/errors.js';
-import { certificateSpki, describeCertificate, publicKeysEqual } from '../pki/certificate.js';
+import { certificateSpki, publicKeysEqual } from '../pki/certificate.js';
 import { bytesEqual } from '../pki/der.js';
 import { DEFAULT_DUAL_USE, assertCertificateUse } from '../pki/key-purpose.js';
 import type { CertificateUse, DualUseMode } from '../pki/key-purpose.js';
@@ -21,9 +21,11 @@ import type {
   PinEntry,
 } from '../model/services.js';
 import { listCertificateObjects, listCertificates } from '../tokens/certificate-store.js';
-import { findSigningKey, listPrivateKeys } from '../tokens/key-store.js';
+import type { CertificateObject } from '../tokens/certificate-store.js';
+import { findSigningKey, listPrivateKeys, signingKeySearches } from '../tokens/key-store.js';
 import { Pkcs11Signer } from '../tokens/token-signer.js';
-import type { TokenService, TokenSession } from '../tokens/token-service.js';
+import { failedBeforeLogin } from '../tokens/token-service.js';
+import type { TokenService } from '../tokens/token-service.js';
 import { normalizePinEntry } from '../tokens/pin-policy.js';
 import { assertDigestLength, resolveScheme } from './algorithms.js';
 import { createAuthToken } from './auth-token.js';
@@ -69,6 +71,22 @@ interface Located {
   token: Token;
   certificate: Certificate;
   der: Uint8Array;
+  /** The certificate as parsed when it was read from the token. */
+  object: CertificateObject;
+  /** Every certificate object on its token, as read with it (key purposes, chain). */
+  objects: CertificateObject[];
+}
+
+/** A certificate's location, trusted while the token's contents cannot have changed under us. */
+interface CachedLocation {
+  tokenId: string;
+  certificate: Certificate;
+  object: CertificateObject;
+  objects: CertificateObject[];
+  /** Issuers found among `objects`, once computed. */
+  chain?: Uint8Array[];
+  generation: number;
+  at: number;
 }
 
 /**
@@ -106,10 +124,7 @@ function matchesFilter(c: Certificate, f: CertificateFilter | undefined): boolea
 export class SigningService implements SigningApi {
   private readonly now: () => Date;
   private readonly dualUse: DualUseMode;
-  readonly #located = new Map<
-    string,
-    { tokenId: string; certificate: Certificate; der: Uint8Array; generation: number; at: number }
-  >();
+  readonly #located = new Map<string, CachedLocation>();
 
   constructor(
     private readonly tokens: TokenService,
@@ -133,18 +148,22 @@ export class SigningService implements SigningApi {
     return out;
   }
 
-  private async locate(certificateId: string): Promise<Located> {
+  /**
+   * Where a certificate is, with its token's certificate objects. A location read less than
+   * {@link LOCATION_TTL_MS} ago under the same token generation is used as it is: with `fresh`, the
+   * token is read again (its PIN state, that it is still there); without, the sign step's own round
+   * trip does that ({@link TokenService.withLogin}).
+   */
+  private async locate(certificateId: string, fresh: boolean): Promise<Located> {
     if (!/^[0-9a-f]{32}$/.test(certificateId))
       throw new KelidError('ERR_INVALID_INPUT', 'certificateId is malformed');
-    const cached = this.#located.get(certificateId);
-    if (
-      cached &&
-      cached.generation === this.tokens.generation &&
-      performance.now() - cached.at < LOCATION_TTL_MS
-    ) {
+    const cached = this.#cached(certificateId);
+    if (cached) {
       try {
-        const token = await this.tokens.getToken(cached.tokenId);
-        return { token, certificate: cached.certificate, der: cached.der };
+        const token = fresh
+          ? await this.tokens.getToken(cached.tokenId)
+          : await this.#knownToken(cached.tokenId);
+        return located(token, cached);
       } catch (e) {
         if (!isKelidError(e, 'ERR_TOKEN_NOT_FOUND')) throw e;
       }
@@ -152,35 +171,52 @@ export class SigningService implements SigningApi {
     this.#located.delete(certificateId);
     for (const token of (await this.tokens.listTokens()).filter((t) => t.initialized)) {
       const generation = this.tokens.generation;
-      const certs = await this.tokens.withSession(token.tokenId, { readWrite: false }, (s) =>
-        listCertificates(s, this.dualUse),
-      );
-      const certificate = certs.find((c) => c.certificateId === certificateId);
+      const found = await this.tokens.withSession(token.tokenId, { readWrite: false }, async (s) => {
+        const objects = await listCertificateObjects(s);
+        return { objects, certs: await listCertificates(s, this.dualUse, objects) };
+      });
+      const i = found.certs.findIndex((c) => c.certificateId === certificateId);
+      const certificate = found.certs[i];
       if (certificate) {
-        const der = Uint8Array.from(Buffer.from(certificate.certificate, 'base64'));
         if (this.#located.size >= MAX_LOCATIONS) this.#located.clear();
-        this.#located.set(certificateId, {
+        // listCertificates keeps the order of the objects it was given.
+        const entry: CachedLocation = {
           tokenId: token.tokenId,
           certificate,
-          der,
+          object: found.objects[i]!,
+          objects: found.objects,
           generation,
           at: performance.now(),
-        });
-        return { token, certificate, der };
+        };
+        this.#located.set(certificateId, entry);
+        return located(token, entry);
       }
     }
     throw new KelidError('ERR_CERTIFICATE_NOT_FOUND', 'no connected token holds this certificate');
+  }
+
+  #cached(certificateId: string): CachedLocation | undefined {
+    const cached = this.#located.get(certificateId);
+    if (
+      cached &&
+      cached.generation === this.tokens.generation &&
+      performance.now() - cached.at < LOCATION_TTL_MS
+    )
+      return cached;
+    return undefined;
+  }
+
+  /** The token as last read (no round trip), or read now when it is not known. */
+  async #knownToken(tokenId: string): Promise<Token> {
+    return this.tokens.knownToken(tokenId) ?? this.tokens.getToken(tokenId);
   }
 
   /** A certificate on a token with its issuers from the same token (for status checks). */
   async certificateWithIssuers(
     certificateId: string,
   ): Promise<{ der: Uint8Array; issuers: Uint8Array[]; token: Token }> {
-    const loc = await this.locate(certificateId);
-    const issuers = await this.tokens.withSession(loc.token.tokenId, { readWrite: false }, (s) =>
-      this.chainOf(s, loc.der),
-    );
-    return { der: loc.der, issuers, token: loc.token };
+    const loc = await this.locate(certificateId, true);
+    return { der: loc.der, issuers: this.chainOf(certificateId, loc), token: loc.token };
   }
 
   /**
@@ -188,12 +224,11 @@ export class SigningService implements SigningApi {
    * for a call that would be refused), validity, the private key, revocation.
    */
   async preflight(certificateId: string, intent?: SigningIntent): Promise<SigningPreflight> {
-    const loc = await this.locate(certificateId);
+    // The one read of the token before the prompt: the consent's PIN warnings come from it.
+    const loc = await this.locate(certificateId, true);
     if (intent) {
       this.assertUse(loc, intent.use);
-      await this.tokens.withSession(loc.token.tokenId, { readWrite: false }, (s) =>
-        this.assertKeyUse(s, loc, intent.use),
-      );
+      this.assertKeyUse(loc, intent.use);
     }
     const now = this.now().getTime();
     if (now > Date.parse(loc.certificate.notAfter) || now < Date.parse(loc.certificate.notBefore)) {
@@ -214,10 +249,7 @@ export class SigningService implements SigningApi {
     }
     const result: SigningPreflight = { token: loc.token, certificate: loc.certificate };
     if (this.options.revocationCheck) {
-      const issuers = await this.tokens.withSession(loc.token.tokenId, { readWrite: false }, (s) =>
-        this.chainOf(s, loc.der),
-      );
-      const r = await this.options.revocationCheck(loc.der, issuers);
+      const r = await this.options.revocationCheck(loc.der, this.chainOf(certificateId, loc));
       if (r.status) result.status = r.status;
       if (r.warning) result.warning = r.warning;
     }
@@ -229,11 +261,15 @@ export class SigningService implements SigningApi {
    * the right name and a key that verifies the certificate's signature: a page with the `ra` tier can
    * store any certificate on a token, including a fake CA with the real one's name.
    */
-  private async chainOf(s: TokenSession, leaf: Uint8Array): Promise<Uint8Array[]> {
-    const all = await listCertificateObjects(s);
+  private chainOf(certificateId: string, loc: Located): Uint8Array[] {
+    // Built once per cached location: the signature checks are the costly part.
+    const cached = this.#located.get(certificateId);
+    if (cached?.objects === loc.objects && cached.chain) return cached.chain;
+    const all = loc.objects;
+    const leaf = loc.der;
     const chain: Uint8Array[] = [];
     let currentDer = leaf;
-    let current = describeCertificate(leaf);
+    let current = loc.object.description;
     for (let depth = 0; depth < 8; depth++) {
       if (bytesEqual(current.issuerDer, current.subjectDer)) break;
       const child = currentDer;
@@ -249,12 +285,13 @@ export class SigningService implements SigningApi {
       currentDer = issuer.der;
       current = issuer.description;
     }
+    if (cached?.objects === loc.objects) cached.chain = chain;
     return chain;
   }
 
   /** Throws ERR_KEY_PURPOSE unless the certificate may be used for `use` (read again from its DER). */
   private assertUse(loc: Located, use: CertificateUse): void {
-    assertCertificateUse(describeCertificate(loc.der), use, this.dualUse);
+    assertCertificateUse(loc.object.description, use, this.dualUse);
   }
 
   /**
@@ -263,9 +300,9 @@ export class SigningService implements SigningApi {
    * page's certificates.import, or by any program that writes to the token) would make that login key
    * a raw-signature oracle again. Two certificates of different purposes for one key: nothing is allowed.
    */
-  private async assertKeyUse(s: TokenSession, loc: Located, use: CertificateUse): Promise<void> {
-    const spki = describeCertificate(loc.der).spki;
-    for (const c of await listCertificateObjects(s)) {
+  private assertKeyUse(loc: Located, use: CertificateUse): void {
+    const spki = loc.object.description.spki;
+    for (const c of loc.objects) {
       if (bytesEqual(c.der, loc.der) || !sameKey(c.description.spki, spki)) continue;
       try {
         assertCertificateUse(c.description, use, this.dualUse);
@@ -281,26 +318,46 @@ export class SigningService implements SigningApi {
   }
 
   /** Locate, check the key purpose, log in, build a signer; `fn` runs inside the one login. */
+  /**
+   * Locate (the preflight's location, not read again), check the key purpose, then one round trip
+   * to the module host for session, token check, login and key search; `fn` runs inside that login,
+   * and the logout goes with closing the session.
+   */
   private async withSigner<T>(
     certificateId: string,
     userPin: PinEntry,
     intent: SigningIntent,
-    fn: (signer: Pkcs11Signer, loc: Located, session: TokenSession) => Promise<T>,
+    fn: (signer: Pkcs11Signer, loc: Located) => Promise<T>,
   ): Promise<T> {
-    const loc = await this.locate(certificateId);
-    // Again here, and not only in preflight: every caller of the service gets the rule.
-    this.assertUse(loc, intent.use);
     const pin = normalizePinEntry(userPin);
-    return this.tokens.withSession(loc.token.tokenId, { readWrite: false }, async (s) => {
-      await this.assertKeyUse(s, loc, intent.use);
-      await s.login('user', pin);
-      const key = await findSigningKey(s, loc.certificate.keyId, describeCertificate(loc.der).spki);
-      // One typed PIN replayed as the context login of up to 10,000 signatures would defeat what
-      // CKA_ALWAYS_AUTHENTICATE is for; on a PIN pad the user authorizes each signature on the reader.
-      if (intent.batch && key.alwaysAuthenticate && pin !== null) throw alwaysAuthenticateRefused();
-      const signer = await Pkcs11Signer.create(s, key, pin);
-      return fn(signer, loc, s);
-    });
+    const attempt = async (loc: Located): Promise<T> => {
+      // Again here, and not only in preflight: every caller of the service gets the rule.
+      this.assertUse(loc, intent.use);
+      this.assertKeyUse(loc, intent.use);
+      const keyId = loc.certificate.keyId;
+      return this.tokens.withLogin(
+        loc.token.tokenId,
+        { readWrite: false, role: 'user', pin, find: signingKeySearches(keyId) },
+        async (s, found) => {
+          const key = await findSigningKey(s, keyId, loc.object.description.spki, found);
+          // One typed PIN replayed as the context login of up to 10,000 signatures would defeat what
+          // CKA_ALWAYS_AUTHENTICATE is for; on a PIN pad the user authorizes each signature on the reader.
+          if (intent.batch && key.alwaysAuthenticate && pin !== null) throw alwaysAuthenticateRefused();
+          const signer = await Pkcs11Signer.create(s, key, pin);
+          return fn(signer, loc);
+        },
+      );
+    };
+    const loc = await this.locate(certificateId, false);
+    try {
+      return await attempt(loc);
+    } catch (e) {
+      // The token went away since the preflight, before any login was tried: find the certificate
+      // again (on another token it is a new location; gone, ERR_CERTIFICATE_NOT_FOUND).
+      if (!failedBeforeLogin(e)) throw e;
+      this.#located.delete(certificateId);
+      return attempt(await this.locate(certificateId, false));
+    }
   }
 
   async signRaw(
@@ -345,8 +402,8 @@ export class SigningService implements SigningApi {
     }
     if (input.digest) assertDigestLength(input.digest, input.digestAlgorithm);
     const timestamp = input.timestamp ? this.timestamper(input.digestAlgorithm) : undefined;
-    return this.withSigner(certificateId, userPin, { use: 'cms' }, async (signer, loc, s) => {
-      const chain = input.includeChain === false ? [] : await this.chainOf(s, loc.der);
+    return this.withSigner(certificateId, userPin, { use: 'cms' }, async (signer, loc) => {
+      const chain = input.includeChain === false ? [] : this.chainOf(certificateId, loc);
       const cms = await signCms({
         signer,
         certificate: loc.der,
@@ -374,7 +431,7 @@ export class SigningService implements SigningApi {
   ): Promise<{ results: Array<{ signature: Uint8Array } | { cms: Uint8Array }>; cancelled: boolean }> {
     for (const d of input.digests) assertDigestLength(d, input.digestAlgorithm);
     const intent: SigningIntent = { use: input.format === 'raw' ? 'raw' : 'cms', batch: true };
-    return this.withSigner(certificateId, userPin, intent, async (signer, loc, s) => {
+    return this.withSigner(certificateId, userPin, intent, async (signer, loc) => {
       const scheme = resolveScheme(signer.keyType, input.scheme);
       if (input.format === 'raw') {
         const signatures = await signer.signDigests(
@@ -392,7 +449,7 @@ export class SigningService implements SigningApi {
           cancelled: signatures.length < input.digests.length,
         };
       }
-      const chain = await this.chainOf(s, loc.der);
+      const chain = this.chainOf(certificateId, loc);
       const results: Array<{ signature: Uint8Array } | { cms: Uint8Array }> = [];
       for (const digest of input.digests) {
         if (options.signal?.aborted) return { results, cancelled: true };
@@ -452,4 +509,8 @@ function assertVerifies(
   if (!verifyDigestSignature(key, scheme, digestAlgorithm, digest, signature)) {
     throw new KelidError('ERR_DEVICE_ERROR', 'the token returned a signature that does not verify');
   }
+}
+
+function located(token: Token, c: CachedLocation): Located {
+  return { token, certificate: c.certificate, der: c.object.der, object: c.object, objects: c.objects };
 }

@@ -10,6 +10,7 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import { isIP } from 'node:net';
 import * as tls from 'node:tls';
+import { BodyTooLargeError, readBoundedBody } from '../net/bounded-body.js';
 import {
   DestinationRefused,
   assertLiteralAllowed,
@@ -294,15 +295,12 @@ async function sendViaProxy(
 }
 
 async function readLimited(response: http.IncomingMessage, maxBytes: number): Promise<Uint8Array> {
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const chunk of response as AsyncIterable<Buffer>) {
-    total += chunk.byteLength;
-    if (total > maxBytes) {
-      response.destroy();
+  try {
+    return new Uint8Array(await readBoundedBody(response, maxBytes));
+  } catch (e) {
+    if (e instanceof BodyTooLargeError) {
       throw new StatusSourceError('too-large', `response larger than ${maxBytes} bytes`);
     }
-    chunks.push(chunk);
+    throw e;
   }
-  return new Uint8Array(Buffer.concat(chunks, total));
 }

@@ -60,8 +60,10 @@ export async function listCertificateObjects(session: TokenSession): Promise<Cer
 export async function listCertificates(
   session: TokenSession,
   dualUse: DualUseMode = DEFAULT_DUAL_USE,
+  /** The token's certificate objects, when the caller has just read them. */
+  objects?: CertificateObject[],
 ): Promise<Certificate[]> {
-  const certs = await listCertificateObjects(session);
+  const certs = objects ?? (await listCertificateObjects(session));
   const publics = await listPublicKeys(session);
   // Private keys are private objects: visible only when logged in; public keys stand in for them.
   const privates = await listPrivateKeys(session).catch(() => []);

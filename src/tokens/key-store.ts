@@ -125,7 +125,10 @@ function idFilter(keyId: string | undefined): Array<{ type: number; value: Uint8
 /** Every RSA/EC public key object on the token (public objects: no login needed). */
 export async function listPublicKeys(session: TokenSession, keyId?: string): Promise<PublicKeyObject[]> {
   const template = [{ type: CKA.CLASS, value: CKO.PUBLIC_KEY }, ...idFilter(keyId)];
-  const found = await session.call('findObjects', { template, attributes: KEY_ATTRS });
+  return publicKeysOf(await session.call('findObjects', { template, attributes: KEY_ATTRS }));
+}
+
+function publicKeysOf(found: FoundObject[]): PublicKeyObject[] {
   const out: PublicKeyObject[] = [];
   for (const o of found) {
     const k = spkiFromAttributes(o);
@@ -160,7 +163,10 @@ export interface PrivateKeyObject {
 /** Private keys (visible only after login on most tokens). */
 export async function listPrivateKeys(session: TokenSession, keyId?: string): Promise<PrivateKeyObject[]> {
   const template = [{ type: CKA.CLASS, value: CKO.PRIVATE_KEY }, ...idFilter(keyId)];
-  const found = await session.call('findObjects', { template, attributes: PRIVATE_ATTRS });
+  return privateKeysOf(await session.call('findObjects', { template, attributes: PRIVATE_ATTRS }));
+}
+
+function privateKeysOf(found: FoundObject[]): PrivateKeyObject[] {
   const out: PrivateKeyObject[] = [];
   for (const o of found) {
     const type = decodeUlong(o.values[CKA.KEY_TYPE]);
@@ -183,6 +189,22 @@ export async function listPrivateKeys(session: TokenSession, keyId?: string): Pr
 }
 
 /**
+ * The searches {@link findSigningKey} makes for `keyId` (private keys, then public keys of that id),
+ * for a caller that runs them in the login's own round trip ({@link TokenService.withLogin}).
+ */
+export function signingKeySearches(
+  keyId: string,
+): Array<{ template: Array<{ type: number; value: number | Uint8Array }>; attributes: number[] }> {
+  return [
+    {
+      template: [{ type: CKA.CLASS, value: CKO.PRIVATE_KEY }, ...idFilter(keyId)],
+      attributes: PRIVATE_ATTRS,
+    },
+    { template: [{ type: CKA.CLASS, value: CKO.PUBLIC_KEY }, ...idFilter(keyId)], attributes: KEY_ATTRS },
+  ];
+}
+
+/**
  * The signing key of `keyId` (after login): its private key handle plus the public key (from the
  * public key object or, failing that, from `fallbackSpki` such as the certificate's). With
  * `fallbackSpki`, a public key object of this id must hold that key (ERR_CERTIFICATE_MISMATCH), and
@@ -192,9 +214,15 @@ export async function findSigningKey(
   session: TokenSession,
   keyId: string,
   fallbackSpki?: Uint8Array,
+  /** What {@link signingKeySearches} found, when they were made already. */
+  found?: FoundObject[][],
 ): Promise<TokenKeyRef> {
-  let privates = (await listPrivateKeys(session, keyId)).filter((k) => k.keyId === keyId);
-  let publics = (await listPublicKeys(session, keyId)).filter((k) => k.keyId === keyId);
+  let privates = (found?.[0] ? privateKeysOf(found[0]) : await listPrivateKeys(session, keyId)).filter(
+    (k) => k.keyId === keyId,
+  );
+  let publics = (found?.[1] ? publicKeysOf(found[1]) : await listPublicKeys(session, keyId)).filter(
+    (k) => k.keyId === keyId,
+  );
   if (privates.length === 0) {
     // A pair whose generation was interrupted carries its provisional id until it is completed.
     publics = (await listPublicKeys(session)).filter((k) => k.keyId === keyId && isPendingKeyId(k.storedId));

@@ -92,8 +92,8 @@ export class ProvisioningService {
   }
 
   /** The effective PIN rules of a token (for the consent UI). */
-  async pinRules(tokenId: string): Promise<{ user: PinRule; so: PinRule }> {
-    const token = await this.tokens.getToken(tokenId);
+  async pinRules(tokenId: string, known?: Token): Promise<{ user: PinRule; so: PinRule }> {
+    const token = known?.tokenId === tokenId ? known : await this.tokens.getToken(tokenId);
     return { user: this.rule('user', token), so: this.rule('so', token) };
   }
 

@@ -1,7 +1,8 @@
 import { KelidError, isKelidError } from '../model/errors.js';
 import { silentLogger } from '../log.js';
 import type { Logger } from '../log.js';
-import type { HostMethod, HostMethods, RawSlot, TokenRef } from '../pkcs11/host-protocol.js';
+import type { FoundObject, HostMethod, HostMethods, RawSlot, TokenRef } from '../pkcs11/host-protocol.js';
+import { CKF } from '../pkcs11/templates.js';
 import type { LoadedModule } from '../pkcs11/module-manager.js';
 import type { PinEntry } from '../model/services.js';
 import type { PinState, Token } from '../model/types.js';
@@ -96,6 +97,103 @@ function locationOf(
 /** Distinguishes "no token with this id" from "the module it lived on is down". */
 function notFound(tokenId: string): KelidError {
   return new KelidError('ERR_TOKEN_NOT_FOUND', 'no connected token has this id', { data: { tokenId } });
+}
+
+/** The advice depends on the module: a device-wide lockout is not undone by the SO-PIN. */
+function lockedError(module: LoadedModule, role: LoginRole, pin: PinState): KelidError {
+  if (deviceWide(module)) {
+    return new KelidError(
+      'ERR_PIN_LOCKED',
+      `the ${role === 'user' ? 'user PIN' : 'SO-PIN'} is locked by the device-wide lockout of module ` +
+        `"${module.spec.id}" (too many wrong PINs on any of its tokens): the SO-PIN cannot ` +
+        'unblock it; wait for the device to end the lockout, or reset it with the device tools',
+      { data: { role, pin, lockout: 'device-wide' } },
+    );
+  }
+  return new KelidError(
+    'ERR_PIN_LOCKED',
+    role === 'user' ? 'the user PIN is locked' : 'the SO-PIN is locked',
+    {
+      data: { role, pin },
+    },
+  );
+}
+
+/**
+ * Why a login cannot be tried on a token as it reads now (not initialized, PIN locked, PIN pad gone),
+ * or undefined when it can.
+ */
+function refusedLogin(
+  module: LoadedModule,
+  token: Token,
+  role: LoginRole,
+  pin: PinEntry,
+): KelidError | undefined {
+  if (!token.initialized) return new KelidError('ERR_TOKEN_NOT_INITIALIZED', 'the token is not initialized');
+  if (role === 'user' && !token.userPinInitialized) {
+    return new KelidError('ERR_TOKEN_NOT_INITIALIZED', 'the user PIN of this token has not been set');
+  }
+  const state = role === 'user' ? token.userPin : token.soPin;
+  if (state.locked) return lockedError(module, role, state);
+  if (pin === null && !token.protectedAuthenticationPath) {
+    // Consent was given for a PIN pad and the token no longer reports one (moved to another reader).
+    return new KelidError('ERR_DEVICE_ERROR', 'the token no longer reports a PIN pad: try again', {
+      retriable: true,
+    });
+  }
+  return undefined;
+}
+
+/**
+ * The error a failed C_Login becomes: a wrong or locked PIN with the PIN state read after the attempt
+ * (`reread`), and a lockout that only C_Login reported (tpm2-pkcs11) remembered in `observed`.
+ */
+async function loginFailure(
+  e: unknown,
+  module: LoadedModule,
+  tokenId: string,
+  role: LoginRole,
+  before: PinState,
+  reread: () => Promise<PinState | undefined>,
+  observed: ObservedLocks,
+): Promise<unknown> {
+  if (isKelidError(e, 'ERR_PIN_LOCKED')) {
+    const after = await reread();
+    if (!after?.locked) {
+      // Locked though the flags say not (tpm2-pkcs11): report it from what the module said.
+      observed.note(module, tokenId, role);
+      await reread();
+    }
+    return lockedError(module, role, { ...(after ?? before), locked: true });
+  }
+  if (isKelidError(e, 'ERR_PIN_INCORRECT')) {
+    const after = await reread();
+    if (after?.locked) return lockedError(module, role, after);
+    return new KelidError(e.code, e.message, { data: { role, pin: after ?? before } });
+  }
+  return e;
+}
+
+/** Errors of {@link TokenService.withLogin} raised before any login was tried (safe to try again). */
+const beforeLoginErrors = new WeakSet<object>();
+
+/** Whether `e` came from {@link TokenService.withLogin} before any login was tried. */
+export function failedBeforeLogin(e: unknown): boolean {
+  return typeof e === 'object' && e !== null && beforeLoginErrors.has(e);
+}
+
+function beforeLogin<E extends object>(e: E): E {
+  beforeLoginErrors.add(e);
+  return e;
+}
+
+/** What {@link TokenService.withLogin} logs in with and looks up right after the login. */
+export interface LoginOptions {
+  readWrite: boolean;
+  role: LoginRole;
+  pin: PinEntry;
+  /** Searches made in the same round trip as the login (e.g. the signing key). */
+  find?: Array<{ template: HostMethods['findObjects']['params']['template']; attributes: number[] }>;
 }
 
 export interface TokenServiceOptions {
@@ -259,6 +357,11 @@ export class TokenService {
     return found;
   }
 
+  /** The token as last read, without reading it again; undefined when it is not known. */
+  knownToken(tokenId: string): Token | undefined {
+    return this.locations.get(tokenId)?.token;
+  }
+
   async getToken(tokenId: string): Promise<Token> {
     return (await this.locateToken(tokenId)).token;
   }
@@ -291,6 +394,139 @@ export class TokenService {
     } finally {
       if (options.readWrite) this.#generation++;
       await session.close();
+    }
+  }
+
+  /**
+   * Run `fn` logged in on the token, with what `options.find` found after the login. The token's
+   * last known location is used as it is: the module host reads the token (its PIN state, that it is
+   * still this token) in the same round trip as the session, the login and the searches, and the
+   * logout goes with closing the session. A token no longer where it was is looked for once more
+   * (before any login was tried); a token that now reads as another one fails with ERR_TOKEN_REMOVED.
+   */
+  async withLogin<T>(
+    tokenId: string,
+    options: LoginOptions,
+    fn: (session: TokenSession, found: FoundObject[][]) => Promise<T>,
+  ): Promise<T> {
+    const relocate = (): Promise<TokenLocation> =>
+      this.locateToken(tokenId).catch((err: unknown) => {
+        throw isKelidError(err) ? beforeLogin(err) : err;
+      });
+    let loc = this.locations.get(tokenId);
+    if (!loc?.module.isReady()) loc = await relocate();
+    let opened: { session: TokenSession; found: FoundObject[][] };
+    try {
+      opened = await this.openLogin(loc, options);
+    } catch (e) {
+      if (!isKelidError(e, 'ERR_TOKEN_REMOVED') || !failedBeforeLogin(e)) throw e;
+      loc = await relocate();
+      opened = await this.openLogin(loc, options);
+    }
+    try {
+      return await fn(opened.session, opened.found);
+    } finally {
+      if (options.readWrite) this.#generation++;
+      await opened.session.close();
+    }
+  }
+
+  private async openLogin(
+    loc: TokenLocation,
+    options: LoginOptions,
+  ): Promise<{ session: TokenSession; found: FoundObject[][] }> {
+    const { role, pin } = options;
+    const release = await this.loginLocks.acquire(`${loc.module.spec.id}\u0000${loc.ref.serial}`);
+    let session: TokenSession | undefined;
+    try {
+      // A lockout only C_Login reported (tpm2-pkcs11) is not in the flags: refuse before the module.
+      const known = this.observedLocks.apply(loc.module, loc.token);
+      const knownState = role === 'user' ? known.userPin : known.soPin;
+      if (knownState.locked) throw lockedError(loc.module, role, knownState);
+      const requireFlags =
+        CKF.TOKEN_INITIALIZED |
+        (role === 'user' ? CKF.USER_PIN_INITIALIZED : 0) |
+        (pin === null ? CKF.PROTECTED_AUTHENTICATION_PATH : 0);
+      const refuseFlags = role === 'user' ? CKF.USER_PIN_LOCKED : CKF.SO_PIN_LOCKED;
+      let result: HostMethods['openLogin']['result'];
+      try {
+        result = await loc.module.host.call(
+          'openLogin',
+          {
+            token: loc.ref,
+            readWrite: options.readWrite,
+            userType: role,
+            pin,
+            requireFlags,
+            refuseFlags,
+            find: options.find ?? [],
+          },
+          { timeoutMs: this.loginTimeoutMs },
+        );
+      } catch (e) {
+        if (isKelidError(e, 'ERR_TOKEN_REMOVED')) {
+          // The host found no token for this reference: no login was tried.
+          throw beforeLogin(e);
+        }
+        const reread = async (): Promise<PinState | undefined> => {
+          try {
+            const slot = await loc.module.host.call('tokenInfo', { token: loc.ref });
+            const t = this.locate(loc.module, slot, loc.level).token;
+            return role === 'user' ? t.userPin : t.soPin;
+          } catch {
+            return undefined;
+          }
+        };
+        throw await loginFailure(
+          e,
+          loc.module,
+          loc.token.tokenId,
+          role,
+          knownState,
+          reread,
+          this.observedLocks,
+        );
+      }
+      const now = locationOf(loc.module, result.slot, loc.level, this.observedLocks);
+      if (now.token.tokenId !== loc.token.tokenId) {
+        // Another token answers to this reference now: never sign with it.
+        if (result.sessionId !== undefined)
+          await loc.module.host
+            .call('logoutClose', { sessionId: result.sessionId, logout: true })
+            .catch(() => undefined);
+        const removed = new KelidError('ERR_TOKEN_REMOVED', 'the token is no longer connected');
+        throw result.sessionId === undefined ? beforeLogin(removed) : removed;
+      }
+      this.locations.set(now.token.tokenId, now);
+      if (result.sessionId === undefined) {
+        throw (
+          refusedLogin(now.module, now.token, role, pin) ??
+          new KelidError('ERR_DEVICE_ERROR', 'the token refused the login', { retriable: true })
+        );
+      }
+      this.observedLocks.clear(now.module, now.token.tokenId, role);
+      session = new TokenSession(
+        now,
+        result.sessionId,
+        this.log,
+        this.mechanismCache,
+        this.loginLocks,
+        this.loginTimeoutMs,
+        this.observedLocks,
+      );
+      session.adoptLogin(release);
+      const before = role === 'user' ? now.token.userPin : now.token.soPin;
+      if (before.toBeChanged) {
+        // Logged in, but the token wants a new PIN first: the caller must run the PIN change flow.
+        await session.close();
+        throw new KelidError('ERR_PIN_EXPIRED', 'the PIN must be changed before the token can be used', {
+          data: { role },
+        });
+      }
+      return { session, found: result.found };
+    } catch (e) {
+      if (session === undefined) release();
+      throw e;
     }
   }
 }
@@ -375,6 +611,12 @@ export class TokenSession {
     }
   }
 
+  /** The session was opened logged in ({@link TokenService.withLogin}): `release` ends the login lock. */
+  adoptLogin(release: () => void): void {
+    this.loggedIn = true;
+    this.releaseLogin = release;
+  }
+
   private unlockLogin(): void {
     const release = this.releaseLogin;
     this.releaseLogin = undefined;
@@ -383,36 +625,21 @@ export class TokenSession {
 
   private async loginHoldingLock(role: LoginRole, pin: PinEntry): Promise<void> {
     const token = await this.refresh();
-    if (!token.initialized) throw new KelidError('ERR_TOKEN_NOT_INITIALIZED', 'the token is not initialized');
-    if (role === 'user' && !token.userPinInitialized) {
-      throw new KelidError('ERR_TOKEN_NOT_INITIALIZED', 'the user PIN of this token has not been set');
-    }
+    const refused = refusedLogin(this.loc.module, token, role, pin);
+    if (refused) throw refused;
     const before = role === 'user' ? token.userPin : token.soPin;
-    if (before.locked) throw this.lockedError(role, before);
-    if (pin === null && !token.protectedAuthenticationPath) {
-      // Consent was given for a PIN pad and the token no longer reports one (moved to another reader).
-      throw new KelidError('ERR_DEVICE_ERROR', 'the token no longer reports a PIN pad: try again', {
-        retriable: true,
-      });
-    }
     try {
       await this.call('login', { userType: role, pin }, { timeoutMs: this.loginTimeoutMs });
     } catch (e) {
-      if (isKelidError(e, 'ERR_PIN_LOCKED')) {
-        const after = await this.pinState(role);
-        if (!after?.locked) {
-          // Locked though the flags say not (tpm2-pkcs11): report it from what the module said.
-          this.observedLocks.note(this.loc.module, token.tokenId, role);
-          await this.pinState(role);
-        }
-        throw this.lockedError(role, { ...(after ?? before), locked: true });
-      }
-      if (isKelidError(e, 'ERR_PIN_INCORRECT')) {
-        const after = await this.pinState(role);
-        if (after?.locked) throw this.lockedError(role, after);
-        throw new KelidError(e.code, e.message, { data: { role, pin: after ?? before } });
-      }
-      throw e;
+      throw await loginFailure(
+        e,
+        this.loc.module,
+        token.tokenId,
+        role,
+        before,
+        () => this.pinState(role),
+        this.observedLocks,
+      );
     }
     this.observedLocks.clear(this.loc.module, token.tokenId, role);
     this.loggedIn = true;
@@ -423,26 +650,6 @@ export class TokenSession {
         data: { role },
       });
     }
-  }
-
-  /** The advice depends on the module: a device-wide lockout is not undone by the SO-PIN. */
-  private lockedError(role: LoginRole, pin: PinState): KelidError {
-    if (deviceWide(this.loc.module)) {
-      return new KelidError(
-        'ERR_PIN_LOCKED',
-        `the ${role === 'user' ? 'user PIN' : 'SO-PIN'} is locked by the device-wide lockout of module ` +
-          `"${this.loc.module.spec.id}" (too many wrong PINs on any of its tokens): the SO-PIN cannot ` +
-          'unblock it; wait for the device to end the lockout, or reset it with the device tools',
-        { data: { role, pin, lockout: 'device-wide' } },
-      );
-    }
-    return new KelidError(
-      'ERR_PIN_LOCKED',
-      role === 'user' ? 'the user PIN is locked' : 'the SO-PIN is locked',
-      {
-        data: { role, pin },
-      },
-    );
   }
 
   private async pinState(role: LoginRole): Promise<PinState | undefined> {
@@ -466,15 +673,22 @@ export class TokenSession {
     }
   }
 
+  /** Log out (when logged in) and close, in one round trip. */
   async close(): Promise<void> {
     if (this.closed) return;
-    await this.logout();
-    this.unlockLogin();
+    const logout = this.loggedIn;
+    this.loggedIn = false;
     this.closed = true;
     try {
-      await this.loc.module.host.call('closeSession', { sessionId: this.sessionId });
-    } catch {
-      // host restarted or token gone: the session is gone with it
+      await this.loc.module.host.call('logoutClose', { sessionId: this.sessionId, logout });
+    } catch (e) {
+      // host restarted or token gone: the session (and its login) is gone with it
+      this.log.debug(
+        { err: isKelidError(e) ? e.code : String(e) },
+        'closing the session failed (token gone?)',
+      );
+    } finally {
+      this.unlockLogin();
     }
   }
 }

@@ -35,7 +35,7 @@ export interface AgentServerOptions {
   /** Config `wss`: when false, only the agent's own pages (console tier) may open a WebSocket. */
   pagesOverWebSocket?: boolean;
   tls: { key: string; cert: string };
-  /** The HTTP routes (express app). */
+  /** The HTTP routes (http-routes.ts). */
   app: http.RequestListener;
   /** Largest message of the `site`, `ra` and console tiers (config `maxMessageBytes`). */
   maxPayload: number;

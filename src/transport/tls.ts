@@ -1,4 +1,3 @@
-import 'reflect-metadata';
 import {
   X509Certificate as NodeX509Certificate,
   createPrivateKey,
@@ -7,8 +6,22 @@ import {
 } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as x509 from '@peculiar/x509';
-import { encodePem, encodeTlv } from '../pki/der.js';
+import {
+  TAG_BIT_STRING,
+  TAG_BOOLEAN,
+  TAG_OCTET_STRING,
+  TAG_SEQUENCE,
+  ecdsaRawToDer,
+  encodeOid,
+  encodePem,
+  encodeSmallInteger,
+  encodeTime,
+  encodeTlv,
+  encodeUnsignedInteger,
+} from '../pki/der.js';
+import { encodeName } from '../pki/dn.js';
+import { keyIdFromSpki } from '../pki/key-id.js';
+import { EXTENDED_KEY_USAGE_OIDS, OID } from '../pki/oids.js';
 
 // PROTOCOL.md section 1: TLS for 127.0.0.1, ::1 and localhost from a per-install CA. The CA key pair
 // is generated non-extractable, signs the one leaf certificate, and is dropped: nothing can sign with
@@ -31,6 +44,10 @@ const RENEW_BEFORE_DAYS = 30;
 
 const EC_P256 = { name: 'ECDSA', namedCurve: 'P-256' } as const;
 const SIGNING_ALGORITHM = { name: 'ECDSA', hash: 'SHA-256' } as const;
+const ECDSA_WITH_SHA256 = encodeTlv(TAG_SEQUENCE, encodeOid(OID.ecdsaWithSHA256));
+const OID_NAME_CONSTRAINTS = '2.5.29.30';
+const BOOLEAN_TRUE = encodeTlv(TAG_BOOLEAN, Uint8Array.of(0xff));
+const IPV6_LOOPBACK = Uint8Array.of(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1);
 
 export interface TlsMaterial {
   /** Leaf private key, PKCS#8 PEM. */
@@ -101,74 +118,123 @@ function loadTlsMaterial(dir: string, now: Date): TlsMaterial | null {
 
 /** Generate a fresh CA (its key never leaves this function) and a leaf certificate signed by it. */
 export async function generateTlsMaterial(now = new Date()): Promise<TlsMaterial> {
-  const crypto = webcrypto;
-  x509.cryptoProvider.set(crypto);
+  const subtle = webcrypto.subtle;
   const notBefore = new Date(now.getTime() - 60 * 60 * 1000);
 
-  const caKeys = (await crypto.subtle.generateKey(EC_P256, false, [
-    'sign',
-    'verify',
-  ])) as webcrypto.CryptoKeyPair;
-  const caName = `CN=Kelid local CA ${randomBytes(4).toString('hex')}, O=Kelid`;
-  const ca = await x509.X509CertificateGenerator.createSelfSigned({
-    serialNumber: serial(),
-    name: caName,
+  const caKeys = (await subtle.generateKey(EC_P256, false, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+  const caSpki = new Uint8Array(await subtle.exportKey('spki', caKeys.publicKey));
+  const caKeyId = Buffer.from(keyIdFromSpki(caSpki), 'hex');
+  // Array order is RFC 4514 order (most significant last): the DER holds CN, then O, as before.
+  const caName = encodeName([
+    { type: 'O', value: 'Kelid' },
+    { type: 'CN', value: `Kelid local CA ${randomBytes(4).toString('hex')}` },
+  ]);
+  const ca = await signCertificate({
+    issuer: caName,
+    subject: caName,
     notBefore,
     notAfter: new Date(now.getTime() + CA_VALIDITY_DAYS * DAY_MS),
-    signingAlgorithm: SIGNING_ALGORITHM,
-    keys: caKeys,
-    extensions: [
-      new x509.BasicConstraintsExtension(true, 0, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-      new x509.Extension('2.5.29.30', true, nameConstraints()),
-      await x509.SubjectKeyIdentifierExtension.create(caKeys.publicKey),
-    ],
-  });
-
-  const leafKeys = (await crypto.subtle.generateKey(EC_P256, true, [
-    'sign',
-    'verify',
-  ])) as webcrypto.CryptoKeyPair;
-  const leaf = await x509.X509CertificateGenerator.create({
-    serialNumber: serial(),
-    subject: 'CN=localhost, O=Kelid',
-    issuer: ca.subject,
-    notBefore,
-    notAfter: new Date(now.getTime() + LEAF_VALIDITY_DAYS * DAY_MS),
-    signingAlgorithm: SIGNING_ALGORITHM,
-    publicKey: leafKeys.publicKey,
+    spki: caSpki,
     signingKey: caKeys.privateKey,
     extensions: [
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth], false),
-      new x509.SubjectAlternativeNameExtension(
-        [
-          { type: 'dns', value: 'localhost' },
-          { type: 'ip', value: '127.0.0.1' },
-          { type: 'ip', value: '::1' },
-        ],
-        false,
-      ),
-      await x509.SubjectKeyIdentifierExtension.create(leafKeys.publicKey),
-      await x509.AuthorityKeyIdentifierExtension.create(caKeys.publicKey),
+      // cA TRUE, pathLenConstraint 0: it signs leaves, never another CA.
+      extension(OID.basicConstraints, true, sequence(BOOLEAN_TRUE, encodeSmallInteger(0))),
+      // keyCertSign (bit 5) and cRLSign (bit 6).
+      extension(OID.keyUsage, true, encodeTlv(TAG_BIT_STRING, Uint8Array.of(1, 0x06))),
+      extension(OID_NAME_CONSTRAINTS, true, nameConstraints()),
+      extension(OID.subjectKeyIdentifier, false, encodeTlv(TAG_OCTET_STRING, caKeyId)),
     ],
   });
 
-  const pkcs8 = await crypto.subtle.exportKey('pkcs8', leafKeys.privateKey);
+  const leafKeys = (await subtle.generateKey(EC_P256, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+  const leafSpki = new Uint8Array(await subtle.exportKey('spki', leafKeys.publicKey));
+  const leaf = await signCertificate({
+    issuer: caName,
+    subject: encodeName([
+      { type: 'O', value: 'Kelid' },
+      { type: 'CN', value: 'localhost' },
+    ]),
+    notBefore,
+    notAfter: new Date(now.getTime() + LEAF_VALIDITY_DAYS * DAY_MS),
+    spki: leafSpki,
+    signingKey: caKeys.privateKey,
+    extensions: [
+      // cA FALSE (the DEFAULT, so an empty SEQUENCE).
+      extension(OID.basicConstraints, true, sequence()),
+      // digitalSignature (bit 0): ECDHE key exchange signs with it.
+      extension(OID.keyUsage, true, encodeTlv(TAG_BIT_STRING, Uint8Array.of(7, 0x80))),
+      extension(OID.extendedKeyUsage, false, sequence(encodeOid(EXTENDED_KEY_USAGE_OIDS.serverAuth))),
+      extension(
+        OID.subjectAltName,
+        false,
+        sequence(
+          encodeTlv(0x82, new TextEncoder().encode('localhost')),
+          encodeTlv(0x87, Uint8Array.of(127, 0, 0, 1)),
+          encodeTlv(0x87, IPV6_LOOPBACK),
+        ),
+      ),
+      extension(
+        OID.subjectKeyIdentifier,
+        false,
+        encodeTlv(TAG_OCTET_STRING, Buffer.from(keyIdFromSpki(leafSpki), 'hex')),
+      ),
+      extension(OID.authorityKeyIdentifier, false, sequence(encodeTlv(0x80, caKeyId))),
+    ],
+  });
+
+  const pkcs8 = await subtle.exportKey('pkcs8', leafKeys.privateKey);
   return {
     key: encodePem('PRIVATE KEY', new Uint8Array(pkcs8)),
-    cert: leaf.toString('pem') + '\n',
-    caCertificatePem: ca.toString('pem') + '\n',
+    cert: leaf,
+    caCertificatePem: ca,
     generated: true,
   };
 }
 
+interface CertificateFields {
+  issuer: Uint8Array;
+  subject: Uint8Array;
+  notBefore: Date;
+  notAfter: Date;
+  spki: Uint8Array;
+  extensions: Uint8Array[];
+  signingKey: webcrypto.CryptoKey;
+}
+
+/** An X.509 v3 certificate (RFC 5280 section 4.1), ecdsa-with-SHA256, as PEM. */
+async function signCertificate(f: CertificateFields): Promise<string> {
+  const tbs = sequence(
+    encodeTlv(0xa0, encodeSmallInteger(2)),
+    encodeUnsignedInteger(serial()),
+    ECDSA_WITH_SHA256,
+    f.issuer,
+    sequence(encodeTime(f.notBefore), encodeTime(f.notAfter)),
+    f.subject,
+    f.spki,
+    encodeTlv(0xa3, sequence(...f.extensions)),
+  );
+  const signature = new Uint8Array(await webcrypto.subtle.sign(SIGNING_ALGORITHM, f.signingKey, tbs));
+  const der = sequence(
+    tbs,
+    ECDSA_WITH_SHA256,
+    encodeTlv(TAG_BIT_STRING, Uint8Array.of(0), ecdsaRawToDer(signature)),
+  );
+  return encodePem('CERTIFICATE', der);
+}
+
+function sequence(...content: Uint8Array[]): Uint8Array {
+  return encodeTlv(TAG_SEQUENCE, ...content);
+}
+
+function extension(oid: string, critical: boolean, value: Uint8Array): Uint8Array {
+  return sequence(encodeOid(oid), ...(critical ? [BOOLEAN_TRUE] : []), encodeTlv(TAG_OCTET_STRING, value));
+}
+
 // A positive 16-byte serial (high bit clear, never zero).
-function serial(): string {
+function serial(): Uint8Array {
   const bytes = randomBytes(16);
-  bytes[0] = (bytes[0] & 0x7f) | 0x01;
-  return bytes.toString('hex');
+  bytes[0] = (bytes[0]! & 0x7f) | 0x01;
+  return new Uint8Array(bytes);
 }
 
 // NameConstraints { permittedSubtrees [0] { dNSName localhost, iPAddress 127.0.0.1/32, iPAddress ::1/128 } }
@@ -176,8 +242,6 @@ function nameConstraints(): Uint8Array {
   const subtree = (base: Uint8Array): Uint8Array => encodeTlv(0x30, base);
   const dns = encodeTlv(0x82, new TextEncoder().encode('localhost'));
   const ipv4 = encodeTlv(0x87, Uint8Array.of(127, 0, 0, 1, 255, 255, 255, 255));
-  const ipv6Address = new Uint8Array(16);
-  ipv6Address[15] = 1;
-  const ipv6 = encodeTlv(0x87, ipv6Address, new Uint8Array(16).fill(0xff));
+  const ipv6 = encodeTlv(0x87, IPV6_LOOPBACK, new Uint8Array(16).fill(0xff));
   return encodeTlv(0x30, encodeTlv(0xa0, subtree(dns), subtree(ipv4), subtree(ipv6)));
 }

@@ -82,8 +82,35 @@ export class FakeModuleHost implements ModuleHost {
       case 'closeSession':
         return ok;
       case 'logout':
+      case 'logoutClose':
         this.loggedIn = undefined;
         return ok;
+      case 'openLogin': {
+        // As the module host does it: read the token, refuse by its flags, or log in (same checks).
+        const slot = this.slot();
+        const flags = slot.token.flags;
+        if (
+          (flags & (p.requireFlags as number)) !== p.requireFlags ||
+          (flags & (p.refuseFlags as number)) !== 0
+        )
+          return { slot, found: [] } as unknown as HostMethods[M]['result'];
+        // One round trip: the login inside is recorded as this openLogin only.
+        this.calls.pop();
+        try {
+          await this.call('login', {
+            sessionId: 1,
+            userType: p.userType as 'user' | 'so',
+            pin: p.pin as string,
+          });
+        } finally {
+          this.calls[this.calls.length - 1] = 'openLogin';
+        }
+        return {
+          slot,
+          sessionId: 1,
+          found: (p.find as unknown[]).map(() => []),
+        } as unknown as HostMethods[M]['result'];
+      }
       case 'login': {
         const role = p.userType as 'user' | 'so';
         const tries = role === 'user' ? this.userTries : this.soTries;

@@ -1,5 +1,6 @@
+import { Ajv } from 'ajv';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_CONFIG, resolveConfig } from '../../src/config.js';
+import { CONFIG_SCHEMA, DEFAULT_CONFIG, resolveConfig } from '../../src/config.js';
 import { isKelidError } from '../../src/model/errors.js';
 
 describe('resolveConfig', () => {
@@ -55,5 +56,13 @@ describe('resolveConfig', () => {
       error = e;
     }
     expect(isKelidError(error, 'ERR_INVALID_INPUT')).toBe(true);
+  });
+});
+
+describe('CONFIG_SCHEMA', () => {
+  // resolveConfig's Ajv does not check the schema against the meta-schema (start-up time): this does.
+  it('is a valid JSON Schema (draft-07)', () => {
+    const ajv = new Ajv({ strict: true, allowUnionTypes: true });
+    expect(ajv.validateSchema(CONFIG_SCHEMA), JSON.stringify(ajv.errors)).toBe(true);
   });
 });

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -126,6 +127,31 @@ describe('native-config', () => {
     paths: { linux: ['/one.so'] },
     confidence: 'reported',
   };
+
+  describe('validators compiled ahead of time', () => {
+    it('are the code Ajv makes from the shipped schemas now (scripts/gen-native-config-validators.mjs --check)', () => {
+      const r = spawnSync(process.execPath, ['scripts/gen-native-config-validators.mjs', '--check'], {
+        cwd: ROOT,
+        encoding: 'utf8',
+      });
+      expect(r.stderr).toBe('');
+      expect(r.status).toBe(0);
+    });
+
+    it('reject a file Ajv rejects, with the same first problem', () => {
+      const bad = { user: { minLength: 4, maxLength: 'x', charset: 'digits' }, so: {} };
+      const file = path.join(os.tmpdir(), `kelid-pin-${process.pid}.json`);
+      fs.writeFileSync(file, JSON.stringify(bad));
+      try {
+        const validate = compile('pin-policies.schema.json');
+        expect(validate(bad)).toBe(false);
+        const first = validate.errors![0]!;
+        expect(() => loadPinPolicies(file)).toThrow(`${first.instancePath} ${first.message}`);
+      } finally {
+        fs.rmSync(file, { force: true });
+      }
+    });
+  });
 
   describe('#nativeConfigDir', () => {
     it('points at the package root native-config directory', () => {

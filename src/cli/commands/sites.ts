@@ -71,7 +71,7 @@ export function sitesCommand(): Command {
         if (!(e instanceof AgentNotRunningError)) throw e;
         const revoked = new SiteGrants(path.join(stateDir, SITE_GRANTS_FILE)).revoke(normalized);
         if (revoked) {
-          new AuditLog(path.join(stateDir, AUDIT_LOG_FILE)).append({
+          await new AuditLog(path.join(stateDir, AUDIT_LOG_FILE)).append({
             origin: normalized,
             method: 'sites.revoke',
             tokenSerial: null,

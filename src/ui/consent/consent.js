@@ -334,7 +334,9 @@
       const hintEl = document.createElement('p');
       hintEl.className = 'hint';
       hintEl.id = `${id}-hint`;
-      input.setAttribute('aria-describedby', hintEl.id);
+      // A screen reader reads, with the field's label: its error, the page's warnings (final PIN try,
+      // erase) and the PIN rules. Empty ones add nothing.
+      input.setAttribute('aria-describedby', `${id}-error warnings ${hintEl.id}`);
       const errorEl = document.createElement('p');
       errorEl.className = 'field-error';
       errorEl.id = `${id}-error`;
@@ -347,6 +349,7 @@
         const confirmLabelEl = document.createElement('label');
         confirmLabelEl.htmlFor = `${id}-confirm`;
         const confirm = makeInput(`${id}-confirm`, 'new-password', rule);
+        confirm.setAttribute('aria-describedby', errorEl.id);
         wrap.append(confirmLabelEl, confirm);
         field.confirm = confirm;
         field.confirmLabelEl = confirmLabelEl;
@@ -673,9 +676,9 @@
     }, ARM_DELAY_MS);
   }
 
-  // A click, or Enter or Space, that comes before the page is armed starts the delay again: a page
-  // that keeps the user clicking or pressing Enter (a game) would otherwise get the press that lands
-  // one second after this page appeared. Capture phase: disabled buttons get no events of their own.
+  // A click, or Enter, Space or Escape, that comes before the page is armed starts the delay again: a
+  // page that keeps the user clicking or pressing Enter (a game) would otherwise get the press that
+  // lands one second after this page appeared. Capture phase: disabled buttons get no events of their own.
   function rearm() {
     if (armed || state !== 'pending') return;
     clearTimeout(armTimer);
@@ -688,7 +691,7 @@
   window.addEventListener(
     'keydown',
     (event) => {
-      if (event.key === 'Enter' || event.key === ' ') rearm();
+      if (event.key === 'Enter' || event.key === ' ' || event.key === 'Escape') rearm();
     },
     true,
   );
@@ -884,6 +887,13 @@
 
   $('secrets').addEventListener('submit', approve);
   $('deny').addEventListener('click', deny);
+  // Escape denies, as the Deny button does: only once the page is armed, so an Escape aimed at another
+  // page (a game that has the user press it) cannot decide this request either.
+  document.addEventListener('keydown', (event) => {
+    if (event.key !== 'Escape' || event.repeat || state !== 'pending' || !armed) return;
+    event.preventDefault();
+    deny();
+  });
   $('lang-toggle').addEventListener('click', () => {
     lang = lang === 'fa' ? 'en' : 'fa';
     const p = new URLSearchParams(location.search);

@@ -61,9 +61,16 @@ describe('npm run bench -- --smoke', () => {
         'p99 ≤ 20 ms',
         'overhead ≤ 10%',
         '≤ 10 MB per 100,000',
+        'p50 overhead ≤ 2 ms',
+        'p99 overhead ≤ 8 ms',
+        'start-up to /health ≤ 500 ms',
+        'RSS at ready ≤ 100 MiB',
       ]),
     );
     const md = readFileSync(join(out, 'latest.md'), 'utf8');
     expect(md).toContain('| measure | baseline |');
+    // The targets table: one line per target row, each met or missed.
+    const targetLines = md.split('\n').filter((l) => /\| (met|\*\*missed\*\*) \|$/.test(l));
+    expect(targetLines).toHaveLength(targets.length);
   }, 320_000);
 });

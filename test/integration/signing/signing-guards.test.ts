@@ -50,8 +50,26 @@ class Seam {
 
 function isPrivateKeySearch(method: HostMethod, params: Record<string, unknown>): boolean {
   if (method !== 'findObjects') return false;
-  const template = params.template as Array<{ type: number; value: unknown }>;
-  return template.some((t) => t.type === CKA.CLASS && t.value === CKO.PRIVATE_KEY);
+  return isPrivateTemplate(params.template);
+}
+
+function isPrivateTemplate(template: unknown): boolean {
+  return (template as Array<{ type: number; value: unknown }>).some(
+    (t) => t.type === CKA.CLASS && t.value === CKO.PRIVATE_KEY,
+  );
+}
+
+/** The private key search results in a host call's result: a findObjects, or the searches of openLogin. */
+function privateKeyResults(
+  method: HostMethod,
+  params: Record<string, unknown>,
+  result: unknown,
+): FoundObject[][] {
+  if (isPrivateKeySearch(method, params)) return [result as FoundObject[]];
+  if (method !== 'openLogin') return [];
+  const find = params.find as Array<{ template: unknown }>;
+  const found = (result as HostMethods['openLogin']['result']).found;
+  return find.flatMap((f, i) => (isPrivateTemplate(f.template) && found[i] ? [found[i]] : []));
 }
 
 describe('SigningService guards (SoftHSM, seam)', () => {
@@ -127,8 +145,8 @@ describe('SigningService guards (SoftHSM, seam)', () => {
   describe('#signBatch with CKA_ALWAYS_AUTHENTICATE', () => {
     it('refuses a batch with a typed PIN after the login, before any signature (ERR_KEY_PURPOSE always-authenticate)', async () => {
       seam.rewrite = (method, params, result) => {
-        if (!isPrivateKeySearch(method, params)) return result;
-        for (const o of result as FoundObject[]) o.values[CKA.ALWAYS_AUTHENTICATE] = new Uint8Array([1]);
+        for (const objects of privateKeyResults(method, params, result))
+          for (const o of objects) o.values[CKA.ALWAYS_AUTHENTICATE] = new Uint8Array([1]);
         return result;
       };
       seam.counts.clear();
@@ -173,7 +191,7 @@ describe('SigningService guards (SoftHSM, seam)', () => {
         });
         // A single signature is still fine to prepare: one PIN, one signature.
         await expect(signing.preflight(cert.certificateId, { use: 'raw' })).resolves.toBeDefined();
-        expect(seam.count('login')).toBe(0);
+        expect(seam.count('login') + seam.count('openLogin')).toBe(0);
       } finally {
         seam.rewrite = undefined;
       }

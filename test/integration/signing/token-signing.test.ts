@@ -346,7 +346,7 @@ describe('SigningService (keys on SoftHSM, checked by openssl)', () => {
       });
       expect(cancelled).toBe(false);
       expect(results.length).toBe(10_000);
-      expect(seam.count('login')).toBe(1);
+      expect(seam.count('login') + seam.count('openLogin')).toBe(1);
       expect(seam.count('signatures')).toBe(10_000);
       // runs of signatures per host call, not one IPC round trip each
       expect(seam.count('signMany')).toBeLessThan(10_000 / 10);
@@ -423,8 +423,12 @@ describe('SigningService (keys on SoftHSM, checked by openssl)', () => {
             host: {
               moduleId: m.host.moduleId,
               call: ((method, params, options) => {
-                if (method === 'login') maxActive = Math.max(maxActive, ++active);
-                if (method === 'logout') active--;
+                if (method === 'login' || method === 'openLogin') maxActive = Math.max(maxActive, ++active);
+                if (
+                  method === 'logout' ||
+                  (method === 'logoutClose' && (params as { logout: boolean }).logout)
+                )
+                  active--;
                 return m.host.call(method, params, options);
               }) as ModuleHost['call'],
             },
@@ -543,7 +547,7 @@ describe('SigningService (keys on SoftHSM, checked by openssl)', () => {
       ];
       for (const e of refused)
         expect(e).toMatchObject({ code: 'ERR_KEY_PURPOSE', data: { keyPurpose: 'authentication' } });
-      expect(seam.count('login')).toBe(0);
+      expect(seam.count('login') + seam.count('openLogin')).toBe(0);
       expect(seam.count('signatures')).toBe(0);
     });
   });

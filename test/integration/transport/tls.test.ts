@@ -73,6 +73,30 @@ describe('ensureTlsMaterial', () => {
     expect(leaf.keyUsage).toEqual(['1.3.6.1.5.5.7.3.1']);
   });
 
+  it('keeps the certificate profile: P-256 keys, ecdsa-with-SHA256, critical basic constraints and key usage, key ids that chain', () => {
+    const caText = openssl(['x509', '-in', 'ca.pem', '-noout', '-text'], dir).out;
+    const leafText = openssl(['x509', '-in', 'leaf.pem', '-noout', '-text'], dir).out;
+    for (const text of [caText, leafText]) {
+      expect(text).toMatch(/Version: 3 \(0x2\)/);
+      expect(text).toMatch(/Signature Algorithm: ecdsa-with-SHA256/);
+      expect(text).toMatch(/Public-Key: \(256 bit\)[\s\S]*NIST CURVE: P-256/);
+    }
+    expect(caText).toMatch(/Key Usage: critical\s+Certificate Sign, CRL Sign/);
+    expect(caText).toMatch(/Subject: CN = Kelid local CA [0-9a-f]{8}, O = Kelid/);
+    expect(leafText).toMatch(/Basic Constraints: critical\s+CA:FALSE/);
+    expect(leafText).toMatch(/Key Usage: critical\s+Digital Signature\n/);
+    expect(leafText).toMatch(/Extended Key Usage: \n\s+TLS Web Server Authentication\n/);
+    expect(leafText).toMatch(/Subject: CN = localhost, O = Kelid/);
+    const caKeyId = /Subject Key Identifier: \n\s+([0-9A-F:]+)/.exec(caText)?.[1];
+    expect(caKeyId).toMatch(/^([0-9A-F]{2}:){19}[0-9A-F]{2}$/);
+    expect(/Authority Key Identifier: \n\s+(?:keyid:)?([0-9A-F:]+)/.exec(leafText)?.[1]).toBe(caKeyId);
+    // Serial numbers: 16 bytes, positive.
+    for (const pem of ['ca.pem', 'leaf.pem']) {
+      const serial = openssl(['x509', '-in', pem, '-noout', '-serial'], dir).out.trim().split('=')[1]!;
+      expect(serial).toMatch(/^[0-7][0-9A-F]{31}$/);
+    }
+  });
+
   it('refuses, per the CA name constraints, a leaf for another name signed by a CA of the same shape', () => {
     // The CA key is gone, so build the proof with openssl: a CA with the same constraints cannot vouch for example.com.
     const cnf = path.join(dir, 'nc.cnf');

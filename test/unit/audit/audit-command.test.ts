@@ -29,24 +29,29 @@ afterEach(() => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-function writeLog(n: number): string {
+async function writeLog(n: number): Promise<string> {
   const file = path.join(dir, AUDIT_LOG_FILE);
   const log = new AuditLog(file);
   for (let i = 0; i < n; i++)
-    log.append({ origin: 'https://ra.example', method: 'keys.generate', tokenSerial: 'S1', result: 'ok' });
+    await log.append({
+      origin: 'https://ra.example',
+      method: 'keys.generate',
+      tokenSerial: 'S1',
+      result: 'ok',
+    });
   return file;
 }
 
 describe('auditCommand', () => {
   describe('verify', () => {
-    it('prints OK with the entry count and exits 0 for an intact log', () => {
-      writeLog(3);
+    it('prints OK with the entry count and exits 0 for an intact log', async () => {
+      await writeLog(3);
       const r = kelidAudit(['verify', '--state-dir', dir]);
       expect(r).toMatchObject({ status: 0, stdout: 'audit log OK (3 entries)\n' });
     });
 
-    it('reports a torn last line repaired at start next to the OK', () => {
-      const file = writeLog(2);
+    it('reports a torn last line repaired at start next to the OK', async () => {
+      const file = await writeLog(2);
       fs.appendFileSync(file, '{"seq":3,"time":"20');
       new AuditLog(file);
       const r = kelidAudit(['verify', '--state-dir', dir]);
@@ -56,8 +61,8 @@ describe('auditCommand', () => {
       });
     });
 
-    it('prints the first broken line and exits 1', () => {
-      const file = writeLog(3);
+    it('prints the first broken line and exits 1', async () => {
+      const file = await writeLog(3);
       const ls = fs.readFileSync(file, 'utf8').split('\n');
       ls[0] = ls[0].replace('keys.generate', 'keys.generatf');
       fs.writeFileSync(file, ls.join('\n'));
@@ -66,16 +71,16 @@ describe('auditCommand', () => {
       expect(r.stdout).toMatch(/^audit log broken at line 2: prev does not match the SHA-256 of line 1/);
     });
 
-    it('prints the result as JSON with --json', () => {
-      const file = writeLog(2);
+    it('prints the result as JSON with --json', async () => {
+      const file = await writeLog(2);
       fs.appendFileSync(file, '{"seq":3');
       const r = kelidAudit(['verify', '--state-dir', dir, '--json']);
       expect(r.status).toBe(1);
       expect(JSON.parse(r.stdout)).toEqual({ file, ok: false, line: 3, reason: 'not valid JSON' });
     });
 
-    it('finds the state directory through KELID_STATE_DIR', () => {
-      writeLog(1);
+    it('finds the state directory through KELID_STATE_DIR', async () => {
+      await writeLog(1);
       const r = kelidAudit(['verify', '--json'], { KELID_STATE_DIR: dir });
       expect(r.status).toBe(0);
       expect(JSON.parse(r.stdout)).toEqual({ file: path.join(dir, AUDIT_LOG_FILE), ok: true, lines: 1 });

@@ -1,3 +1,4 @@
+import { Ajv } from 'ajv';
 import { describe, expect, it } from 'vitest';
 import { METHODS } from '../../../src/protocol/methods/index.js';
 
@@ -7,5 +8,11 @@ describe('METHODS params schemas', () => {
   it.each(METHODS.map((m) => [m.name, m] as const))('%s compiles and refuses an unknown member', (_n, m) => {
     expect(m.validate({ notAParam: true })).toBe(false);
     expect(m.validate.errors?.length).toBeGreaterThan(0);
+  });
+
+  // The agent's Ajv does not check schemas against the meta-schema (start-up time): this does.
+  it.each(METHODS.map((m) => [m.name, m] as const))('%s is a valid JSON Schema (draft-07)', (_n, m) => {
+    const ajv = new Ajv({ strict: true, allowUnionTypes: true });
+    expect(ajv.validateSchema(m.schema), JSON.stringify(ajv.errors)).toBe(true);
   });
 });

@@ -124,3 +124,61 @@ describe('TokenSession (PIN flags through a fake at the pkcs11/ seam)', () => {
 
 // What SoftHSM reports for a fresh slot: SO_PIN_LOCKED | SO_PIN_TO_BE_CHANGED without TOKEN_INITIALIZED.
 const CKF_UNINITIALIZED_SOFTHSM = 0x400000 | 0x800000 | 0x1;
+
+describe('TokenService#withLogin (the sign step: session, token check and login in one round trip)', () => {
+  async function signStep(tokens: TokenService, id: string, pin: string): Promise<unknown> {
+    return tokens
+      .withLogin(id, { readWrite: false, role: 'user', pin }, async () => 'signed')
+      .catch((e: unknown) => e);
+  }
+  const opened = (fake: FakeModuleHost) => fake.calls.filter((c) => c === 'openLogin').length;
+
+  it('signs in one openLogin and one logoutClose, without reading the token on its own', async () => {
+    const { fake, tokens } = setup();
+    const id = await tokenId(tokens);
+    fake.calls = [];
+    expect(await signStep(tokens, id, '1357')).toBe('signed');
+    expect(fake.calls).toEqual(['openLogin', 'logoutClose']);
+  });
+
+  it('carries the flags read after a wrong PIN in ERR_PIN_INCORRECT, and never retries by itself', async () => {
+    const { fake, tokens } = setup();
+    const id = await tokenId(tokens);
+    fake.calls = [];
+    const e = await signStep(tokens, id, '9999');
+    expect(isKelidError(e, 'ERR_PIN_INCORRECT')).toBe(true);
+    expect((e as { data: { pin: { countLow: boolean } } }).data.pin.countLow).toBe(true);
+    expect(opened(fake)).toBe(1);
+    expect(fake.userTries).toBe(2);
+  });
+
+  it('turns the wrong final try into ERR_PIN_LOCKED with the locked flag', async () => {
+    const { fake, tokens } = setup(2);
+    const id = await tokenId(tokens);
+    await signStep(tokens, id, '0000');
+    const e = await signStep(tokens, id, '0000');
+    expect(isKelidError(e, 'ERR_PIN_LOCKED')).toBe(true);
+    expect((e as { data: { pin: { locked: boolean } } }).data.pin.locked).toBe(true);
+    expect(fake.userTries).toBe(0);
+  });
+
+  it('refuses a locked PIN from the flags the host read, without a login', async () => {
+    const { fake, tokens } = setup();
+    const id = await tokenId(tokens);
+    fake.userTries = 0;
+    fake.calls = [];
+    const e = await signStep(tokens, id, '1357');
+    expect(isKelidError(e, 'ERR_PIN_LOCKED')).toBe(true);
+    expect(fake.calls).toEqual(['openLogin']);
+  });
+
+  it('logs out again and fails with ERR_PIN_EXPIRED when the token wants a new PIN first', async () => {
+    const { fake, tokens } = setup();
+    const id = await tokenId(tokens);
+    fake.userToBeChanged = true;
+    fake.calls = [];
+    const e = await signStep(tokens, id, '1357');
+    expect(isKelidError(e, 'ERR_PIN_EXPIRED')).toBe(true);
+    expect(fake.calls).toEqual(['openLogin', 'logoutClose']);
+  });
+});
