@@ -76,7 +76,10 @@ export const fileCertificateSource: CertificateSource = {
 export const tokenCertificateSource: CertificateSource = {
   selected: (options) => options.certificateId !== undefined,
   load: async (options) => {
-    const ctx = await openTokenContext(options.config ? { config: options.config } : {});
+    const ctx = await openTokenContext({
+      ...(options.config ? { config: options.config } : {}),
+      ...(options.stateDir ? { stateDir: options.stateDir } : {}),
+    });
     try {
       const { der, issuers } = await ctx.services.signingService.certificateWithIssuers(
         options.certificateId!,
@@ -164,7 +167,7 @@ export function statusCommand(deps: StatusCommandDeps = {}): Command {
       'issuer certificate(s), PEM or DER (default: from the token chain or AIA caIssuers)',
     )
     .option('--certificate-id <id>', 'a certificate on a connected token (see: kelid certs)')
-    .option('-c, --config <file>', 'config file naming the PKCS#11 modules (with --certificate-id)')
+    .option('-c, --config <file>', 'config file: the PKCS#11 modules (with --certificate-id), the proxy')
     .option('--json', 'print the Status object (PROTOCOL.md section 4) as JSON')
     .option('--timeout <seconds>', 'deadline for the whole check', parseTimeout, 5)
     .option(
