@@ -10,7 +10,7 @@
 //   7 protocol/                       the JSON-RPC adapter
 //   8 transport/                      WebSocket, HTTP routes, TLS, native messaging, bridge
 //   9 agent/ services.ts install/     lifecycle, the composition root, install/doctor
-//  10 cli/ index.ts packaged/         entry points
+//  10 cli/ index.ts packaged/ testing/  entry points; the test hooks they alone may load
 // client/ is the browser SDK: it imports nothing from the agent.
 const floors = [
   ['src/model/'],
@@ -21,7 +21,6 @@ const floors = [
     'src/package-files\\.ts',
     'src/state-dir\\.ts',
     'src/config\\.ts',
-    'src/crash-points\\.ts',
   ],
   ['src/pki/', 'src/pkcs11/', 'src/net/'],
   ['src/tokens/', 'src/audit/'],
@@ -30,8 +29,8 @@ const floors = [
   ['src/consent/'],
   ['src/protocol/'],
   ['src/transport/'],
-  ['src/agent/', 'src/agent\\.ts', 'src/services\\.ts', 'src/install/'],
-  ['src/cli/', 'src/index\\.ts', 'src/packaged/'],
+  ['src/agent/', 'src/services\\.ts', 'src/install/'],
+  ['src/cli/', 'src/index\\.ts', 'src/packaged/', 'src/testing/'],
 ];
 
 const re = (paths) => `^(${paths.join('|')})`;
@@ -74,6 +73,14 @@ module.exports = {
       severity: 'error',
       from: { path: '^src/client/' },
       to: { path: '^src/model/', dependencyTypesNot: ['type-only'] },
+    },
+    {
+      name: 'test-hooks-only-from-entries',
+      comment:
+        'The test hooks (crash points, hangs) are injected by the process entries in src/cli/, never imported by the modules they hook.',
+      severity: 'error',
+      from: { path: '^src/', pathNot: '^src/(cli|testing)/' },
+      to: { path: '^src/testing/' },
     },
     {
       name: 'no-test-code-in-src',

@@ -6,7 +6,7 @@
  */
 
 /** The agent: HTTPS + WebSocket server, consent, site access and audit, over the services below. */
-export { Agent } from './agent.js';
+export { Agent } from './agent/agent.js';
 /** Config file loading and defaults (PROTOCOL.md section 8). */
 export { DEFAULT_CONFIG, loadConfig, resolveConfig } from './config.js';
 export type { KelidConfig } from './config.js';
@@ -18,7 +18,8 @@ export type { PinState as PinFlags } from './model/types.js';
 /** The wire objects of PROTOCOL.md section 4. */
 export type * from './model/types.js';
 /** The composition of module hosts, tokens, provisioning, signing and status. */
-export { createAgentServices, moduleSpecs } from './services.js';
+export { createAgentServices, createServices, moduleSpecs } from './services.js';
+export type { RunningServices, ServiceOptions } from './services.js';
 /** One PKCS#11 module per child process; the token service and hot-plug watcher on top. */
 export { ModuleManager } from './pkcs11/module-manager.js';
 export type { ModuleSpec, ModuleStatus } from './pkcs11/module-manager.js';

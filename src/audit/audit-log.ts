@@ -3,9 +3,9 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
-import { tearAuditLine } from '../crash-points.js';
 import { KelidError } from '../model/errors.js';
 import type { ErrorCode } from '../model/errors.js';
+import type { AuditHooks } from '../model/test-hooks.js';
 
 // PROTOCOL.md section 9: one JSON line per ra/console operation, site approval or revocation, and
 // signature, chained by `prev` = SHA-256 (hex) of the previous line's exact bytes without its newline.
@@ -79,6 +79,8 @@ export interface AuditLogOptions {
   now?: () => Date;
   /** Replaces some of the batch's file operations (tests: count fsyncs, inject failures). */
   io?: Partial<AuditIo>;
+  /** Test hooks (a torn line and a crash); only an entry point gives them. */
+  hooks?: AuditHooks;
 }
 
 const DEFAULT_IO: AuditIo = {
@@ -176,6 +178,7 @@ export class AuditLog {
   readonly file: string;
   readonly #now: () => Date;
   readonly #io: AuditIo;
+  readonly #hooks: AuditHooks | undefined;
   // The last durable line: what the next batch chains onto.
   #seq = 0;
   #prev = ZERO_HASH;
@@ -188,6 +191,7 @@ export class AuditLog {
     this.file = file;
     this.#now = options.now ?? (() => new Date());
     this.#io = { ...DEFAULT_IO, ...options.io };
+    this.#hooks = options.hooks;
     fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
     const torn = readTornTail(file);
     const last = readLastLine(file, torn?.offset);
@@ -227,7 +231,7 @@ export class AuditLog {
       try {
         const fd = fs.openSync(this.file, 'a', 0o600);
         try {
-          tearAuditLine(fd, entry.method, `${line}\n`);
+          this.#hooks?.tearAuditLine(fd, entry.method, `${line}\n`);
           fs.appendFileSync(fd, `${line}\n`);
           fs.fsyncSync(fd);
         } finally {
@@ -322,8 +326,10 @@ export class AuditLog {
     }
     const data = Buffer.from(lines.join(''));
     try {
-      // Test builds only: a crash plan may tear one of these lines and kill the process here.
-      for (const [i, entry] of entries.entries()) tearAuditLine(handle.fd, entry.method, lines[i]);
+      // Test hooks only: a crash plan may tear one of these lines and kill the process here.
+      const hooks = this.#hooks;
+      if (hooks)
+        for (const [i, entry] of entries.entries()) hooks.tearAuditLine(handle.fd, entry.method, lines[i]);
       await this.#io.write(handle, data);
       await this.#io.sync(handle);
     } catch (e) {

@@ -4,9 +4,11 @@ import type { KelidConfig } from '../config.js';
 import { KelidError, isKelidError } from '../model/errors.js';
 import { createLogger, silentLogger } from '../log.js';
 import type { Logger } from '../log.js';
-import { ModuleManager } from '../pkcs11/module-manager.js';
-import { moduleSpecs } from '../services.js';
-import { TokenService } from '../tokens/token-service.js';
+import type { ModuleManager } from '../pkcs11/module-manager.js';
+import { createServices } from '../services.js';
+import type { RunningServices } from '../services.js';
+import { resolveStateDir } from '../state-dir.js';
+import type { TokenService } from '../tokens/token-service.js';
 
 export interface CommonOptions {
   config?: string;
@@ -25,20 +27,40 @@ export function withCommonOptions(cmd: Command): Command {
 
 export interface TokenContext {
   config: KelidConfig;
+  /** Everything the composition root built (src/services.ts), as `kelid serve` gets it. */
+  services: RunningServices;
   modules: ModuleManager;
   tokens: TokenService;
   logger: Logger;
   close(): Promise<void>;
 }
 
-/** Load the config, start a host per module and return the token service (CLI commands). */
-export async function openTokenContext(options: CommonOptions): Promise<TokenContext> {
-  const config = loadConfig(options.config);
+/**
+ * Load the config and build the services through the one composition root (a host per module with
+ * the config's PKCS#11 deadlines, the signing policy, status checking), for a CLI command. The state
+ * directory holds the status cache the agent shares: the flag, else config `stateDir`, else the
+ * default. `adjust` changes the config for this command only (`kelid sign --tsa`).
+ */
+export async function openTokenContext(
+  options: CommonOptions,
+  adjust?: (config: KelidConfig) => KelidConfig,
+): Promise<TokenContext> {
+  const loaded = loadConfig(options.config);
+  const config = adjust ? adjust(loaded) : loaded;
   const logger = options.verbose ? createLogger({ level: 'debug' }) : silentLogger;
-  const modules = new ModuleManager(moduleSpecs(config), { logger });
-  await modules.start();
-  const tokens = new TokenService(modules, { logger });
-  return { config, modules, tokens, logger, close: () => modules.stop() };
+  const services = await createServices(config, {
+    stateDir: resolveStateDir(options.stateDir ?? config.stateDir),
+    logger,
+    watchTokens: false,
+  });
+  return {
+    config,
+    services,
+    modules: services.moduleManager,
+    tokens: services.tokens,
+    logger,
+    close: () => services.close(),
+  };
 }
 
 /** Print an error for a person (code + message; never a stack) and return the exit code. */

@@ -4,17 +4,15 @@ import * as https from 'node:https';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { readBoundedBody } from '../net/bounded-body.js';
-import { AGENT_INFO_FILE } from '../agent.js';
+import { AGENT_INFO_FILE } from '../agent/files.js';
 import { isProcessAlive } from './process-alive.js';
-import type { AgentInfoFile } from '../agent.js';
+import type { AgentInfoFile } from '../agent/files.js';
 import type { KelidConfig } from '../config.js';
-import { silentLogger } from '../log.js';
 import { LOG_DIR, LOG_FILE } from '../log-file.js';
-import { ModuleManager } from '../pkcs11/module-manager.js';
 import { AGENT_PORT_RANGE } from '../platform-paths.js';
 import type { PlatformEnv } from '../platform-paths.js';
-import { moduleSpecs } from '../services.js';
-import { TokenService } from '../tokens/token-service.js';
+import { createServices } from '../services.js';
+import type { RunningServices } from '../services.js';
 import { readCaCertificate } from '../transport/tls.js';
 import { readInstallState } from './installer.js';
 import { readUpdateCheck } from './update-manifest.js';
@@ -264,10 +262,15 @@ function trustChecks(o: DoctorOptions): DoctorCheck[] {
 }
 
 async function moduleChecks(o: DoctorOptions): Promise<DoctorCheck[]> {
-  const modules = new ModuleManager(moduleSpecs(o.config), { logger: silentLogger });
+  let services: RunningServices;
   try {
-    await modules.start();
-    const status = modules.status();
+    // The agent's own composition: the same modules, deadlines and quirks it would load.
+    services = await createServices(o.config, { stateDir: o.stateDir, watchTokens: false });
+  } catch (e) {
+    return [{ id: 'modules', status: 'fail', summary: `modules could not start: ${message(e)}` }];
+  }
+  try {
+    const status = services.modules();
     const failed = status.filter((m) => m.state !== 'loaded');
     const checks: DoctorCheck[] = [
       {
@@ -286,7 +289,7 @@ async function moduleChecks(o: DoctorOptions): Promise<DoctorCheck[]> {
       },
     ];
     try {
-      const tokens = await new TokenService(modules, { logger: silentLogger }).listTokens();
+      const tokens = await services.listTokens();
       checks.push({
         id: 'tokens',
         status: tokens.length > 0 ? 'ok' : 'warn',
@@ -298,10 +301,8 @@ async function moduleChecks(o: DoctorOptions): Promise<DoctorCheck[]> {
       checks.push({ id: 'tokens', status: 'fail', summary: `listing tokens failed: ${message(e)}` });
     }
     return checks;
-  } catch (e) {
-    return [{ id: 'modules', status: 'fail', summary: `modules could not start: ${message(e)}` }];
   } finally {
-    await modules.stop();
+    await services.close();
   }
 }
 

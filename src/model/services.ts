@@ -139,6 +139,9 @@ export interface AgentServices {
   status: StatusApi;
 }
 
+/** The services a running agent holds: released by `close` when it stops. */
+export type RunningAgentServices = AgentServices & { close(): Promise<void> };
+
 export interface StatusCheckOptions {
   /** Candidate issuer certificates (DER): the token's authority certificates or the caller's. */
   issuers?: readonly Uint8Array[];

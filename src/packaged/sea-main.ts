@@ -15,9 +15,9 @@ try {
   usePackagedRoot(extractAssets((name) => getAsset(name)));
   // A single-executable application sees argv as [program, program, ...arguments].
   if (process.argv[2] === MODULE_HOST_ARG) {
-    // module-host reads its module path from argv[2] and starts on import.
+    // The module host's entry reads its module path from argv[2] and starts on import.
     process.argv.splice(2, 1);
-    import('../pkcs11/module-host.js').catch(fail);
+    import('../cli/module-host.js').catch(fail);
   } else {
     import('../cli/main.js')
       .then(({ main }) => main(process.argv))

@@ -3,8 +3,8 @@ import type { ChildProcess, SpawnOptions } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterWrite, beforeWrite } from '../crash-points.js';
 import { KelidError } from '../model/errors.js';
+import type { WriteHooks } from '../model/test-hooks.js';
 import { silentLogger } from '../log.js';
 import { MODULE_HOST_ARG, isPackagedProgram } from '../package-files.js';
 import { CKA } from './templates.js';
@@ -31,6 +31,8 @@ export interface HostClientOptions {
   /** Restart backoff after a crash: first delay and cap (ms). */
   backoffInitialMs?: number;
   backoffMaxMs?: number;
+  /** Test hooks around each call (crash points); only the entry point gives them. */
+  hooks?: WriteHooks;
 }
 
 interface Pending {
@@ -79,9 +81,10 @@ function hostEntry(): { entry: string; execArgv: string[] } {
   if (isPackagedProgram()) return { entry: MODULE_HOST_ARG, execArgv: [] };
   const here = fileURLToPath(import.meta.url);
   // Under vitest/tsx this file is the .ts source; after the build it is dist/pkcs11/host-client.js.
+  // The host's process entry is cli/module-host (it alone may load the test hooks).
   const runningFromSource = here.endsWith('.ts');
   return {
-    entry: join(dirname(here), runningFromSource ? 'module-host.ts' : 'module-host.js'),
+    entry: join(dirname(here), '..', 'cli', runningFromSource ? 'module-host.ts' : 'module-host.js'),
     execArgv: [...HOST_NODE_OPTIONS, ...(runningFromSource ? ['--import', 'tsx'] : [])],
   };
 }
@@ -117,6 +120,7 @@ export class HostClient extends EventEmitter implements ModuleHost {
   private readonly defaultTimeoutMs: number;
   private readonly backoffInitialMs: number;
   private readonly backoffMaxMs: number;
+  private readonly hooks: WriteHooks | undefined;
 
   private child: ChildProcess | undefined;
   private pending = new Map<number, Pending>();
@@ -142,6 +146,7 @@ export class HostClient extends EventEmitter implements ModuleHost {
     this.defaultTimeoutMs = options.defaultTimeoutMs ?? 30_000;
     this.backoffInitialMs = options.backoffInitialMs ?? 250;
     this.backoffMaxMs = options.backoffMaxMs ?? 30_000;
+    this.hooks = options.hooks;
   }
 
   get state(): HostState {
@@ -236,7 +241,7 @@ export class HostClient extends EventEmitter implements ModuleHost {
     if (!p) return;
     this.pending.delete(m.id);
     clearTimeout(p.timer);
-    afterWrite('agent', p.method, p.write);
+    this.hooks?.afterWrite(p.method, p.write);
     if (m.ok) p.resolve(m.result);
     else if (TEMPLATE_METHODS.has(p.method)) {
       const error = m.error;
@@ -288,7 +293,11 @@ export class HostClient extends EventEmitter implements ModuleHost {
   ): Promise<HostMethods[M]['result']> {
     const timeoutMs = options.timeoutMs ?? this.defaultTimeoutMs;
     if (this._state === 'backoff' || this._state === 'starting') {
-      await Promise.race([this.whenSettled(), new Promise((r) => setTimeout(r, timeoutMs).unref())]);
+      // A referenced timer: a waiting call keeps a CLI process alive (the restart timer does not),
+      // and it is cleared once the host settles, so it does not hold the process any longer.
+      let wait: NodeJS.Timeout | undefined;
+      await Promise.race([this.whenSettled(), new Promise((r) => (wait = setTimeout(r, timeoutMs)))]);
+      clearTimeout(wait);
     }
     if (this._state === 'failed')
       throw this._loadError ?? new KelidError('ERR_MODULE_FAILED', 'the module failed to load');
@@ -312,7 +321,7 @@ export class HostClient extends EventEmitter implements ModuleHost {
         );
         child.kill('SIGKILL');
       }, timeoutMs);
-      const write = beforeWrite('agent', method);
+      const write = this.hooks?.beforeWrite(method) ?? 0;
       this.pending.set(id, {
         method,
         outputMark: this.outputCount,

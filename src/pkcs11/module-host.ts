@@ -1,16 +1,18 @@
-// Entry point of a module host: one child process per PKCS#11 module (DESIGN.md "Process model").
-// A vendor library that crashes or hangs takes down only this process; the agent restarts it.
-// This file and the rest of src/pkcs11/ are the only code that imports pkcs11js.
+// A module host: one child process per PKCS#11 module (DESIGN.md "Process model"). A vendor library
+// that crashes or hangs takes down only this process; the agent restarts it. The process entry is
+// src/cli/module-host.ts (it injects the test hooks); this file and the rest of src/pkcs11/ are the
+// only code that imports pkcs11js.
 
 import type { IParams, Mechanism, Template } from 'pkcs11js';
-import { afterWrite, beforeWrite } from '../crash-points.js';
 import { KelidError } from '../model/errors.js';
+import type { HostHooks } from '../model/test-hooks.js';
 import { hasCkr, mapPkcs11Error } from './ckr.js';
+import { hostHandler } from './host-handlers.js';
+import type { HostHandlers } from './host-handlers.js';
 import type {
   AttrTemplateItem,
   FoundObject,
   HostEvent,
-  HostMethod,
   HostMethods,
   HostRequest,
   HostResponse,
@@ -515,16 +517,6 @@ class ModuleHostProcess {
     }
     return { signatures };
   }
-
-  testHang(p: HostMethods['testHang']['params']): Record<string, never> {
-    if (process.env.KELID_TEST_HOOKS !== '1')
-      throw new KelidError('ERR_FORBIDDEN', 'test hooks are disabled');
-    const end = Date.now() + p.ms;
-    while (Date.now() < end) {
-      // busy-wait on purpose: a module stuck in a synchronous call
-    }
-    return {};
-  }
 }
 
 /**
@@ -562,37 +554,50 @@ function toMechanism(m: MechanismSpec): Mechanism {
   return { mechanism: m.mechanism, parameter: m.parameter as IParams };
 }
 
-const HOST_METHODS: ReadonlySet<string> = new Set<HostMethod>([
-  'moduleInfo',
-  'listSlots',
-  'tokenInfo',
-  'mechanisms',
-  'initToken',
-  'openSession',
-  'closeSession',
-  'login',
-  'logout',
-  'openLogin',
-  'logoutClose',
-  'initPin',
-  'setPin',
-  'findObjects',
-  'getAttributes',
-  'setAttributes',
-  'createObject',
-  'destroyObject',
-  'generateKeyPair',
-  'sign',
-  'signMany',
-  'testHang',
-]);
+/**
+ * The dispatch table: one entry per host method, checked against HostMethods by its type (see
+ * host-handlers.ts). Handlers are arrow functions, so no method of the class is reachable by name.
+ */
+function handlersFor(host: ModuleHostProcess, hooks: HostHooks | undefined): HostHandlers {
+  return {
+    moduleInfo: () => host.moduleInfo(),
+    listSlots: (p) => host.listSlots(p),
+    tokenInfo: (p) => host.tokenInfo(p),
+    mechanisms: (p) => host.mechanisms(p),
+    initToken: (p) => host.initToken(p),
+    openSession: (p) => host.openSession(p),
+    closeSession: (p) => host.closeSession(p),
+    login: (p) => host.login(p),
+    logout: (p) => host.logout(p),
+    openLogin: (p) => host.openLogin(p),
+    logoutClose: (p) => host.logoutClose(p),
+    initPin: (p) => host.initPin(p),
+    setPin: (p) => host.setPin(p),
+    findObjects: (p) => host.findObjects(p),
+    getAttributes: (p) => host.getAttributes(p),
+    setAttributes: (p) => host.setAttributes(p),
+    createObject: (p) => host.createObject(p),
+    destroyObject: (p) => host.destroyObject(p),
+    generateKeyPair: (p) => host.generateKeyPair(p),
+    sign: (p) => host.sign(p),
+    signMany: (p) => host.signMany(p),
+    testHang: (p) => {
+      if (!hooks) throw new KelidError('ERR_FORBIDDEN', 'test hooks are disabled');
+      hooks.hang(p.ms);
+      return {};
+    },
+  };
+}
 
 function send(message: HostResponse | HostEvent): void {
   process.send?.(message);
 }
 
-function main(): void {
-  const path = process.argv[2];
+/**
+ * Run this process as the module host of the PKCS#11 module at `path`, answering the agent over the
+ * IPC channel. `hooks` are the test hooks (crash points, hang), given only with KELID_TEST_HOOKS=1.
+ */
+export function runModuleHost(path: string | undefined, hooks?: HostHooks): void {
   if (!path || !process.send) {
     process.stderr.write('module-host: expected a module path and an IPC channel\n');
     process.exit(2);
@@ -611,22 +616,19 @@ function main(): void {
     return;
   }
 
-  const handlers = host as unknown as Record<HostMethod, (params: unknown) => unknown>;
+  const handlers = handlersFor(host, hooks);
   let inFlight = 0;
   process.on('message', (raw: HostRequest) => {
     void (async () => {
       inFlight++;
       try {
-        const fn = HOST_METHODS.has(raw.method) ? handlers[raw.method] : undefined;
-        if (typeof fn !== 'function') {
-          throw new KelidError('ERR_INTERNAL', `unknown host method ${String(raw.method)}`);
-        }
-        const write = beforeWrite('host', raw.method);
+        const fn = hostHandler(handlers, raw.method);
+        const write = hooks?.beforeWrite(raw.method) ?? 0;
         let result: unknown;
         try {
-          result = await fn.call(host, raw.params);
+          result = await fn(raw.params);
         } finally {
-          afterWrite('host', raw.method, write);
+          hooks?.afterWrite(raw.method, write);
         }
         send({ id: raw.id, ok: true, result });
       } catch (e) {
@@ -658,5 +660,3 @@ function main(): void {
   process.on('SIGTERM', exit);
   process.on('SIGINT', exit);
 }
-
-main();

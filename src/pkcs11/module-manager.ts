@@ -5,6 +5,7 @@ import { HostClient } from './host-client.js';
 import type { HostState } from './host-client.js';
 import type { ModuleHost } from './host-protocol.js';
 import type { ModuleSource, ModuleStatus } from '../model/services.js';
+import type { WriteHooks } from '../model/test-hooks.js';
 import type { TemplateQuirks } from './templates.js';
 
 export type { ModuleStatus };
@@ -48,7 +49,7 @@ export class ModuleManager extends EventEmitter {
 
   constructor(
     specs: ModuleSpec[],
-    options: { logger?: Logger; callTimeoutMs?: number; backoffInitialMs?: number } = {},
+    options: { logger?: Logger; callTimeoutMs?: number; backoffInitialMs?: number; hooks?: WriteHooks } = {},
   ) {
     super();
     this.log = options.logger ?? silentLogger;
@@ -62,6 +63,7 @@ export class ModuleManager extends EventEmitter {
       };
       if (options.callTimeoutMs !== undefined) hostOptions.defaultTimeoutMs = options.callTimeoutMs;
       if (options.backoffInitialMs !== undefined) hostOptions.backoffInitialMs = options.backoffInitialMs;
+      if (options.hooks !== undefined) hostOptions.hooks = options.hooks;
       const client = new HostClient(hostOptions);
       client.on('exit', (e: { expected: boolean }) => {
         if (!e.expected) this.emit('host-crashed', spec.id);

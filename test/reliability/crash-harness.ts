@@ -3,7 +3,7 @@
 // in one of the allowed states (docs/crash-consistency.md) as Kelid AND pkcs11-tool see it, that the
 // audit log verifies, then retry the flow and check the strict invariants.
 //
-// Kill points come from the test-only crash points of src/crash-points.ts (KELID_TEST_HOOKS=1 and
+// Kill points come from the test-only crash points of src/testing/crash-points.ts (KELID_TEST_HOOKS=1 and
 // KELID_TEST_CRASH); a run is fully described by its seed, so a failure is replayed with
 // `KELID_CRASH_SEED=<seed> KELID_CRASH_RUNS=1`.
 import * as fs from 'node:fs';

@@ -8,7 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 // The test-only crash points: inert without KELID_TEST_HOOKS=1, and with it a SIGKILL exactly at the
 // planned write, recorded once in the marker file.
 
-const MODULE = fileURLToPath(new URL('../../src/crash-points.ts', import.meta.url));
+const MODULE = fileURLToPath(new URL('../../src/testing/crash-points.ts', import.meta.url));
 const WRITES = `
 import { afterWrite, beforeWrite } from ${JSON.stringify(MODULE)};
 for (const method of ['findObjects', 'createObject', 'setAttributes', 'destroyObject']) {

@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import { KelidError } from '../../model/errors.js';
 import type { CsrRequest, SubjectAltName, SubjectAltNameType } from '../../pki/csr.js';
 import type { Certificate, Key, KeyAlgorithm } from '../../model/types.js';
-import { ProvisioningService } from '../../tokens/provisioning-service.js';
+import type { ProvisioningService } from '../../tokens/provisioning-service.js';
 import { openTokenContext, printJson, withCommonOptions } from '../context.js';
 import type { CommonOptions, TokenContext } from '../context.js';
 import { secretSource } from '../secrets.js';
@@ -35,10 +35,7 @@ async function withService<T>(
 ): Promise<T> {
   const ctx = await openTokenContext(opts);
   try {
-    return await fn(
-      new ProvisioningService(ctx.tokens, ctx.config.pinPolicy, ctx.config.keyPurpose.dualUse),
-      ctx,
-    );
+    return await fn(ctx.services.provisioningService, ctx);
   } finally {
     await ctx.close();
   }

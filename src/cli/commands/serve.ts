@@ -1,10 +1,11 @@
 import * as path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { Agent } from '../../agent.js';
+import { Agent } from '../../agent/agent.js';
 import { loadConfig } from '../../config.js';
 import { ensurePrivateDirectory } from '../../consent/control-channel.js';
 import { LOG_DIR, LOG_FILE } from '../../log-file.js';
 import { createLogger } from '../../log.js';
+import type { TestHooks } from '../../model/test-hooks.js';
 import { resolveStateDir } from '../../state-dir.js';
 
 interface ServeOptions {
@@ -14,6 +15,13 @@ interface ServeOptions {
   verbose?: boolean;
   logFile?: string;
   logLevel?: string;
+}
+
+/** The test hooks (crash points), loaded only with KELID_TEST_HOOKS=1: a normal start never loads them. */
+async function testHooks(): Promise<{ testHooks?: TestHooks }> {
+  if (process.env.KELID_TEST_HOOKS !== '1') return {};
+  const { createTestHooks } = await import('../../testing/crash-points.js');
+  return { testHooks: createTestHooks('agent') };
 }
 
 function parsePort(value: string): number {
@@ -67,7 +75,7 @@ export function serveCommand(): Command {
               stderr: process.stderr.isTTY === true || opts.verbose === true,
             }),
       });
-      const agent = new Agent({ config, stateDir, logger });
+      const agent = new Agent({ config, stateDir, logger, ...(await testHooks()) });
       const info = await agent.start();
       process.stdout.write(`Kelid agent listening on ${info.url} (state directory ${stateDir})\n`);
       if (info.insecureWsPort !== undefined) {

@@ -4,7 +4,6 @@ import { Command, Option } from 'commander';
 import { KelidError } from '../../model/errors.js';
 import { DIGEST_NODE_NAME } from '../../pki/der.js';
 import type { DigestAlgorithm, SignatureScheme } from '../../model/types.js';
-import { SigningService } from '../../signing/signing-service.js';
 import { openTokenContext, printJson, withCommonOptions } from '../context.js';
 import type { CommonOptions } from '../context.js';
 import { secretSource } from '../secrets.js';
@@ -55,12 +54,12 @@ export function signCommand(): Command {
     .option('--pin-stdin', 'read the PIN from stdin')
     .option('--json', 'print a JSON summary')
     .action(async (opts: SignOptions & { chain?: boolean }) => {
-      const ctx = await openTokenContext(opts);
+      const ctx = await openTokenContext(opts, (config) =>
+        opts.tsa === undefined ? config : { ...config, tsaUrl: opts.tsa },
+      );
       try {
-        const signing = new SigningService(ctx.tokens, {
-          tsaUrl: opts.tsa ?? ctx.config.tsaUrl,
-          dualUse: ctx.config.keyPurpose.dualUse,
-        });
+        // The same signing service as the agent's: key purpose, revocation policy, TSA and proxy.
+        const signing = ctx.services.signingService;
         // The key purpose is checked before the PIN is asked for.
         const pre = await signing.preflight(opts.cert, { use: opts.format === 'raw' ? 'raw' : 'cms' });
         const pin = await secretSource(opts).read(

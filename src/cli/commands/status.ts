@@ -1,5 +1,6 @@
 import { Command, InvalidArgumentError } from 'commander';
-import { SigningService } from '../../signing/signing-service.js';
+import { loadConfig } from '../../config.js';
+import { createStatusChecker } from '../../services.js';
 import { openTokenContext } from '../context.js';
 import * as fs from 'node:fs';
 import { KelidError, isKelidError } from '../../model/errors.js';
@@ -7,7 +8,6 @@ import { describeCertificate } from '../../pki/certificate.js';
 import type { Status } from '../../model/types.js';
 import { resolveStateDir } from '../../state-dir.js';
 import { parseCertificateBundle } from '../../status/certificate-bundle.js';
-import { StatusService } from '../../status/status-service.js';
 import type { StatusChecker, StatusServiceOptions } from '../../status/status-service.js';
 
 /** Exit status of `kelid status`: 0 good, 1 no answer or bad input, 3 revoked, 4 unknown. */
@@ -76,9 +76,12 @@ export const fileCertificateSource: CertificateSource = {
 export const tokenCertificateSource: CertificateSource = {
   selected: (options) => options.certificateId !== undefined,
   load: async (options) => {
-    const ctx = await openTokenContext(options.config ? { config: options.config } : {});
+    const ctx = await openTokenContext({
+      ...(options.config ? { config: options.config } : {}),
+      ...(options.stateDir ? { stateDir: options.stateDir } : {}),
+    });
     try {
-      const { der, issuers } = await new SigningService(ctx.tokens).certificateWithIssuers(
+      const { der, issuers } = await ctx.services.signingService.certificateWithIssuers(
         options.certificateId!,
       );
       return { certificate: der, issuers, close: () => ctx.close() };
@@ -91,7 +94,8 @@ export const tokenCertificateSource: CertificateSource = {
 
 export interface StatusCommandDeps {
   sources?: CertificateSource[];
-  createService?: (options: StatusServiceOptions) => StatusChecker;
+  /** Build the checker; `config` is the `--config` file (default: the composition root's). */
+  createService?: (options: StatusServiceOptions, config?: string) => StatusChecker;
   stdout?: (text: string) => void;
   stderr?: (text: string) => void;
   setExitCode?: (code: number) => void;
@@ -147,7 +151,10 @@ export function statusCommand(deps: StatusCommandDeps = {}): Command {
     ((c: number) => {
       process.exitCode = c;
     });
-  const createService = deps.createService ?? ((o: StatusServiceOptions) => new StatusService(o));
+  // The checker of the composition root, with the config's proxy; this command's deadline and cache.
+  const createService =
+    deps.createService ??
+    ((o: StatusServiceOptions, config?: string) => createStatusChecker(loadConfig(config), o));
 
   return new Command('status')
     .description('check whether a certificate is revoked (OCSP, then CRL)')
@@ -160,7 +167,7 @@ export function statusCommand(deps: StatusCommandDeps = {}): Command {
       'issuer certificate(s), PEM or DER (default: from the token chain or AIA caIssuers)',
     )
     .option('--certificate-id <id>', 'a certificate on a connected token (see: kelid certs)')
-    .option('-c, --config <file>', 'config file naming the PKCS#11 modules (with --certificate-id)')
+    .option('-c, --config <file>', 'config file: the PKCS#11 modules (with --certificate-id), the proxy')
     .option('--json', 'print the Status object (PROTOCOL.md section 4) as JSON')
     .option('--timeout <seconds>', 'deadline for the whole check', parseTimeout, 5)
     .option(
@@ -179,10 +186,13 @@ export function statusCommand(deps: StatusCommandDeps = {}): Command {
       const loaded = await chosen[0]!.load(options);
       try {
         const description = describeCertificate(loaded.certificate);
-        const service = createService({
-          timeoutMs: options.timeout * 1000,
-          ...(options.cache ? { stateDir: resolveStateDir(options.stateDir) } : {}),
-        });
+        const service = createService(
+          {
+            timeoutMs: options.timeout * 1000,
+            ...(options.cache ? { stateDir: resolveStateDir(options.stateDir) } : {}),
+          },
+          options.config,
+        );
         let status: Status;
         try {
           status = await service.check(loaded.certificate, { issuers: loaded.issuers });

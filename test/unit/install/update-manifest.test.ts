@@ -4,7 +4,7 @@ import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Agent } from '../../../src/agent.js';
+import { Agent } from '../../../src/agent/agent.js';
 import type { CallContext } from '../../../src/protocol/context.js';
 import { agentInfo } from '../../../src/protocol/methods/agent-info.js';
 import { resolveConfig } from '../../../src/config.js';

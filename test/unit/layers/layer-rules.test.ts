@@ -58,11 +58,15 @@ describe('layer rules', () => {
     // The SDK importing agent code, and the model's types by value.
     write(dir, 'src/client/leak.ts', "import { b } from '../status/b.js';\nexport const leak = b;\n");
     write(dir, 'src/client/value.ts', "import * as t from '../model/types.js';\nexport const v = t;\n");
+    // A production module importing the test hooks instead of taking them as an argument.
+    write(dir, 'src/testing/hooks.ts', 'export const hang = (ms: number): number => ms;\n');
+    write(dir, 'src/audit/log.ts', "import { hang } from '../testing/hooks.js';\nexport const h = hang;\n");
     // A new top-level module nobody gave a floor.
     write(dir, 'src/stray.ts', "import { b } from './status/b.js';\nexport const s = b;\n");
     // Allowed: downward, and a type-only import of the wire types by the SDK.
     write(dir, 'src/tokens/ok.ts', "import type { M } from '../model/types.js';\nexport type T = M;\n");
     write(dir, 'src/client/ok.ts', "import type { M } from '../model/types.js';\nexport type C = M;\n");
+    write(dir, 'src/cli/ok.ts', "import { hang } from '../testing/hooks.js';\nexport const e = hang;\n");
   });
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
@@ -78,6 +82,7 @@ describe('layer rules', () => {
         'client-stands-alone src/client/leak.ts -> src/status/b.ts',
         'client-takes-only-wire-types src/client/value.ts -> src/model/types.ts',
         'every-module-has-a-floor src/stray.ts -> src/status/b.ts',
+        'test-hooks-only-from-entries src/audit/log.ts -> src/testing/hooks.ts',
       ]),
     );
     expect(found.filter((f) => f.includes('/ok.ts'))).toEqual([]);

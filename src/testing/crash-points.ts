@@ -1,7 +1,10 @@
 import * as fs from 'node:fs';
+import type { TestHooks } from '../model/test-hooks.js';
 
-// Test-only crash points for the crash-consistency runs (test/reliability/crash.test.ts). Inert
-// unless KELID_TEST_HOOKS=1 and KELID_TEST_CRASH holds a plan, so a deployed agent never reads it.
+// Test-only crash points for the crash-consistency runs (test/reliability/crash.test.ts). Loaded only
+// by the process entries (kelid serve, the module host) when KELID_TEST_HOOKS=1, which hand them to
+// the production modules as hooks (model/test-hooks.ts); still inert unless KELID_TEST_CRASH holds a
+// plan.
 // A plan SIGKILLs the agent or the module host at a deterministic point: before or after its Nth
 // token write (C_InitToken, C_InitPIN, C_SetPIN, C_GenerateKeyPair, C_SetAttributeValue,
 // C_CreateObject, C_DestroyObject), during the Nth key generation, or halfway through writing an
@@ -101,4 +104,22 @@ export function tearAuditLine(fd: number, method: string, line: string): void {
   fs.writeSync(fd, line.slice(0, Math.floor(line.length / 2)));
   fs.fsyncSync(fd);
   fire(p.marker, { process: 'agent', at: 'audit-torn', method });
+}
+
+/** Block this process's event loop for `ms`: a module stuck in a synchronous call. */
+function hang(ms: number): void {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    // busy-wait on purpose
+  }
+}
+
+/** The hooks of one process (`agent` or `host`), for the entry point to inject. */
+export function createTestHooks(proc: CrashProcess): TestHooks {
+  return {
+    beforeWrite: (method) => beforeWrite(proc, method),
+    afterWrite: (method, n) => afterWrite(proc, method, n),
+    tearAuditLine,
+    hang,
+  };
 }
