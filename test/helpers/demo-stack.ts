@@ -72,3 +72,47 @@ export async function startDemoStack(o: DemoStackOptions): Promise<DemoStack> {
     throw e;
   }
 }
+
+/** What {@link enrollOnToken} provisions: a key pair on the token labelled `tokenLabel`, its certificate and chain. */
+export interface Enrollment {
+  tokenLabel: string;
+  keyLabel: string;
+  algorithm: { name: 'EC'; namedCurve: 'P-256' | 'P-384' } | { name: 'RSA'; modulusLength: number };
+  subject: string | Array<{ type: string; value: string }>;
+  userPin: string;
+}
+
+/**
+ * Provision a signing certificate as an RA page would, before the browser starts: `keys.generate`
+ * with a CSR, the demo CA issues it, `certificates.import` writes it back; each consent is approved
+ * on the agent's CLI control channel.
+ */
+export async function enrollOnToken(s: Pick<DemoStack, 'demo' | 'agent'>, e: Enrollment): Promise<void> {
+  const ra = await s.agent.connect(s.demo.urls.ra);
+  const consented = async <T>(method: string, params: unknown): Promise<T> => {
+    const id = ra.nextId;
+    const result = ra.call<T>(method, params);
+    const approved = await s.agent.consent(await ra.consentFor(id), { userPin: e.userPin });
+    if (approved.status !== 0) throw new Error(`consent approve failed: ${approved.stderr}`);
+    return result;
+  };
+  try {
+    const { tokens } = await ra.call<{ tokens: Array<{ tokenId: string; label: string }> }>('tokens.list');
+    const token = tokens.find((t) => t.label === e.tokenLabel);
+    if (!token) throw new Error(`no token labelled ${e.tokenLabel}`);
+    const { csr } = await consented<{ csr: string }>('keys.generate', {
+      tokenId: token.tokenId,
+      algorithm: e.algorithm,
+      label: e.keyLabel,
+      csr: { subject: e.subject },
+    });
+    const issued = await s.demo.ca.issue(csr);
+    await consented('certificates.import', {
+      tokenId: token.tokenId,
+      certificate: issued.certificate,
+      chain: issued.chain,
+    });
+  } finally {
+    await ra.close();
+  }
+}

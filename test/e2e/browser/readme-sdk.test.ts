@@ -3,9 +3,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { REPO } from '../../helpers/agent-process.js';
-import type { RpcClient } from '../../helpers/agent-process.js';
 import { ConsentWindows, screenshotOnFailure } from '../../helpers/browser.js';
-import { startDemoStack } from '../../helpers/demo-stack.js';
+import { enrollOnToken, startDemoStack } from '../../helpers/demo-stack.js';
 import type { DemoStack } from '../../helpers/demo-stack.js';
 import { SoftHsm } from '../../helpers/softhsm.js';
 
@@ -28,14 +27,6 @@ describe("README's SDK example in Chromium", () => {
   let hsm: SoftHsm;
   const errors: string[] = [];
 
-  async function withCliConsent<T>(client: RpcClient, method: string, params: unknown): Promise<T> {
-    const id = client.nextId;
-    const result = client.call<T>(method, params);
-    const approved = await stack.agent.consent(await client.consentFor(id), { userPin: PIN });
-    if (approved.status !== 0) throw new Error(`consent approve failed: ${approved.stderr}`);
-    return result;
-  }
-
   beforeAll(async () => {
     hsm = new SoftHsm();
     hsm.initToken('Readme', '12345678', PIN);
@@ -49,24 +40,13 @@ describe("README's SDK example in Chromium", () => {
       }),
       prepare: async (s) => {
         stack = { ...stack, ...s } as DemoStack;
-        const ra = await s.agent.connect(s.demo.urls.ra);
-        const { tokens } = await ra.call<{ tokens: Array<{ tokenId: string; label: string }> }>(
-          'tokens.list',
-        );
-        const tokenId = tokens.find((t) => t.label === 'Readme')!.tokenId;
-        const { csr } = await withCliConsent<{ csr: string }>(ra, 'keys.generate', {
-          tokenId,
+        await enrollOnToken(s, {
+          tokenLabel: 'Readme',
+          keyLabel: 'signing',
           algorithm: { name: 'EC', namedCurve: 'P-256' },
-          label: 'signing',
-          csr: { subject: 'CN=Readme Reader,C=IR' },
+          subject: 'CN=Readme Reader,C=IR',
+          userPin: PIN,
         });
-        const issued = await s.demo.ca.issue(csr);
-        await withCliConsent(ra, 'certificates.import', {
-          tokenId,
-          certificate: issued.certificate,
-          chain: issued.chain,
-        });
-        await ra.close();
       },
     });
   });

@@ -8,9 +8,8 @@ import { promisify } from 'node:util';
 import { build } from 'esbuild';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { REPO } from '../../helpers/agent-process.js';
-import type { RpcClient } from '../../helpers/agent-process.js';
 import { screenshotOnFailure, until } from '../../helpers/browser.js';
-import { startDemoStack } from '../../helpers/demo-stack.js';
+import { enrollOnToken, startDemoStack } from '../../helpers/demo-stack.js';
 import type { DemoStack } from '../../helpers/demo-stack.js';
 import { opensslCmsVerify } from '../../helpers/openssl-cms.js';
 import { SoftHsm } from '../../helpers/softhsm.js';
@@ -97,14 +96,6 @@ describe('The packed SDK in a web developer’s project', () => {
   let pageOrigin: string;
   const errors: string[] = [];
 
-  async function withCliConsent<T>(client: RpcClient, method: string, params: unknown): Promise<T> {
-    const id = client.nextId;
-    const result = client.call<T>(method, params);
-    const approved = await stack.agent.consent(await client.consentFor(id), { userPin: PIN });
-    if (approved.status !== 0) throw new Error(`consent approve failed: ${approved.stderr}`);
-    return result;
-  }
-
   beforeAll(async () => {
     work = mkdtempSync(join(tmpdir(), 'kelid-e2e-sdk-package-'));
     // The page's own server, started first: its origin goes into the agent's devOrigins.
@@ -135,24 +126,13 @@ describe('The packed SDK in a web developer’s project', () => {
       }),
       prepare: async (s) => {
         stack = { ...stack, ...s } as DemoStack;
-        const ra = await s.agent.connect(s.demo.urls.ra);
-        const { tokens } = await ra.call<{ tokens: Array<{ tokenId: string; label: string }> }>(
-          'tokens.list',
-        );
-        const tokenId = tokens.find((t) => t.label === 'Payments')!.tokenId;
-        const { csr } = await withCliConsent<{ csr: string }>(ra, 'keys.generate', {
-          tokenId,
+        await enrollOnToken(s, {
+          tokenLabel: 'Payments',
+          keyLabel: 'payments',
           algorithm: { name: 'EC', namedCurve: 'P-256' },
-          label: 'payments',
-          csr: { subject: 'CN=Package Tester,C=IR' },
+          subject: 'CN=Package Tester,C=IR',
+          userPin: PIN,
         });
-        const issued = await s.demo.ca.issue(csr);
-        await withCliConsent(ra, 'certificates.import', {
-          tokenId,
-          certificate: issued.certificate,
-          chain: issued.chain,
-        });
-        await ra.close();
       },
     });
   });

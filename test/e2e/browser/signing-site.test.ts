@@ -5,11 +5,10 @@ import type { Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Demo } from '../../../demo/server.mjs';
 import type { AgentProcess } from '../../helpers/agent-process.js';
-import type { RpcClient } from '../../helpers/agent-process.js';
 import type { ChromiumHarness } from '../../helpers/browser.js';
 import { ConsentWindows, screenshot, screenshotOnFailure, testId, until } from '../../helpers/browser.js';
 import { opensslCmsVerify } from '../../helpers/openssl-cms.js';
-import { startDemoStack } from '../../helpers/demo-stack.js';
+import { enrollOnToken, startDemoStack } from '../../helpers/demo-stack.js';
 import type { DemoStack } from '../../helpers/demo-stack.js';
 import { SoftHsm } from '../../helpers/softhsm.js';
 
@@ -32,16 +31,6 @@ describe('Demo signing site and token manager in Chromium', () => {
   const errors: string[] = [];
   let stack: DemoStack;
 
-  /** Run a consent-needing call on an RpcClient and approve it on the control channel. */
-  async function withCliConsent<T>(client: RpcClient, method: string, params: unknown): Promise<T> {
-    const id = client.nextId;
-    const result = client.call<T>(method, params);
-    const requestId = await client.consentFor(id);
-    const approved = await agent.consent(requestId, { userPin: PIN });
-    if (approved.status !== 0) throw new Error(`consent approve failed: ${approved.stderr}`);
-    return result;
-  }
-
   beforeAll(async () => {
     hsm = new SoftHsm();
     hsm.initToken('Signer', '12345678', PIN);
@@ -54,32 +43,18 @@ describe('Demo signing site and token manager in Chromium', () => {
         devOrigins: [d.urls.ra, d.urls.site],
       }),
       prepare: async (s) => {
-        // withCliConsent approves through this agent's control channel.
         agent = s.agent;
         // Provision a signing certificate as an RA would (through the agent; consent on the CLI channel).
-        const ra = await s.agent.connect(s.demo.urls.ra);
-        const { tokens } = await ra.call<{ tokens: Array<{ tokenId: string; label: string }> }>(
-          'tokens.list',
-        );
-        const tokenId = tokens.find((t) => t.label === 'Signer')!.tokenId;
-        const { csr } = await withCliConsent<{ csr: string }>(ra, 'keys.generate', {
-          tokenId,
+        await enrollOnToken(s, {
+          tokenLabel: 'Signer',
+          keyLabel: 'signing',
           algorithm: { name: 'RSA', modulusLength: 2048 },
-          label: 'signing',
-          csr: {
-            subject: [
-              { type: 'CN', value: SIGNER },
-              { type: 'C', value: 'IR' },
-            ],
-          },
+          subject: [
+            { type: 'CN', value: SIGNER },
+            { type: 'C', value: 'IR' },
+          ],
+          userPin: PIN,
         });
-        const issued = await s.demo.ca.issue(csr);
-        await withCliConsent(ra, 'certificates.import', {
-          tokenId,
-          certificate: issued.certificate,
-          chain: issued.chain,
-        });
-        await ra.close();
       },
     });
     ({ tmp, demo, agent, browser, consents, page } = stack);
