@@ -80,15 +80,47 @@ function pssMatches(raw: Uint8Array, emBits: number, algorithm: DigestAlgorithm,
 // produce either half.
 const CURVES: Readonly<Record<string, typeof p256>> = { prime256v1: p256, secp384r1: p384 };
 
-function verifyEcdsa(key: KeyObject, digest: Uint8Array, signature: Uint8Array): boolean {
-  const curve = CURVES[key.asymmetricKeyDetails?.namedCurve ?? ''];
-  if (!curve) return false;
+type EcPoint = ReturnType<typeof p256.Point.fromBytes>;
+
+// A certificate key signs again and again: its point is decoded once and given a wNAF table (window
+// 8), which makes a verification about four times faster than decoding the point every time.
+const POINTS = new Map<string, EcPoint>();
+const MAX_POINTS = 32;
+
+function pointOf(curveName: string, curve: typeof p256, key: KeyObject): EcPoint | undefined {
   const jwk = key.export({ format: 'jwk' });
-  if (typeof jwk.x !== 'string' || typeof jwk.y !== 'string') return false;
-  const point = Buffer.concat([
-    Buffer.from([0x04]),
-    Buffer.from(jwk.x, 'base64url'),
-    Buffer.from(jwk.y, 'base64url'),
-  ]);
-  return curve.verify(signature, digest, point, { prehash: false, lowS: false, format: 'der' });
+  if (typeof jwk.x !== 'string' || typeof jwk.y !== 'string') return undefined;
+  const id = `${curveName}:${jwk.x}:${jwk.y}`;
+  let point = POINTS.get(id);
+  if (point === undefined) {
+    // fromBytes refuses a point that is not on the curve.
+    point = curve.Point.fromBytes(
+      Buffer.concat([Buffer.from([0x04]), Buffer.from(jwk.x, 'base64url'), Buffer.from(jwk.y, 'base64url')]),
+    );
+    point.precompute(8, false);
+    if (POINTS.size >= MAX_POINTS) POINTS.delete(POINTS.keys().next().value as string);
+    POINTS.set(id, point);
+  }
+  return point;
+}
+
+/** SEC 1 section 4.1.4 over a precomputed digest: R = (e/s)·G + (r/s)·Q, then R.x mod n must equal r. */
+function verifyEcdsa(key: KeyObject, digest: Uint8Array, signature: Uint8Array): boolean {
+  const curveName = key.asymmetricKeyDetails?.namedCurve ?? '';
+  const curve = CURVES[curveName];
+  if (!curve) return false;
+  const Q = pointOf(curveName, curve, key);
+  if (Q === undefined || Q.is0()) return false;
+  const { r, s } = curve.Signature.fromBytes(signature, 'der');
+  const Fn = curve.Point.Fn;
+  if (!Fn.isValidNot0(r) || !Fn.isValidNot0(s)) return false;
+  // The digest as an integer, its leftmost BITS(n) bits when it is longer (SHA-512 on P-256), mod n.
+  let e = BigInt(`0x${Buffer.from(digest).toString('hex')}`);
+  const excess = digest.length * 8 - Fn.BITS;
+  if (excess > 0) e >>= BigInt(excess);
+  e = Fn.create(e);
+  const w = Fn.inv(s);
+  const R = curve.Point.BASE.multiplyUnsafe(Fn.create(e * w)).add(Q.multiplyUnsafe(Fn.create(r * w)));
+  if (R.is0()) return false;
+  return Fn.create(R.toAffine().x) === r;
 }
