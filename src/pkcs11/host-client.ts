@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { afterWrite, beforeWrite } from '../crash-points.js';
 import { KelidError } from '../model/errors.js';
 import { silentLogger } from '../log.js';
-import { MODULE_HOST_ARG, isPackagedProgram } from '../package-files.js';
+import { MODULE_HOST_ARG, isPackagedProgram, packagePath } from '../package-files.js';
 import { CKA } from './templates.js';
 import type { Logger } from '../log.js';
 import type {
@@ -78,10 +78,13 @@ export const HOST_NODE_OPTIONS: readonly string[] = ['--max-semi-space-size=2'];
 function hostEntry(): { entry: string; execArgv: string[] } {
   if (isPackagedProgram()) return { entry: MODULE_HOST_ARG, execArgv: [] };
   const here = fileURLToPath(import.meta.url);
-  // Under vitest/tsx this file is the .ts source; after the build it is dist/pkcs11/host-client.js.
+  // Under vitest/tsx this file is the .ts source; after the build it is dist/pkcs11/host-client.js
+  // or part of the agent bundle dist/kelid.mjs (scripts/build-agent.mjs), whose host is tsc's.
   const runningFromSource = here.endsWith('.ts');
   return {
-    entry: join(dirname(here), runningFromSource ? 'module-host.ts' : 'module-host.js'),
+    entry: runningFromSource
+      ? join(dirname(here), 'module-host.ts')
+      : packagePath('dist', 'pkcs11', 'module-host.js'),
     execArgv: [...HOST_NODE_OPTIONS, ...(runningFromSource ? ['--import', 'tsx'] : [])],
   };
 }
