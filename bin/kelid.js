@@ -1,5 +1,7 @@
 #!/usr/bin/env node
-import { main } from '../dist/cli/main.js';
+// The CLI and agent as one bundled module (scripts/build-agent.mjs): much faster to start than
+// tsc's ~500-module dist/cli/main.js, which stays for the library exports.
+import { main } from '../dist/kelid.mjs';
 
 main(process.argv).then(
   (code) => {

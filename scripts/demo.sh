@@ -29,7 +29,7 @@ if [ "${KELID_DEMO_NO_SETUP:-0}" != 1 ]; then
   # The demo needs no Chromium (consent pages open in your own browser) and none of the test tools.
   scripts/setup.sh --demo
 fi
-[ -f dist/cli/main.js ] && [ -f dist/client/kelid.js ] || npm run --silent build
+[ -f dist/kelid.mjs ] && [ -f dist/client/kelid.js ] || npm run --silent build
 
 module=""
 for m in /usr/lib/softhsm/libsofthsm2.so /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so \

@@ -116,6 +116,7 @@ export async function startup(f: Fixture, p: Profile): Promise<Row[]> {
     const hostReady: number[] = [];
     const rssAtReady: number[] = [];
     const agentRss: number[] = [];
+    const noModule: number[] = [];
     let cold = Number.NaN;
     const stateDir = join(dir, 'state');
     const config = join(dir, 'config.json');
@@ -149,6 +150,25 @@ export async function startup(f: Fixture, p: Profile): Promise<Row[]> {
         agentRss.push(t.ready.rss.own);
       }
       if (r > 0) {
+        // The same agent with no module configured: /health as soon as the agent itself is up, what
+        // listening before the module hosts are ready would give.
+        const nport = await freePort();
+        writeFileSync(
+          config,
+          JSON.stringify({
+            port: nport,
+            autoDetectModules: false,
+            modules: [],
+            consent: { launcher: 'none' },
+          }),
+        );
+        const n = await timeToHealth(
+          ['bin/kelid.js', 'serve', '--config', config, '--state-dir', stateDir],
+          nport,
+          env,
+          () => Promise.resolve(undefined),
+        );
+        noModule.push(n.ms);
         const bport = await freePort();
         const b = await timeToHealth(
           ['bench/lib/baseline-server.js', f.hsm.module, String(bport), key, cert],
@@ -180,6 +200,15 @@ export async function startup(f: Fixture, p: Profile): Promise<Row[]> {
         baselineLabel: 'node + pkcs11js + module + HTTPS listener',
         baseline: median(baseline),
         kelid: median(hostReady),
+        better: 'lower',
+      }),
+      row({
+        section: SECTION,
+        measure: `kelid serve with no module configured (the agent alone: /health if it listened before its module hosts are ready), median of ${p.startups}`,
+        unit: 'ms',
+        baselineLabel: 'node + pkcs11js + module + HTTPS listener',
+        baseline: median(baseline),
+        kelid: median(noModule),
         better: 'lower',
       }),
       row({

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { KelidError } from '../model/errors.js';
 import type { WriteHooks } from '../model/test-hooks.js';
 import { silentLogger } from '../log.js';
-import { MODULE_HOST_ARG, isPackagedProgram } from '../package-files.js';
+import { MODULE_HOST_ARG, isPackagedProgram, packagePath } from '../package-files.js';
 import { CKA } from './templates.js';
 import type { Logger } from '../log.js';
 import type {
@@ -80,11 +80,14 @@ export const HOST_NODE_OPTIONS: readonly string[] = ['--max-semi-space-size=2'];
 function hostEntry(): { entry: string; execArgv: string[] } {
   if (isPackagedProgram()) return { entry: MODULE_HOST_ARG, execArgv: [] };
   const here = fileURLToPath(import.meta.url);
-  // Under vitest/tsx this file is the .ts source; after the build it is dist/pkcs11/host-client.js.
-  // The host's process entry is cli/module-host (it alone may load the test hooks).
+  // Under vitest/tsx this file is the .ts source; after the build it is dist/pkcs11/host-client.js
+  // or part of the agent bundle dist/kelid.mjs (scripts/build-agent.mjs), whose host is tsc's. The
+  // host's process entry is cli/module-host (it alone may load the test hooks).
   const runningFromSource = here.endsWith('.ts');
   return {
-    entry: join(dirname(here), '..', 'cli', runningFromSource ? 'module-host.ts' : 'module-host.js'),
+    entry: runningFromSource
+      ? join(dirname(here), '..', 'cli', 'module-host.ts')
+      : packagePath('dist', 'cli', 'module-host.js'),
     execArgv: [...HOST_NODE_OPTIONS, ...(runningFromSource ? ['--import', 'tsx'] : [])],
   };
 }

@@ -3,21 +3,23 @@
 // public operation of node:crypto (RSA_NO_PADDING) and checks the encoding here (RFC 8017 sections
 // 8.2.2 and 9.1.2); ECDSA (P-256, P-384) with @noble/curves.
 import { constants, createHash, publicDecrypt, type KeyObject } from 'node:crypto';
-import { p256, p384 } from '@noble/curves/nist.js';
+import type { p256 } from '@noble/curves/nist.js';
 import { DIGEST_LENGTH, DIGEST_NODE_NAME, encodeDigestInfo } from '../pki/der.js';
 import type { DigestAlgorithm, SignatureScheme } from '../model/types.js';
 
 /** Whether `signature` is a `scheme` signature (PSS salt = hash length, ECDSA DER) of `digest` by `key`. */
-export function verifyDigestSignature(
+export async function verifyDigestSignature(
   key: KeyObject,
   scheme: SignatureScheme,
   algorithm: DigestAlgorithm,
   digest: Uint8Array,
   signature: Uint8Array,
-): boolean {
+): Promise<boolean> {
   if (digest.length !== DIGEST_LENGTH[algorithm]) return false;
+  // Outside the try: a library that fails to load is an install fault, not a bad signature.
+  const curves = scheme === 'ECDSA' ? await loadCurves() : undefined;
   try {
-    if (scheme === 'ECDSA') return key.asymmetricKeyType === 'ec' && verifyEcdsa(key, digest, signature);
+    if (curves) return key.asymmetricKeyType === 'ec' && verifyEcdsa(curves, key, digest, signature);
     if (key.asymmetricKeyType !== 'rsa') return false;
     const bits = key.asymmetricKeyDetails?.modulusLength;
     if (bits === undefined) return false;
@@ -78,7 +80,17 @@ function pssMatches(raw: Uint8Array, emBits: number, algorithm: DigestAlgorithm,
 // @noble/curves (audited, no dependencies) verifies over a digest we pass in (prehash: false); it
 // truncates a longer digest to the curve's size as SEC 1 says. lowS: false, as OpenSSL and tokens
 // produce either half.
-const CURVES: Readonly<Record<string, typeof p256>> = { prime256v1: p256, secp384r1: p384 };
+// Loaded on the first ECDSA check, not at start-up: about 25 ms and 3 MiB an agent that never
+// signs raw digests need not pay.
+type Curves = Readonly<Record<string, typeof p256>>;
+let curvesLoaded: Promise<Curves> | undefined;
+function loadCurves(): Promise<Curves> {
+  curvesLoaded ??= import('@noble/curves/nist.js').then(({ p256, p384 }) => ({
+    prime256v1: p256,
+    secp384r1: p384,
+  }));
+  return curvesLoaded;
+}
 
 type EcPoint = ReturnType<typeof p256.Point.fromBytes>;
 
@@ -105,9 +117,9 @@ function pointOf(curveName: string, curve: typeof p256, key: KeyObject): EcPoint
 }
 
 /** SEC 1 section 4.1.4 over a precomputed digest: R = (e/s)·G + (r/s)·Q, then R.x mod n must equal r. */
-function verifyEcdsa(key: KeyObject, digest: Uint8Array, signature: Uint8Array): boolean {
+function verifyEcdsa(curves: Curves, key: KeyObject, digest: Uint8Array, signature: Uint8Array): boolean {
   const curveName = key.asymmetricKeyDetails?.namedCurve ?? '';
-  const curve = CURVES[curveName];
+  const curve = curves[curveName];
   if (!curve) return false;
   const Q = pointOf(curveName, curve, key);
   if (Q === undefined || Q.is0()) return false;

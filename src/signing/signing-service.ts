@@ -369,7 +369,7 @@ export class SigningService implements SigningApi {
     return this.withSigner(certificateId, userPin, { use: 'raw' }, async (signer, loc) => {
       const scheme = resolveScheme(signer.keyType, input.scheme);
       const signature = await signer.signDigest(input.digest, input.digestAlgorithm, scheme);
-      assertVerifies(loc, scheme, input.digestAlgorithm, input.digest, signature);
+      await assertVerifies(loc, scheme, input.digestAlgorithm, input.digest, signature);
       return { signature, signatureAlgorithm: signatureAlgorithmName(scheme, input.digestAlgorithm) };
     });
   }
@@ -443,7 +443,7 @@ export class SigningService implements SigningApi {
         // The first signature shows the key is the certificate's (checking all 10,000 would take
         // seconds of BigInt ECDSA); a token that returns garbage later is not caught here.
         if (signatures[0])
-          assertVerifies(loc, scheme, input.digestAlgorithm, input.digests[0]!, signatures[0]);
+          await assertVerifies(loc, scheme, input.digestAlgorithm, input.digests[0]!, signatures[0]);
         return {
           results: signatures.map((signature) => ({ signature })),
           cancelled: signatures.length < input.digests.length,
@@ -498,15 +498,15 @@ function alwaysAuthenticateRefused(): KelidError {
 }
 
 /** A raw signature leaves the agent only if it verifies with the certificate's key (as CMS and logins do). */
-function assertVerifies(
+async function assertVerifies(
   loc: Located,
   scheme: SignatureScheme,
   digestAlgorithm: DigestAlgorithm,
   digest: Uint8Array,
   signature: Uint8Array,
-): void {
+): Promise<void> {
   const key = createPublicKey({ key: Buffer.from(certificateSpki(loc.der)), format: 'der', type: 'spki' });
-  if (!verifyDigestSignature(key, scheme, digestAlgorithm, digest, signature)) {
+  if (!(await verifyDigestSignature(key, scheme, digestAlgorithm, digest, signature))) {
     throw new KelidError('ERR_DEVICE_ERROR', 'the token returned a signature that does not verify');
   }
 }
