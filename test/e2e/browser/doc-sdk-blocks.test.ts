@@ -16,7 +16,7 @@ import { blocksOf, docFiles, jsMarker } from '../../helpers/doc-blocks.js';
 import type { Block, JsMarker } from '../../helpers/doc-blocks.js';
 import { opensslCmsVerify } from '../../helpers/openssl-cms.js';
 import { SoftHsm } from '../../helpers/softhsm.js';
-import { TestPki } from '../../helpers/test-ca.js';
+import { TestPki, freePort } from '../../helpers/test-ca.js';
 
 // Every js/ts block of README.md and docs/*.md marked `test: check=<name>` runs here (issue 17,
 // section 2): browser blocks as a module of a page in Chromium against the demo stack (one agent, one
@@ -47,6 +47,8 @@ interface Call {
 
 interface BlockRun {
   origin: string;
+  /** The same browser block again, KelidClient.connect() defaulting to `agentUrl`. */
+  rerun?(agentUrl: string): Promise<BlockRun>;
   logs: unknown[][];
   calls: Call[];
   error?: string;
@@ -128,8 +130,19 @@ describe('js/ts blocks of README.md and docs/ run in Chromium and Node', () => {
     },
     'served-sdk': { verify: (r) => expect(r.logs).toEqual([['unknown']]) },
     connect: {
-      verify(r) {
+      async verify(r) {
         expect(r.logs).toEqual([['wss', `wss://127.0.0.1:${stack.agent.port}/v1`, true]]);
+        // The error branch: no agent on that port (a free one, closed again).
+        const closed = await r.rerun!(`wss://127.0.0.1:${await freePort()}/v1`);
+        await closed.page?.close();
+        expect(closed.error).toBeUndefined();
+        expect(closed.calls.find((c) => c.m === 'openConnection')).toMatchObject({
+          code: 'ERR_AGENT_UNREACHABLE',
+        });
+        const [[message, hint, permission]] = closed.logs as [[string, string, string]];
+        expect(message).toMatch(/\S/);
+        expect(hint).toMatch(/\S/);
+        expect(['granted', 'prompt', 'denied', 'unsupported', 'unknown']).toContain(permission);
       },
     },
     access: {
@@ -295,8 +308,7 @@ describe('js/ts blocks of README.md and docs/ run in Chromium and Node', () => {
     if (newUserPin !== undefined) pins.user = newUserPin;
   }
 
-  function prelude(): string {
-    const agentUrl = `wss://127.0.0.1:${stack.agent.port}/v1`;
+  function prelude(agentUrl: string): string {
     return `import * as __sdk from '${sdkUrl}';
 const __w = window;
 __w.__logs = []; __w.__calls = [];
@@ -320,7 +332,11 @@ __w.sendToCa = async (csr) => (await fetch('/ca/issue', { method: 'POST', body: 
   }
 
   /** Run `code` (JS) as a module of a page of `origin`, answering its consents; the page stays open. */
-  async function inBrowser(origin: string, code: string): Promise<BlockRun> {
+  async function inBrowser(
+    origin: string,
+    code: string,
+    agentUrl = `wss://127.0.0.1:${stack.agent.port}/v1`,
+  ): Promise<BlockRun> {
     const page = await stack.browser.page(errors);
     const url = `${origin}/docs-example.html`;
     await page.route(url, (route) =>
@@ -328,7 +344,7 @@ __w.sendToCa = async (csr) => (await fetch('/ca/issue', { method: 'POST', body: 
         contentType: 'text/html',
         body: `<!doctype html><html lang="en"><meta charset="utf-8">
 <script>window.addEventListener('error', (e) => { window.__error = String(e.error?.code ?? (e.error?.stack || e.message)); });</script>
-<script type="module">${prelude()}${code}
+<script type="module">${prelude(agentUrl)}${code}
 ;window.__done = true;</script>`,
       }),
     );
@@ -504,6 +520,7 @@ __w.sendToCa = async (csr) => (await fetch('/ca/issue', { method: 'POST', body: 
           expect(granted.error).toBeUndefined();
         }
         result = await inBrowser(origin, js);
+        result.rerun = (agentUrl) => inBrowser(origin, js, agentUrl);
       }
       try {
         expect(result.error).toBe(check.throws);
