@@ -99,9 +99,10 @@ export function shellMarker(b: Block): ShellMarker | undefined {
 // Marker syntax of js/ts blocks, in the info string after `js`/`ts`:  test: check=<name> [given=access] [run=node]
 // (test/e2e/browser/doc-sdk-blocks.test.ts runs them.)
 // - check=<name>   the outcome the block must have, named in that test's CHECKS table (a signature
-//                  openssl verifies, a non-empty certificate list, an expected error code…); the name
-//                  also gives the page its origin, https://<name>.docs.example unless the check names one
-// - given=access   before the block, the page's origin was approved (agent.requestAccess, approved)
+//                  openssl verifies, a non-empty certificate list, an expected error code…); the page's
+//                  origin is the one the check names, or else https://<name>.docs.example (new to the agent)
+// - given=access   the page's origin was approved before the block (agent.requestAccess, approved);
+//                  such blocks share one origin, https://site.docs.example, unless the check names one
 // - run=node       a server-side block: run with Node, `kelid` being the built package (dist/index.js);
 //                  the names it leaves to the reader's server come from its check
 // Browser blocks run as a module of a page in Chromium against the demo stack; what the test changes

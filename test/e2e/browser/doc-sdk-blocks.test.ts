@@ -285,7 +285,14 @@ describe('js/ts blocks of README.md and docs/ run in Chromium and Node', () => {
     },
   };
 
-  const pageOf = (check: string): string => CHECKS[check]?.origin ?? `https://${check}.docs.example`;
+  /**
+   * A block's page origin: the one its check names, else one for every `given=access` block (approved
+   * once), else a fresh one of its own (an origin the agent has not seen yet).
+   */
+  const pageOf = (m: JsMarker): string =>
+    CHECKS[m.check]?.origin ??
+    (m.given === 'access' ? 'https://site.docs.example' : `https://${m.check}.docs.example`);
+  const approvedOrigins = new Set<string>();
 
   /**
    * Type what the consent page asks for and approve. The user PIN is the demo one until a page of this
@@ -504,20 +511,21 @@ __w.sendToCa = async (csr) => (await fetch('/ca/issue', { method: 'POST', body: 
       if (marker.run === 'node') {
         result = await inNode(code, check.globals?.() ?? {});
       } else {
-        const origin = pageOf(marker.check);
+        const origin = pageOf(marker);
         const js = code
           .replace(
             /from\s*['"](kelid\/client|https:\/\/127\.0\.0\.1:17443\/sdk\/kelid\.js)['"]/g,
             `from '${sdkUrl}'`,
           )
           .replaceAll('127.0.0.1:17443', `127.0.0.1:${stack.agent.port}`);
-        if (marker.given === 'access') {
+        if (marker.given === 'access' && !approvedOrigins.has(origin)) {
           const granted = await inBrowser(
             origin,
             `await (await __sdk.KelidClient.connect()).requestAccess('Docs');`,
           );
           await granted.page?.close();
           expect(granted.error).toBeUndefined();
+          approvedOrigins.add(origin);
         }
         result = await inBrowser(origin, js);
         result.rerun = (agentUrl) => inBrowser(origin, js, agentUrl);
