@@ -203,12 +203,15 @@ describe('js/ts blocks of README.md and docs/ run in Chromium and Node', () => {
     },
     // docs/sdk.md's server side of that sign-in, in Node against the built package.
     'verify-token': {
-      globals: () => ({
-        req: { body: { token: login.token } },
-        nonceIssuedForThisSession: login.nonce,
-        nationalRootDer: pki.root.der,
-        citizenCaDer: pki.intermediate.der,
-      }),
+      globals: () => {
+        if (login.token === undefined) throw new Error('runs after the sign-in example (its token)');
+        return {
+          req: { body: { token: login.token } },
+          nonceIssuedForThisSession: login.nonce,
+          nationalRootDer: pki.root.der,
+          citizenCaDer: pki.intermediate.der,
+        };
+      },
       verify(r) {
         expect(r.logs).toHaveLength(1);
         expect(String(r.logs[0]![0])).toContain('Docs Login');
