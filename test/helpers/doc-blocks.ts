@@ -95,3 +95,38 @@ export function shellMarker(b: Block): ShellMarker | undefined {
   if (agent && !marker.needs.includes('agent')) marker.needs.push('agent');
   return marker;
 }
+
+// Marker syntax of js/ts blocks, in the info string after `js`/`ts`:  test: check=<name> [given=access] [run=node]
+// (test/e2e/browser/doc-sdk-blocks.test.ts runs them.)
+// - check=<name>   the outcome the block must have, named in that test's CHECKS table (a signature
+//                  openssl verifies, a non-empty certificate list, an expected error code…); the page's
+//                  origin is the one the check names, or else https://<name>.docs.example (new to the agent)
+// - given=access   the page's origin was approved before the block (agent.requestAccess, approved);
+//                  such blocks share one origin, https://site.docs.example, unless the check names one
+// - run=node       a server-side block: run with Node, `kelid` being the built package (dist/index.js);
+//                  the names it leaves to the reader's server come from its check
+// Browser blocks run as a module of a page in Chromium against the demo stack; what the test changes
+// and provides (`file`, `show`, `sendToCa`) is described at the top of that test.
+
+export interface JsMarker {
+  check: string;
+  given?: 'access';
+  run: 'browser' | 'node';
+}
+
+/** The `test:` marker of a js/ts block, or undefined when it has none; throws on a malformed one. */
+export function jsMarker(b: Block): JsMarker | undefined {
+  const m = /^test:(.*)$/.exec(b.info);
+  if (!m) return undefined;
+  let check: string | undefined;
+  const marker: Omit<JsMarker, 'check'> = { run: 'browser' };
+  for (const word of m[1]!.trim().split(/\s+/).filter(Boolean)) {
+    const [key, value] = word.split(/=(.*)/s) as [string, string | undefined];
+    if (key === 'check' && value && /^[a-z][\w-]*$/.test(value)) check = value;
+    else if (key === 'given' && value === 'access') marker.given = 'access';
+    else if (key === 'run' && (value === 'node' || value === 'browser')) marker.run = value;
+    else throw new Error(`${b.file}:${b.line}: unknown or malformed marker word ${word}`);
+  }
+  if (!check) throw new Error(`${b.file}:${b.line}: a js/ts block's marker needs check=<name>`);
+  return { check, ...marker };
+}

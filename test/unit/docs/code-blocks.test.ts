@@ -5,16 +5,18 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { resolveConfig } from '../../../src/config.js';
-import { REPO, blocksOf, docFiles, shellMarker, untested } from '../../helpers/doc-blocks.js';
+import { REPO, blocksOf, docFiles, jsMarker, shellMarker, untested } from '../../helpers/doc-blocks.js';
 import type { Block } from '../../helpers/doc-blocks.js';
 
 // Code in README.md and docs/ that cannot rot (issue 17, section 2). Every fenced js, ts, sh and json
 // block is either checked or marked with an info string `<lang> no-test: <reason>`:
 // - sh blocks carry a `test:` marker (syntax in test/helpers/doc-blocks.ts) and are run in a sandbox
 //   against SoftHSM and a real agent by test/e2e/docs/shell-blocks.test.ts;
-// - js/ts SDK blocks are type-checked against the browser SDK (src/client), the imports of
+// - js/ts blocks carry a `test: check=<name>` marker and are run, browser blocks in Chromium against
+//   the demo stack, `run=node` blocks in Node against the built package, each with an outcome check
+//   (test/e2e/browser/doc-sdk-blocks.test.ts); README's SDK example runs in e2e/browser/readme-sdk.test.ts.
+//   Browser blocks are also type-checked here against the browser SDK (src/client), the imports of
 //   /sdk/kelid.js and `kelid/client` mapped to it: a wrong call shape (e.g. listCertificates without `filter`) fails;
-//   README's SDK example is also run in Chromium against the demo stack (e2e/browser/readme-sdk.test.ts);
 // - json blocks parse, and those that look like an agent config pass the config schema.
 
 const run = promisify(execFile);
@@ -30,12 +32,18 @@ describe('code blocks in README.md and docs/', () => {
   afterAll(() => rmSync(work, { recursive: true, force: true }));
 
   it('are checked, or marked `no-test: <reason>`', () => {
-    const isRun = (b: Block): boolean => b.lang === 'sh' && shellMarker(b) !== undefined;
-    const unmarked = blocks.filter((b) => !untested(b) && !isRun(b) && (b.lang === 'sh' || b.info !== ''));
+    const isRun = (b: Block): boolean =>
+      b.lang === 'sh' ? shellMarker(b) !== undefined : b.lang !== 'json' && jsMarker(b) !== undefined;
+    // README's SDK example is the one js block run by its own test (readme-sdk.test.ts), unmarked.
+    const readmeSdk = (b: Block): boolean => b.file === 'README.md' && b.lang === 'js' && b.info === '';
+    const unmarked = blocks.filter(
+      (b) => !untested(b) && !isRun(b) && !readmeSdk(b) && (b.lang !== 'json' || b.info !== ''),
+    );
     expect(unmarked.map((b) => `${b.file}:${b.line} ${b.lang} ${b.info}`)).toEqual([]);
     expect(blocks.length).toBeGreaterThan(5);
-    // The README's walkthrough and the consent commands are run, not merely marked.
-    expect(blocks.filter(isRun).length).toBeGreaterThanOrEqual(4);
+    // The README's walkthrough and the consent commands are run, not merely marked; so are the SDK guide's examples.
+    expect(blocks.filter((b) => b.lang === 'sh' && isRun(b)).length).toBeGreaterThanOrEqual(4);
+    expect(blocks.filter((b) => b.lang !== 'sh' && isRun(b)).length).toBeGreaterThanOrEqual(15);
     // Shell code is fenced as `sh`, so that no block escapes the rule under another name.
     const otherShells = docFiles()
       .flatMap(blocksOf)
@@ -43,11 +51,18 @@ describe('code blocks in README.md and docs/', () => {
     expect(otherShells.map((b) => `${b.file}:${b.line} ${b.lang}`)).toEqual([]);
   });
 
-  it('have well-formed `test:` markers on sh blocks, and no marker elsewhere', () => {
+  it('have well-formed `test:` markers on sh, js and ts blocks, and no marker elsewhere', () => {
     for (const b of blocks.filter((x) => /^test:/.test(x.info))) {
-      expect(b.lang, `${b.file}:${b.line}`).toBe('sh');
-      expect(() => shellMarker(b), `${b.file}:${b.line}`).not.toThrow();
+      expect(['sh', 'js', 'ts'], `${b.file}:${b.line}`).toContain(b.lang);
+      if (b.lang === 'sh') expect(() => shellMarker(b), `${b.file}:${b.line}`).not.toThrow();
+      else expect(() => jsMarker(b), `${b.file}:${b.line}`).not.toThrow();
     }
+    expect(() =>
+      jsMarker({ file: 'x.md', line: 1, lang: 'ts', info: 'test: given=access', code: '' }),
+    ).toThrow(/needs check=<name>/);
+    expect(() =>
+      jsMarker({ file: 'x.md', line: 1, lang: 'ts', info: 'test: check=a run=deno', code: '' }),
+    ).toThrow(/unknown or malformed/);
     expect(() =>
       shellMarker({ file: 'x.md', line: 1, lang: 'sh', info: 'test: needs=root', code: '' }),
     ).toThrow(/unknown need root/);
@@ -56,7 +71,10 @@ describe('code blocks in README.md and docs/', () => {
     ).toThrow(/unknown or malformed/);
   });
 
-  const sdkBlocks = blocks.filter((b) => (b.lang === 'js' || b.lang === 'ts') && !untested(b));
+  // Browser blocks only: a `run=node` block is server code over names of the reader's server.
+  const sdkBlocks = blocks.filter(
+    (b) => (b.lang === 'js' || b.lang === 'ts') && !untested(b) && jsMarker(b)?.run !== 'node',
+  );
   // tsc reports files relative to its cwd (`work`): `<name>(line,col): error …`.
   const nameOf = (b: Block): string => `${b.file.replace(/\W/g, '-')}-${b.line}.ts`;
   const fileOf = (b: Block): string => join(work, nameOf(b));
