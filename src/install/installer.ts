@@ -121,6 +121,12 @@ const autostartStep: InstallStep = {
     // XDG autostart and the Run key only act at the next login: start the agent now as well.
     if (ctx.start && (plan.kind === 'xdg-autostart' || plan.kind === 'windows-run-key')) {
       await startDetached(ctx.command, ctx.stateDir, ctx.log);
+    } else if (ctx.start && plan.kind === 'systemd') {
+      // `systemctl --user enable --now` returns before the agent listens: wait, so that a
+      // `kelid doctor` right after install finds it up.
+      await waitForAgent(ctx.stateDir, () => undefined);
+      if (runningAgentPid(ctx.stateDir) === null)
+        ctx.log('warning: the agent is not up yet ("systemctl --user status kelid")');
     }
     return record;
   },
@@ -390,14 +396,19 @@ async function startDetached(
   let failed: string | undefined;
   child.on('error', (e) => (failed = e.message));
   child.on('exit', (code, signal) => (failed ??= `it exited (${signal ?? `code ${code}`})`));
-  for (let i = 0; i < 300 && failed === undefined && runningAgentPid(stateDir) === null; i++) {
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  await waitForAgent(stateDir, () => failed);
   child.unref();
   if (failed !== undefined) log(`warning: could not start the agent: ${failed}; "kelid serve" shows why`);
   else if (runningAgentPid(stateDir) === null)
     log(`warning: the agent (pid ${child.pid ?? '?'}) is not up yet`);
   else log(`started the agent (pid ${child.pid ?? '?'})`);
+}
+
+/** Wait up to 15 s for agent.json to name a live agent, or until `failed()` says why not. */
+async function waitForAgent(stateDir: string, failed: () => string | undefined): Promise<void> {
+  for (let i = 0; i < 300 && failed() === undefined && runningAgentPid(stateDir) === null; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 function runningAgentPid(stateDir: string): number | null {
