@@ -1,3 +1,4 @@
+// softhsm-only: the round-trip budget is measured on SoftHSM (not ported yet), and the swap suite unplugs tokens by renaming SoftHSM token directories
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';

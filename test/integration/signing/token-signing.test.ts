@@ -1,3 +1,4 @@
+// softhsm-only: not ported yet: its 10,000-digest batch and per-algorithm CMS cases would take minutes on swtpm; sign raw + CMS on tpm2 run in ra-flow.test.ts and tpm2-cli.test.ts
 import { createHash, createPublicKey, randomBytes, verify } from 'node:crypto';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
