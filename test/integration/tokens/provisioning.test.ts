@@ -151,11 +151,10 @@ describeBackends('ProvisioningService', (b) => {
       { name: 'EC P-256', algorithm: { name: 'EC', namedCurve: 'P-256' } as const, sig: undefined },
       { name: 'EC P-384', algorithm: { name: 'EC', namedCurve: 'P-384' } as const, sig: undefined },
     ];
-    // Open finding (issue 18): on a tpm2-pkcs11 token initialized through Kelid, the CSR's RSA-PSS
-    // signature is refused as "the token does not support RSA-PSS signatures" although pkcs11-tool -M
-    // lists RSA-PKCS-PSS for tokens made by tpm2_ptool; not investigated yet.
+    // tpm2-pkcs11 (1.9.0) lists no RSA-PSS mechanism for a token made by C_InitToken, which is how this
+    // file's token is made (tokens from `tpm2_ptool addtoken` list them: token-signing.test.ts signs PSS).
     const PSS_ON_TPM2 =
-      'open finding: Kelid refuses RSA-PSS as unsupported on a tpm2-pkcs11 token it initialized (not investigated yet)';
+      'tpm2-pkcs11 lists no RSA-PSS mechanism on a token made by C_InitToken (checked by the next test)';
     const made = kinds.filter((k) => !(b.name === 'tpm2' && k.sig));
     for (const k of kinds) {
       (k.sig ? skipOn(b, 'tpm2', PSS_ON_TPM2) : it)(
@@ -199,6 +198,26 @@ describeBackends('ProvisioningService', (b) => {
         },
       );
     }
+
+    skipOn(
+      b,
+      'softhsm',
+      'SoftHSM lists RSA-PSS on every token',
+    )(
+      'refuses an RSA-PSS CSR where the token lists no RSA-PSS (pkcs11-tool -M agrees) and removes the new key pair',
+      async () => {
+        expect(hsm.tool(['--token-label', 'توکن علی', '-M'])).not.toMatch(/PSS/);
+        const before = (await service.listKeys(tokenId)).length;
+        const err = await rejection(
+          service.generateKey(tokenId, PIN, {
+            algorithm: { name: 'RSA', modulusLength: 2048 },
+            csr: { subject: 'CN=pss', signatureAlgorithm: { scheme: 'RSA-PSS', digestAlgorithm: 'SHA-256' } },
+          }),
+        );
+        expect(isKelidError(err, 'ERR_MECHANISM_UNSUPPORTED')).toBe(true);
+        expect((await service.listKeys(tokenId)).length).toBe(before);
+      },
+    );
 
     it('writes keys that pkcs11-tool sees as sensitive, never extractable, local, sign-only, with matching ID and label', async () => {
       const out = hsm.tool(['--token-label', 'توکن علی', '--login', '--pin', PIN, '--list-objects']);
