@@ -1,6 +1,6 @@
 // The PKCS#11 implementations the suite runs on (issue 18: "a second backend in the suite").
 // A suite written against TokenBackend runs once per backend with describeBackends(); a test that
-// cannot run on one of them says why in its skip condition (backendOnly / notOn), never silently.
+// cannot run on one of them says why in its skip condition (skipOn), never silently.
 // Files that construct `new SoftHsm(` directly are SoftHSM-only and carry a `// softhsm-only: <why>`
 // line (test/unit/test-backends.test.ts checks it).
 import { describe, it } from 'vitest';
@@ -123,9 +123,12 @@ export function backends(): BackendCase[] {
  * skipped describe whose title carries the reason.
  */
 export function describeBackends(title: string, body: (backend: BackendCase) => void): void {
-  describe.each(backends())(`${title} on $name`, (b) => {
-    describe.skipIf(b.skip !== undefined)(b.skip ? `skipped: ${b.skip}` : 'runs', () => body(b));
-  });
+  for (const b of backends()) {
+    describe.skipIf(b.skip !== undefined)(
+      `${title} on ${b.name}${b.skip ? ` — skipped: ${b.skip}` : ''}`,
+      () => body(b),
+    );
+  }
 }
 
 /**

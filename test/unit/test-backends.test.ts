@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
+import { backends } from '../helpers/token-backend.js';
 
 // Issue 18, "no silent SoftHSM-only passes": a test file that builds its token with `new SoftHsm(`
 // instead of test/helpers/token-backend.ts's backends() runs on SoftHSM only, so it says why in a
@@ -48,5 +49,30 @@ describe('SoftHSM-only test files', () => {
         { path: 'ported.test.ts', text: "const b = await backend.start('x-');\n" },
       ]),
     ).toEqual(['bare.test.ts', 'short.test.ts']);
+  });
+});
+
+describe('backends()', () => {
+  const saved = { path: process.env.PATH, wanted: process.env.KELID_TEST_BACKEND };
+  afterEach(() => {
+    process.env.PATH = saved.path;
+    if (saved.wanted === undefined) delete process.env.KELID_TEST_BACKEND;
+    else process.env.KELID_TEST_BACKEND = saved.wanted;
+  });
+
+  it('names why tpm2-pkcs11 is skipped when its stack is missing, and keeps SoftHSM', () => {
+    delete process.env.KELID_TEST_BACKEND;
+    process.env.PATH = '/nonexistent';
+    const [softhsm, tpm2] = backends();
+    expect(softhsm).toMatchObject({ name: 'softhsm', skip: undefined });
+    expect(tpm2!.name).toBe('tpm2');
+    expect(tpm2!.skip).toMatch(/^tpm2-pkcs11 on swtpm: missing .*swtpm/);
+  });
+
+  it('narrows a run with KELID_TEST_BACKEND, saying so in the skip reason', () => {
+    process.env.KELID_TEST_BACKEND = 'tpm2';
+    expect(backends().find((b) => b.name === 'softhsm')!.skip).toBe('KELID_TEST_BACKEND=tpm2');
+    process.env.KELID_TEST_BACKEND = 'softhsm';
+    expect(backends().find((b) => b.name === 'tpm2')!.skip).toBe('KELID_TEST_BACKEND=softhsm');
   });
 });
