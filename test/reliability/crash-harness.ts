@@ -1,3 +1,4 @@
+// softhsm-only: reads SoftHSM's token files (tokenDir) to check crash states; a TPM boot per seeded crash run would dominate the run
 // Crash-consistency harness (issue 9): SIGKILL the agent or its module host at a seeded, deterministic
 // point inside a provisioning flow run through the real agent API, restart, check that the token is
 // in one of the allowed states (docs/crash-consistency.md) as Kelid AND pkcs11-tool see it, that the

@@ -1,3 +1,4 @@
+// softhsm-only: tests `kelid consent approve` without a terminal; the module does not matter
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentProcess, rpcError } from '../../helpers/agent-process.js';
 import { SoftHsm } from '../../helpers/softhsm.js';

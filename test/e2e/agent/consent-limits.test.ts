@@ -1,3 +1,4 @@
+// softhsm-only: tests prompt rate limits; the module does not matter
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendControlRequest } from '../../../src/consent/control-channel.js';
 import { AgentProcess, rpcError } from '../../helpers/agent-process.js';

@@ -1,3 +1,4 @@
+// softhsm-only: consent life cycle with several wrong or cancelled steps; the module does not matter (not ported yet)
 import * as fs from 'node:fs';
 import * as https from 'node:https';
 import * as os from 'node:os';

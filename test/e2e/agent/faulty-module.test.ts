@@ -1,3 +1,4 @@
+// softhsm-only: the faulty PKCS#11 shim (test/fixtures/faulty-pkcs11) forwards to SoftHSM's library only
 import { X509Certificate, createHash, randomBytes, verify as cryptoVerify } from 'node:crypto';
 import * as fs from 'node:fs';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';

@@ -1,3 +1,4 @@
+// softhsm-only: tests transport limits under flood; the module does not matter
 import * as net from 'node:net';
 import type * as tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

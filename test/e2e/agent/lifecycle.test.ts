@@ -1,3 +1,4 @@
+// softhsm-only: the hot-plug notification is made by creating a SoftHSM token out of band with softhsm2-util while the agent runs
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';

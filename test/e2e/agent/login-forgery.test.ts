@@ -1,3 +1,4 @@
+// softhsm-only: tests the auth/raw signing policy per origin; the module does not matter (not ported yet)
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';

@@ -1,3 +1,4 @@
+// softhsm-only: a token is unplugged by renaming its SoftHSM token directory
 import { X509Certificate, createHash, verify as cryptoVerify } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';

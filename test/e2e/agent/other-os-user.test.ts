@@ -1,3 +1,4 @@
+// softhsm-only: tests the peer-uid check on the listener; the module does not matter
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

@@ -2,11 +2,12 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { X509Certificate, createHash, verify as cryptoVerify } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { AgentProcess, kelidSync, rpcError } from '../../helpers/agent-process.js';
 import type { RpcClient } from '../../helpers/agent-process.js';
 import { TestPki } from '../../helpers/test-ca.js';
-import { SoftHsm } from '../../helpers/softhsm.js';
+import { describeBackends } from '../../helpers/token-backend.js';
+import type { TokenBackend } from '../../helpers/token-backend.js';
 
 // The RA and signing flows over the WebSocket API of the real agent, every consent answered with
 // `kelid consent approve … --secrets-stdin`, every artefact checked by openssl or node:crypto; the
@@ -42,8 +43,10 @@ interface CertificateJson {
   keyUsage: string[];
 }
 
-describe('Agent RA and signing flows', () => {
-  const hsm = new SoftHsm('kelid-e2e-ra-hsm-');
+// On every backend of the suite (test/helpers/token-backend.ts): tokens.init takes SoftHSM's free slot
+// or tpm2-pkcs11's spare one. One wrong PIN only, so tpm2's TPM-wide lockout (3 tries) is not reached.
+describeBackends('Agent RA and signing flows', (b) => {
+  let hsm: TokenBackend;
   let pki: TestPki;
   let agent: AgentProcess;
   let ra: RpcClient;
@@ -66,10 +69,11 @@ describe('Agent RA and signing flows', () => {
   beforeAll(async () => {
     pki = await TestPki.create();
     await pki.startOcsp();
+    hsm = await b.start('kelid-e2e-ra-hsm-');
     agent = await AgentProcess.start({
       prefix: 'kelid-e2e-ra-',
       config: {
-        modules: [{ id: 'softhsm', path: hsm.module, env: hsm.env }],
+        modules: [hsm.moduleConfig()],
         raOrigins: [RA],
         sites: [BANK],
         // The test CA's responders are on 127.0.0.1: page-supplied certificates may reach them only
@@ -86,7 +90,7 @@ describe('Agent RA and signing flows', () => {
     await shop?.close();
     await agent?.stop();
     agent?.cleanup();
-    hsm.cleanup();
+    hsm?.cleanup();
     await pki?.cleanup();
   });
 

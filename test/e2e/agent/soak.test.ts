@@ -1,3 +1,4 @@
+// softhsm-only: hot-plugs SoftHSM token directories under load, and runs many signatures a swtpm could not keep up with
 import { X509Certificate, createHash, randomBytes, verify as cryptoVerify } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';

@@ -1,3 +1,4 @@
+// softhsm-only: tests the revocation cache against a fake CA; the module only stores certificates (not ported yet)
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';

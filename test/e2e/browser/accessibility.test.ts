@@ -1,3 +1,4 @@
+// softhsm-only: axe-core over pages; PIN states come from the faulty shim over SoftHSM
 import { createHash, randomBytes } from 'node:crypto';
 import type { Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';

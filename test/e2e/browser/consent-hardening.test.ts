@@ -1,3 +1,4 @@
+// softhsm-only: tests the consent page in Chromium; the module does not matter, and a TPM boot adds nothing
 import * as fs from 'node:fs';
 import * as https from 'node:https';
 import * as os from 'node:os';

@@ -1,3 +1,4 @@
+// softhsm-only: runs the docs' blocks against the demo stack, which is built on SoftHSM
 import { execFile } from 'node:child_process';
 import { createHash, createPublicKey, verify, X509Certificate } from 'node:crypto';
 import { writeFileSync } from 'node:fs';

@@ -1,3 +1,4 @@
+// softhsm-only: tests the extension and native messaging path; the demo stack is built on SoftHSM
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -1,3 +1,4 @@
+// softhsm-only: PIN states come from the faulty PKCS#11 shim, which forwards to SoftHSM's library only
 import { X509Certificate, createHash, randomBytes, verify as cryptoVerify } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';

@@ -1,3 +1,4 @@
+// softhsm-only: the demo stack (test/helpers/demo-stack.ts) is built on SoftHSM; the same RA flow runs on tpm2 in test/e2e/agent/ra-flow.test.ts
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';

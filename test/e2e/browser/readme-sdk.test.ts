@@ -1,3 +1,4 @@
+// softhsm-only: runs README's example against the demo stack, which is built on SoftHSM
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -1,3 +1,4 @@
+// softhsm-only: tests the packed SDK in a fresh project; the module does not matter
 import { execFile, execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';

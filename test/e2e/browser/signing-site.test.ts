@@ -1,3 +1,4 @@
+// softhsm-only: the demo stack is built on SoftHSM, and 100 signatures under one consent are slow on swtpm; signing on tpm2 runs in ra-flow.test.ts
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -1,3 +1,4 @@
+// softhsm-only: checks with p11tool (GnuTLS) as a third implementation against SoftHSM; the CLI flow on tpm2 is tpm2-cli.test.ts
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -1,3 +1,4 @@
+// softhsm-only: the deadlines are tested through the faulty PKCS#11 shim, which forwards to SoftHSM's library only
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

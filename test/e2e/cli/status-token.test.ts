@@ -1,3 +1,4 @@
+// softhsm-only: tests `kelid status` against a live OCSP responder; the module only stores the certificate (not ported yet)
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -1,3 +1,4 @@
+// softhsm-only: tests PIN prompts on a pty; the module does not matter
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

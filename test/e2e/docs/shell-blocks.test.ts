@@ -1,3 +1,4 @@
+// softhsm-only: the docs' shell blocks run against one sandbox agent with a SoftHSM token (SOFTHSM2_CONF in the sandbox env); not ported to tpm2 yet
 import { execFileSync, spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

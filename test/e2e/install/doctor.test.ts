@@ -1,3 +1,4 @@
+// softhsm-only: tests what `kelid doctor --bundle` leaves out; the module does not matter
 import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';

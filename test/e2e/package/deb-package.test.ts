@@ -1,3 +1,4 @@
+// softhsm-only: tests the .deb and the single-file program; the module does not matter
 import { spawnSync } from 'node:child_process';
 import type { SpawnSyncReturns } from 'node:child_process';
 import * as fs from 'node:fs';

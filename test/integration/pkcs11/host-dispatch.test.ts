@@ -1,3 +1,4 @@
+// softhsm-only: checks the host's method table over IPC; the module does not matter
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isKelidError } from '../../../src/model/errors.js';
 import { HostClient } from '../../../src/pkcs11/host-client.js';

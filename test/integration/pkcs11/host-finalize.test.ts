@@ -1,3 +1,4 @@
+// softhsm-only: OpenSC's pkcs11-spy is chained to SoftHSM to log C_Finalize; the tpm2 side of finding 6 is in tpm2-provisioning.test.ts
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -1,3 +1,4 @@
+// softhsm-only: checks the module host's node command line; the module does not matter
 import { readFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { HOST_NODE_OPTIONS, HostClient } from '../../../src/pkcs11/host-client.js';

@@ -1,3 +1,4 @@
+// softhsm-only: SIGKILLs the agent and checks the host process exits; the module does not matter
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';

@@ -1,3 +1,4 @@
+// softhsm-only: the second suite unplugs and swaps tokens by renaming SoftHSM token directories (the round-trip budget runs on both backends)
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -23,18 +24,20 @@ import { DEFAULT_PIN_POLICY } from '../../../src/tokens/pin-policy.js';
 import { ProvisioningService } from '../../../src/tokens/provisioning-service.js';
 import { TokenService } from '../../../src/tokens/token-service.js';
 import { SoftHsm } from '../../helpers/softhsm.js';
+import { describeBackends } from '../../helpers/token-backend.js';
+import type { TokenBackend } from '../../helpers/token-backend.js';
 
 // How many times one consented signature crosses to the module host (issue 16, section 4): counted at
 // the seam (HostClient's `call` event) while a page's sign.raw goes the real way — JSON-RPC through
 // the dispatcher, consent answered by a program, SigningService, TokenService, the module host
-// process, SoftHSM — with the revocation policy of a default agent (block-revoked) in the path.
+// process, the module (each backend of the suite) — with the revocation policy of a default agent (block-revoked) in the path.
 
 const PIN = '5193';
 const ORIGIN = 'https://shop.example';
 const MAX_ROUND_TRIPS = 6;
 
-describe('round trips of one signature (SoftHSM, real module host)', () => {
-  const hsm = new SoftHsm('kelid-trips-');
+describeBackends('round trips of one signature (real module host)', (b) => {
+  let hsm: TokenBackend;
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'kelid-trips-work-'));
   let modules: ModuleManager;
   let dispatcher: Dispatcher;
@@ -52,8 +55,9 @@ describe('round trips of one signature (SoftHSM, real module host)', () => {
   }
 
   beforeAll(async () => {
+    hsm = await b.start('kelid-trips-');
     hsm.initToken('trips', 'SoPin123', PIN);
-    modules = new ModuleManager([{ id: 'softhsm', path: hsm.module, env: hsm.env }]);
+    modules = new ModuleManager([{ ...hsm.moduleConfig(), quirks: hsm.quirks }]);
     await modules.start();
     const host = modules.modules()[0]!.host;
     if (!(host instanceof HostClient)) throw new Error('expected the real host client');
@@ -157,7 +161,7 @@ describe('round trips of one signature (SoftHSM, real module host)', () => {
   afterAll(async () => {
     broker?.cancelAll();
     await modules?.stop();
-    hsm.cleanup();
+    hsm?.cleanup();
     fs.rmSync(work, { recursive: true, force: true });
   });
 

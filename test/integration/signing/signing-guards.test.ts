@@ -1,3 +1,4 @@
+// softhsm-only: faults are injected at the pkcs11/ seam over a SoftHSM token; the guards do not depend on the module (not ported yet)
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';

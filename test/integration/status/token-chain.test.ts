@@ -1,3 +1,4 @@
+// softhsm-only: tests chain selection from stored CA certificates; the module only stores objects (not ported yet)
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_PIN_POLICY } from '../../../src/tokens/pin-policy.js';
 import { isKelidError } from '../../../src/model/errors.js';

@@ -1,3 +1,4 @@
+// softhsm-only: removal is simulated by stopping a p11-kit server that exports one SoftHSM token; not ported to tpm2 yet
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -1,3 +1,4 @@
+// softhsm-only: the faulty PKCS#11 shim (test/fixtures/faulty-pkcs11) forwards to SoftHSM's library only
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isKelidError } from '../../../src/model/errors.js';
 import { ModuleManager } from '../../../src/pkcs11/module-manager.js';

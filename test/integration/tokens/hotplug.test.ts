@@ -1,3 +1,4 @@
+// softhsm-only: hot-plug is simulated by adding and renaming SoftHSM token directories out of band; tpm2-pkcs11 has no unplug
 import { readdirSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

@@ -1,3 +1,4 @@
+// softhsm-only: crash states are made by raw pkcs11js and pkcs11-tool writes of half-done objects on SoftHSM; not ported to tpm2 yet
 import { spawnSync } from 'node:child_process';
 import { createHash, createPublicKey } from 'node:crypto';
 import { createRequire } from 'node:module';

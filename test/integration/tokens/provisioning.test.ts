@@ -10,7 +10,8 @@ import { ModuleManager } from '../../../src/pkcs11/module-manager.js';
 import type { LoadedModule } from '../../../src/pkcs11/module-manager.js';
 import { ProvisioningService } from '../../../src/tokens/provisioning-service.js';
 import { TokenService } from '../../../src/tokens/token-service.js';
-import { SoftHsm } from '../../helpers/softhsm.js';
+import { describeBackends, skipOn } from '../../helpers/token-backend.js';
+import type { TokenBackend } from '../../helpers/token-backend.js';
 
 const SO = 'Admin2024';
 const PIN = '739154';
@@ -46,8 +47,9 @@ class CountingSource {
   }
 }
 
-describe('ProvisioningService', () => {
-  const hsm = new SoftHsm('kelid-prov-');
+// On every backend of the suite (test/helpers/token-backend.ts): SoftHSM, and tpm2-pkcs11 on swtpm.
+describeBackends('ProvisioningService', (b) => {
+  let hsm: TokenBackend;
   const work = mkdtempSync(join(tmpdir(), 'kelid-prov-work-'));
   let modules: ModuleManager;
   let source: CountingSource;
@@ -56,9 +58,10 @@ describe('ProvisioningService', () => {
   let tokenId: string;
 
   beforeAll(async () => {
-    // A free slot only: the test initializes it through the service.
+    hsm = await b.start('kelid-prov-');
+    // A free slot only (SoftHSM's, or tpm2-pkcs11's spare one): the test initializes it through the service.
     modules = new ModuleManager([
-      { id: 'softhsm', path: hsm.module, env: hsm.env, reinitializeToDetectTokens: true },
+      { ...hsm.moduleConfig(), quirks: hsm.quirks, reinitializeToDetectTokens: b.name === 'softhsm' },
     ]);
     await modules.start();
     source = new CountingSource(modules);
@@ -67,8 +70,8 @@ describe('ProvisioningService', () => {
   });
 
   afterAll(async () => {
-    await modules.stop();
-    hsm.cleanup();
+    await modules?.stop();
+    hsm?.cleanup();
     rmSync(work, { recursive: true, force: true });
   });
 
@@ -99,7 +102,11 @@ describe('ProvisioningService', () => {
   });
 
   describe('PIN lifecycle', () => {
-    it('change → wrong PIN → unblock with the SO-PIN → new PIN works, old one does not', async () => {
+    skipOn(
+      b,
+      'tpm2',
+      'its 3 wrong PINs would use up the TPM-wide lockout counter (swtpm: 3), and tpm2-pkcs11 sets no count-low flag',
+    )('change → wrong PIN → unblock with the SO-PIN → new PIN works, old one does not', async () => {
       await service.changePin(tokenId, 'user', PIN, '284617');
       const wrong = await rejection(
         service.listKeys(tokenId).then(() => service.createCsr(tokenId, PIN, 'aa', { subject: 'CN=x' })),
@@ -144,54 +151,84 @@ describe('ProvisioningService', () => {
       { name: 'EC P-256', algorithm: { name: 'EC', namedCurve: 'P-256' } as const, sig: undefined },
       { name: 'EC P-384', algorithm: { name: 'EC', namedCurve: 'P-384' } as const, sig: undefined },
     ];
+    // tpm2-pkcs11 (1.9.0) lists no RSA-PSS mechanism for a token made by C_InitToken, which is how this
+    // file's token is made (tokens from `tpm2_ptool addtoken` list them: token-signing.test.ts signs PSS).
+    const PSS_ON_TPM2 =
+      'tpm2-pkcs11 lists no RSA-PSS mechanism on a token made by C_InitToken (checked by the next test)';
+    const made = kinds.filter((k) => !(b.name === 'tpm2' && k.sig));
     for (const k of kinds) {
-      it(`makes an on-token ${k.name} key whose CSR openssl verifies, with a byte-exact Persian subject`, async () => {
-        const { key, csr } = await service.generateKey(tokenId, PIN, {
-          algorithm: k.algorithm,
-          label: `key ${k.name}`,
-          csr: {
-            subject: 'CN=علی رضایی,O=کانون سردفتران,C=IR',
-            subjectAltNames: [{ type: 'email', value: 'ali@example.ir' }],
-            keyUsage: ['digitalSignature', 'nonRepudiation'],
-            ...(k.sig ? { signatureAlgorithm: k.sig } : {}),
-          },
-        });
-        expect(key.keyId).toMatch(/^[0-9a-f]{40}$/);
-        expect(key.local).toBe(true);
-        const file = join(work, `${key.keyId}.csr`);
-        writeFileSync(file, csr!);
-        // openssl 3.0 exits 0 even when the self-signature is bad: read what it says
-        const verify = spawnSync('openssl', ['req', '-in', file, '-verify', '-noout'], { encoding: 'utf8' });
-        expect(verify.stderr + verify.stdout).toMatch(/self-signature verify OK/);
-        const subject = openssl([
-          'req',
-          '-in',
-          file,
-          '-noout',
-          '-subject',
-          '-nameopt',
-          'utf8,sep_comma_plus',
-        ]);
-        expect(Buffer.from(subject.trim(), 'utf8')).toEqual(
-          Buffer.from('subject=C=IR,O=کانون سردفتران,CN=علی رضایی', 'utf8'),
-        );
-        // the CSR's public key is the token's key (same keyId computed by openssl's view of it)
-        const pubFromCsr = openssl(['req', '-in', file, '-noout', '-pubkey']);
-        const spki = execFileSync('openssl', ['pkey', '-pubin', '-outform', 'DER'], { input: pubFromCsr });
-        expect(spki.toString('base64')).toBe(key.publicKey);
-      });
+      (k.sig ? skipOn(b, 'tpm2', PSS_ON_TPM2) : it)(
+        `makes an on-token ${k.name} key whose CSR openssl verifies, with a byte-exact Persian subject`,
+        async () => {
+          const { key, csr } = await service.generateKey(tokenId, PIN, {
+            algorithm: k.algorithm,
+            label: `key ${k.name}`,
+            csr: {
+              subject: 'CN=علی رضایی,O=کانون سردفتران,C=IR',
+              subjectAltNames: [{ type: 'email', value: 'ali@example.ir' }],
+              keyUsage: ['digitalSignature', 'nonRepudiation'],
+              ...(k.sig ? { signatureAlgorithm: k.sig } : {}),
+            },
+          });
+          expect(key.keyId).toMatch(/^[0-9a-f]{40}$/);
+          expect(key.local).toBe(true);
+          const file = join(work, `${key.keyId}.csr`);
+          writeFileSync(file, csr!);
+          // openssl 3.0 exits 0 even when the self-signature is bad: read what it says
+          const verify = spawnSync('openssl', ['req', '-in', file, '-verify', '-noout'], {
+            encoding: 'utf8',
+          });
+          expect(verify.stderr + verify.stdout).toMatch(/self-signature verify OK/);
+          const subject = openssl([
+            'req',
+            '-in',
+            file,
+            '-noout',
+            '-subject',
+            '-nameopt',
+            'utf8,sep_comma_plus',
+          ]);
+          expect(Buffer.from(subject.trim(), 'utf8')).toEqual(
+            Buffer.from('subject=C=IR,O=کانون سردفتران,CN=علی رضایی', 'utf8'),
+          );
+          // the CSR's public key is the token's key (same keyId computed by openssl's view of it)
+          const pubFromCsr = openssl(['req', '-in', file, '-noout', '-pubkey']);
+          const spki = execFileSync('openssl', ['pkey', '-pubin', '-outform', 'DER'], { input: pubFromCsr });
+          expect(spki.toString('base64')).toBe(key.publicKey);
+        },
+      );
     }
+
+    skipOn(
+      b,
+      'softhsm',
+      'SoftHSM lists RSA-PSS on every token',
+    )(
+      'refuses an RSA-PSS CSR where the token lists no RSA-PSS (pkcs11-tool -M agrees) and removes the new key pair',
+      async () => {
+        expect(hsm.tool(['--token-label', 'توکن علی', '-M'])).not.toMatch(/PSS/);
+        const before = (await service.listKeys(tokenId)).length;
+        const err = await rejection(
+          service.generateKey(tokenId, PIN, {
+            algorithm: { name: 'RSA', modulusLength: 2048 },
+            csr: { subject: 'CN=pss', signatureAlgorithm: { scheme: 'RSA-PSS', digestAlgorithm: 'SHA-256' } },
+          }),
+        );
+        expect(isKelidError(err, 'ERR_MECHANISM_UNSUPPORTED')).toBe(true);
+        expect((await service.listKeys(tokenId)).length).toBe(before);
+      },
+    );
 
     it('writes keys that pkcs11-tool sees as sensitive, never extractable, local, sign-only, with matching ID and label', async () => {
       const out = hsm.tool(['--token-label', 'توکن علی', '--login', '--pin', PIN, '--list-objects']);
       const privates = out.split(/\n(?=\S)/).filter((b) => b.startsWith('Private Key Object'));
-      expect(privates.length).toBe(4);
+      expect(privates.length).toBe(made.length);
       for (const b of privates) {
         expect(b).toMatch(/Usage:\s+sign\s*\n/);
         expect(b).toMatch(/Access:\s+sensitive, always sensitive, never extractable, local/);
       }
       const keys = await service.listKeys(tokenId);
-      expect(keys.length).toBe(4);
+      expect(keys.length).toBe(made.length);
       for (const k of keys) {
         expect(out).toContain(`ID:         ${k.keyId}`);
         expect(k.hasCertificate).toBe(false);

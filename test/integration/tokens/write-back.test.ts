@@ -1,3 +1,4 @@
+// softhsm-only: write failures are injected at the pkcs11/ seam over a SoftHSM token (not ported yet)
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_PIN_POLICY } from '../../../src/tokens/pin-policy.js';
 import { KelidError, isKelidError } from '../../../src/model/errors.js';
