@@ -1,6 +1,6 @@
 import { X509Certificate, createPublicKey } from 'node:crypto';
 import { KelidError, isKelidError } from '../model/errors.js';
-import { certificateSpki, publicKeysEqual } from '../pki/certificate.js';
+import { publicKeysEqual } from '../pki/certificate.js';
 import { bytesEqual } from '../pki/der.js';
 import { DEFAULT_DUAL_USE, assertCertificateUse } from '../pki/key-purpose.js';
 import type { CertificateUse, DualUseMode } from '../pki/key-purpose.js';
@@ -505,7 +505,8 @@ async function assertVerifies(
   digest: Uint8Array,
   signature: Uint8Array,
 ): Promise<void> {
-  const key = createPublicKey({ key: Buffer.from(certificateSpki(loc.der)), format: 'der', type: 'spki' });
+  const spki = Buffer.from(loc.object.description.spki);
+  const key = createPublicKey({ key: spki, format: 'der', type: 'spki' });
   if (!(await verifyDigestSignature(key, scheme, digestAlgorithm, digest, signature))) {
     throw new KelidError('ERR_DEVICE_ERROR', 'the token returned a signature that does not verify');
   }
