@@ -1,6 +1,6 @@
 import { X509Certificate, createPublicKey } from 'node:crypto';
 import { KelidError, isKelidError } from '../model/errors.js';
-import { certificateSpki, publicKeysEqual } from '../pki/certificate.js';
+import { publicKeysEqual } from '../pki/certificate.js';
 import { bytesEqual } from '../pki/der.js';
 import { DEFAULT_DUAL_USE, assertCertificateUse } from '../pki/key-purpose.js';
 import type { CertificateUse, DualUseMode } from '../pki/key-purpose.js';
@@ -70,8 +70,7 @@ export function signatureAlgorithmName(scheme: SignatureScheme, digestAlgorithm:
 interface Located {
   token: Token;
   certificate: Certificate;
-  der: Uint8Array;
-  /** The certificate as parsed when it was read from the token. */
+  /** The certificate as parsed when it was read from the token (its DER in `object.der`). */
   object: CertificateObject;
   /** Every certificate object on its token, as read with it (key purposes, chain). */
   objects: CertificateObject[];
@@ -216,7 +215,7 @@ export class SigningService implements SigningApi {
     certificateId: string,
   ): Promise<{ der: Uint8Array; issuers: Uint8Array[]; token: Token }> {
     const loc = await this.locate(certificateId, true);
-    return { der: loc.der, issuers: this.chainOf(certificateId, loc), token: loc.token };
+    return { der: loc.object.der, issuers: this.chainOf(certificateId, loc), token: loc.token };
   }
 
   /**
@@ -249,7 +248,7 @@ export class SigningService implements SigningApi {
     }
     const result: SigningPreflight = { token: loc.token, certificate: loc.certificate };
     if (this.options.revocationCheck) {
-      const r = await this.options.revocationCheck(loc.der, this.chainOf(certificateId, loc));
+      const r = await this.options.revocationCheck(loc.object.der, this.chainOf(certificateId, loc));
       if (r.status) result.status = r.status;
       if (r.warning) result.warning = r.warning;
     }
@@ -266,7 +265,7 @@ export class SigningService implements SigningApi {
     const cached = this.#located.get(certificateId);
     if (cached?.objects === loc.objects && cached.chain) return cached.chain;
     const all = loc.objects;
-    const leaf = loc.der;
+    const leaf = loc.object.der;
     const chain: Uint8Array[] = [];
     let currentDer = leaf;
     let current = loc.object.description;
@@ -303,7 +302,7 @@ export class SigningService implements SigningApi {
   private assertKeyUse(loc: Located, use: CertificateUse): void {
     const spki = loc.object.description.spki;
     for (const c of loc.objects) {
-      if (bytesEqual(c.der, loc.der) || !sameKey(c.description.spki, spki)) continue;
+      if (bytesEqual(c.der, loc.object.der) || !sameKey(c.description.spki, spki)) continue;
       try {
         assertCertificateUse(c.description, use, this.dualUse);
       } catch (e) {
@@ -317,7 +316,6 @@ export class SigningService implements SigningApi {
     }
   }
 
-  /** Locate, check the key purpose, log in, build a signer; `fn` runs inside the one login. */
   /**
    * Locate (the preflight's location, not read again), check the key purpose, then one round trip
    * to the module host for session, token check, login and key search; `fn` runs inside that login,
@@ -406,7 +404,7 @@ export class SigningService implements SigningApi {
       const chain = input.includeChain === false ? [] : this.chainOf(certificateId, loc);
       const cms = await signCms({
         signer,
-        certificate: loc.der,
+        certificate: loc.object.der,
         chain,
         digestAlgorithm: input.digestAlgorithm,
         ...(input.content ? { content: input.content, detached: input.detached ?? true } : {}),
@@ -456,7 +454,7 @@ export class SigningService implements SigningApi {
         results.push({
           cms: await signCms({
             signer,
-            certificate: loc.der,
+            certificate: loc.object.der,
             chain,
             digestAlgorithm: input.digestAlgorithm,
             scheme,
@@ -475,7 +473,7 @@ export class SigningService implements SigningApi {
     input: { origin: string; nonce: Uint8Array },
   ): Promise<AuthToken> {
     return this.withSigner(certificateId, userPin, { use: 'authentication' }, (signer, loc) =>
-      createAuthToken({ signer, certificate: loc.der, origin: input.origin, nonce: input.nonce }),
+      createAuthToken({ signer, certificate: loc.object.der, origin: input.origin, nonce: input.nonce }),
     );
   }
 }
@@ -505,12 +503,13 @@ async function assertVerifies(
   digest: Uint8Array,
   signature: Uint8Array,
 ): Promise<void> {
-  const key = createPublicKey({ key: Buffer.from(certificateSpki(loc.der)), format: 'der', type: 'spki' });
+  const spki = Buffer.from(loc.object.description.spki);
+  const key = createPublicKey({ key: spki, format: 'der', type: 'spki' });
   if (!(await verifyDigestSignature(key, scheme, digestAlgorithm, digest, signature))) {
     throw new KelidError('ERR_DEVICE_ERROR', 'the token returned a signature that does not verify');
   }
 }
 
 function located(token: Token, c: CachedLocation): Located {
-  return { token, certificate: c.certificate, der: c.object.der, object: c.object, objects: c.objects };
+  return { token, certificate: c.certificate, object: c.object, objects: c.objects };
 }

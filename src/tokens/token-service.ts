@@ -99,6 +99,18 @@ function notFound(tokenId: string): KelidError {
   return new KelidError('ERR_TOKEN_NOT_FOUND', 'no connected token has this id', { data: { tokenId } });
 }
 
+/** The state of the PIN of `role` on `token`. */
+function pinOf(token: Token, role: LoginRole): PinState {
+  return role === 'user' ? token.userPin : token.soPin;
+}
+
+/** Logged in, but the token wants a new PIN first: the caller must run the PIN change flow. */
+function pinExpired(role: LoginRole): KelidError {
+  return new KelidError('ERR_PIN_EXPIRED', 'the PIN must be changed before the token can be used', {
+    data: { role },
+  });
+}
+
 /** The advice depends on the module: a device-wide lockout is not undone by the SO-PIN. */
 function lockedError(module: LoadedModule, role: LoginRole, pin: PinState): KelidError {
   if (deviceWide(module)) {
@@ -133,7 +145,7 @@ function refusedLogin(
   if (role === 'user' && !token.userPinInitialized) {
     return new KelidError('ERR_TOKEN_NOT_INITIALIZED', 'the user PIN of this token has not been set');
   }
-  const state = role === 'user' ? token.userPin : token.soPin;
+  const state = pinOf(token, role);
   if (state.locked) return lockedError(module, role, state);
   if (pin === null && !token.protectedAuthenticationPath) {
     // Consent was given for a PIN pad and the token no longer reports one (moved to another reader).
@@ -441,7 +453,7 @@ export class TokenService {
     try {
       // A lockout only C_Login reported (tpm2-pkcs11) is not in the flags: refuse before the module.
       const known = this.observedLocks.apply(loc.module, loc.token);
-      const knownState = role === 'user' ? known.userPin : known.soPin;
+      const knownState = pinOf(known, role);
       if (knownState.locked) throw lockedError(loc.module, role, knownState);
       const requireFlags =
         CKF.TOKEN_INITIALIZED |
@@ -472,7 +484,7 @@ export class TokenService {
           try {
             const slot = await loc.module.host.call('tokenInfo', { token: loc.ref });
             const t = this.locate(loc.module, slot, loc.level).token;
-            return role === 'user' ? t.userPin : t.soPin;
+            return pinOf(t, role);
           } catch {
             return undefined;
           }
@@ -515,13 +527,10 @@ export class TokenService {
         this.observedLocks,
       );
       session.adoptLogin(release);
-      const before = role === 'user' ? now.token.userPin : now.token.soPin;
+      const before = pinOf(now.token, role);
       if (before.toBeChanged) {
-        // Logged in, but the token wants a new PIN first: the caller must run the PIN change flow.
         await session.close();
-        throw new KelidError('ERR_PIN_EXPIRED', 'the PIN must be changed before the token can be used', {
-          data: { role },
-        });
+        throw pinExpired(role);
       }
       return { session, found: result.found };
     } catch (e) {
@@ -627,7 +636,7 @@ export class TokenSession {
     const token = await this.refresh();
     const refused = refusedLogin(this.loc.module, token, role, pin);
     if (refused) throw refused;
-    const before = role === 'user' ? token.userPin : token.soPin;
+    const before = pinOf(token, role);
     try {
       await this.call('login', { userType: role, pin }, { timeoutMs: this.loginTimeoutMs });
     } catch (e) {
@@ -644,18 +653,15 @@ export class TokenSession {
     this.observedLocks.clear(this.loc.module, token.tokenId, role);
     this.loggedIn = true;
     if (before.toBeChanged) {
-      // Logged in, but the token wants a new PIN first: the caller must run the PIN change flow.
       await this.logout();
-      throw new KelidError('ERR_PIN_EXPIRED', 'the PIN must be changed before the token can be used', {
-        data: { role },
-      });
+      throw pinExpired(role);
     }
   }
 
   private async pinState(role: LoginRole): Promise<PinState | undefined> {
     try {
       const t = await this.refresh();
-      return role === 'user' ? t.userPin : t.soPin;
+      return pinOf(t, role);
     } catch {
       return undefined;
     }
