@@ -34,7 +34,7 @@ import { METHODS } from '../protocol/methods/index.js';
 import { OriginIds, loadOriginIdsSecret } from '../protocol/origin-ids.js';
 import { createAgentServices } from '../services.js';
 import { BridgeServer, bridgeSocketPath } from '../transport/bridge.js';
-import { tierForOrigin } from '../transport/handshake.js';
+import { allowedHosts, tierForOrigin } from '../transport/handshake.js';
 import type { HandshakeConfig } from '../transport/handshake.js';
 import { createHttpApp } from '../transport/http-routes.js';
 import { ConnectionLimits, TRANSPORT_LIMITS } from '../transport/limits.js';
@@ -217,7 +217,7 @@ export class Agent {
     });
 
     const app = createHttpApp({
-      allowedHosts: (port) => [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`],
+      allowedHosts,
       consoleOrigin: () => this.url,
       consent: broker,
       logger: this.#log,

@@ -18,6 +18,15 @@ export interface AgentInfoFile {
   insecureWsPort?: number;
 }
 
+/** This state directory's `agent.json`, or null when there is none (or it does not parse). */
+export function readAgentInfo(stateDir: string): AgentInfoFile | null {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(stateDir, AGENT_INFO_FILE), 'utf8')) as AgentInfoFile;
+  } catch {
+    return null;
+  }
+}
+
 /** `<stateDir>/port`: the port of the range this user's agent got last time (kept across restarts). */
 export const PORT_FILE = 'port';
 

@@ -4,9 +4,8 @@ import * as https from 'node:https';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { readBoundedBody } from '../net/bounded-body.js';
-import { AGENT_INFO_FILE } from '../agent/files.js';
+import { AGENT_INFO_FILE, readAgentInfo } from '../agent/files.js';
 import { isProcessAlive } from './process-alive.js';
-import type { AgentInfoFile } from '../agent/files.js';
 import type { KelidConfig } from '../config.js';
 import { LOG_DIR, LOG_FILE } from '../log-file.js';
 import { AGENT_PORT_RANGE } from '../platform-paths.js';
@@ -44,14 +43,6 @@ export interface DoctorOptions {
   version: string;
   /** Deadline of each network check (ms). */
   timeoutMs?: number;
-}
-
-function readAgentInfo(stateDir: string): AgentInfoFile | null {
-  try {
-    return JSON.parse(fs.readFileSync(path.join(stateDir, AGENT_INFO_FILE), 'utf8')) as AgentInfoFile;
-  } catch {
-    return null;
-  }
 }
 
 /** Listening TCP ports on Linux and the uid holding each, from /proc/net/tcp{,6}. */

@@ -1,6 +1,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { readAgentInfo } from '../agent/files.js';
 import { ensurePrivateDirectory } from '../consent/control-channel.js';
 import { KelidError } from '../model/errors.js';
 import { silentLogger } from '../log.js';
@@ -412,13 +413,8 @@ async function waitForAgent(stateDir: string, failed: () => string | undefined):
 }
 
 function runningAgentPid(stateDir: string): number | null {
-  let pid: number;
-  try {
-    pid = (JSON.parse(fs.readFileSync(path.join(stateDir, 'agent.json'), 'utf8')) as { pid: number }).pid;
-  } catch {
-    return null;
-  }
-  if (!Number.isInteger(pid) || pid <= 1 || pid === process.pid) return null;
+  const pid = readAgentInfo(stateDir)?.pid;
+  if (pid === undefined || !Number.isInteger(pid) || pid <= 1 || pid === process.pid) return null;
   try {
     if (process.platform === 'linux') {
       const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');

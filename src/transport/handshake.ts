@@ -81,6 +81,7 @@ function single(value: string | string[] | undefined): string | undefined {
   return value;
 }
 
-function allowedHosts(port: number): string[] {
+/** The Host values accepted for a listener on `port`: `127.0.0.1:PORT`, `localhost:PORT`, `[::1]:PORT`. */
+export function allowedHosts(port: number): string[] {
   return [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`];
 }

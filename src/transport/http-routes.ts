@@ -126,8 +126,8 @@ export function createHttpApp(options: HttpRoutesOptions): http.RequestListener 
     if (name === '/consent/api' || name.startsWith('/consent/api/')) {
       return consentApi(req, res, name.slice('/consent/api'.length));
     }
+    const lower = pathname.toLowerCase();
     for (const mount of STATIC_MOUNTS) {
-      const lower = pathname.toLowerCase();
       if (lower !== mount.prefix && !lower.startsWith(`${mount.prefix}/`)) continue;
       if (!read) break;
       const rest = pathname.slice(mount.prefix.length);
@@ -154,7 +154,8 @@ export function createHttpApp(options: HttpRoutesOptions): http.RequestListener 
     const json = hasBody(req) && isJsonType(req.headers['content-type']);
     const body = json ? await readJsonBody(req) : undefined;
     const secret = BEARER.exec(req.headers.authorization ?? '')?.[1] ?? null;
-    const methods = API_METHODS[routeName(sub === '' ? '/' : sub)];
+    const subName = routeName(sub === '' ? '/' : sub);
+    const methods = API_METHODS[subName];
     if (methods === undefined) return apiError(req, res, 404, 'not found');
     if (req.method === 'OPTIONS') {
       // No Access-Control-* header: a cross-origin preflight fails; the same origin needs none.
@@ -163,7 +164,7 @@ export function createHttpApp(options: HttpRoutesOptions): http.RequestListener 
     }
     if (!methods.includes(req.method ?? '')) return apiError(req, res, 404, 'not found');
 
-    switch (routeName(sub)) {
+    switch (subName) {
       // POST, not GET: nothing prefetches or preloads it, so only the page's own script spends the secret.
       case '/session': {
         const opened = secret === null ? null : options.consent.openPage(secret);
