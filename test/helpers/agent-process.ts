@@ -145,6 +145,17 @@ export class RpcClient {
     return n.params.requestId as string;
   }
 
+  /** Ask for access `times` times, withdrawing each prompt (request.cancel) once it is pending. */
+  async promptAndWithdraw(times: number): Promise<void> {
+    for (let i = 0; i < times; i++) {
+      const id = this.nextId;
+      const call = this.call('agent.requestAccess', {});
+      await this.consentFor(id);
+      await this.call('request.cancel', { id });
+      await rpcError(call);
+    }
+  }
+
   close(): Promise<void> {
     this.ws.close();
     return this.closed;

@@ -48,6 +48,67 @@ export const AUTHENTICATION_EXTENSIONS = [
   'extendedKeyUsage = clientAuth',
 ];
 
+export interface CertifiedCsr {
+  /** The signing certificate (PEM). */
+  certificate: string;
+  /** The self-signed CA that issued it (PEM). */
+  ca: string;
+}
+
+/**
+ * A signing certificate (keyUsage digitalSignature, nonRepudiation; two days) for a CSR made elsewhere,
+ * e.g. for a key generated on a token, issued by a one-off self-signed P-256 CA. Files in `dir` are
+ * named after `stem`.
+ */
+export function certifySigningCsr(
+  dir: string,
+  stem: string,
+  csr: string,
+  options: { caSubject: string; serial: number },
+): CertifiedCsr {
+  const run = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+  fs.writeFileSync(path.join(dir, `${stem}.csr`), csr);
+  run(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', `${stem}-ca.key`]);
+  run([
+    'req',
+    '-x509',
+    '-new',
+    '-key',
+    `${stem}-ca.key`,
+    '-subj',
+    options.caSubject,
+    '-days',
+    '2',
+    '-out',
+    `${stem}-ca.pem`,
+  ]);
+  fs.writeFileSync(path.join(dir, `${stem}.ext`), '[e]\nkeyUsage=critical,digitalSignature,nonRepudiation\n');
+  run([
+    'x509',
+    '-req',
+    '-in',
+    `${stem}.csr`,
+    '-CA',
+    `${stem}-ca.pem`,
+    '-CAkey',
+    `${stem}-ca.key`,
+    '-set_serial',
+    String(options.serial),
+    '-days',
+    '2',
+    '-extfile',
+    `${stem}.ext`,
+    '-extensions',
+    'e',
+    '-out',
+    `${stem}.pem`,
+  ]);
+  return {
+    certificate: fs.readFileSync(path.join(dir, `${stem}.pem`), 'utf8'),
+    ca: fs.readFileSync(path.join(dir, `${stem}-ca.pem`), 'utf8'),
+  };
+}
+
 export class CertChain {
   private serial = 0x1000;
 

@@ -6,6 +6,7 @@ import { startDemo } from '../../demo/server.mjs';
 import type { Demo } from '../../demo/server.mjs';
 import { AgentProcess, REPO } from './agent-process.js';
 import { ChromiumHarness, ConsentWindows, assertClientBuilt, recordingLauncher } from './browser.js';
+import type { SoftHsm } from './softhsm.js';
 
 /** Demo pages + CA, a real agent over TLS, and Chromium trusting the agent's CA: what the browser tests share. */
 export interface DemoStack {
@@ -28,6 +29,17 @@ export interface DemoStackOptions {
   agentConfig(demo: Demo): Record<string, unknown>;
   /** Work to do with the agent before the browser starts (its consents are not the browser's). */
   prepare?(stack: Pick<DemoStack, 'tmp' | 'demo' | 'agent'>): Promise<void>;
+}
+
+/** An `agentConfig` with one SoftHSM module, the demo RA trusted, and the RA and the site as dev origins. */
+export function softHsmDemoConfig(
+  hsm: Pick<SoftHsm, 'module' | 'env'>,
+): (demo: Demo) => Record<string, unknown> {
+  return (d) => ({
+    modules: [{ id: 'softhsm', path: hsm.module, env: hsm.env }],
+    raOrigins: [d.urls.ra],
+    devOrigins: [d.urls.ra, d.urls.site],
+  });
 }
 
 export async function startDemoStack(o: DemoStackOptions): Promise<DemoStack> {

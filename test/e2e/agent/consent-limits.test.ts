@@ -57,13 +57,7 @@ describe('consent limits', () => {
 
   it('still refuses the sixth prompt when the first five were left unanswered', async () => {
     const page = await agent.connect('https://pushy-limits.example');
-    for (let i = 0; i < 5; i++) {
-      const id = page.nextId;
-      const call = page.call('agent.requestAccess', {});
-      await page.consentFor(id);
-      await page.call('request.cancel', { id });
-      await rpcError(call);
-    }
+    await page.promptAndWithdraw(5);
     expect((await rpcError(page.call('agent.requestAccess', {}))).data?.code).toBe('ERR_RATE_LIMITED');
     await page.close();
   });

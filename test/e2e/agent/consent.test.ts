@@ -228,13 +228,7 @@ describe('ConsentBroker', () => {
 
     it('limits prompts per site origin (ERR_RATE_LIMITED after 5 in a minute)', async () => {
       const page = await agent.connect('https://eager.example');
-      for (let i = 0; i < 5; i++) {
-        const id = page.nextId;
-        const call = page.call('agent.requestAccess', {});
-        await page.consentFor(id);
-        await page.call('request.cancel', { id });
-        await rpcError(call);
-      }
+      await page.promptAndWithdraw(5);
       const e = await rpcError(page.call('agent.requestAccess', {}));
       expect(e.data?.code).toBe('ERR_RATE_LIMITED');
       await page.close();

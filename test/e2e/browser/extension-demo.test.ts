@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testId, until } from '../../helpers/browser.js';
+import { softHsmDemoConfig } from '../../helpers/demo-stack.js';
 import { startExtensionStack } from '../../helpers/extension-stack.js';
 import type { ExtensionStack } from '../../helpers/extension-stack.js';
 import { opensslCmsVerify } from '../../helpers/openssl-cms.js';
@@ -29,11 +30,7 @@ describe('Demo RA console and signing site over the extension (WSS off, CA not t
     hsm = new SoftHsm();
     s = await startExtensionStack({
       prefix: 'kelid-e2e-ext-demo-',
-      agentConfig: (d) => ({
-        modules: [{ id: 'softhsm', path: hsm.module, env: hsm.env }],
-        raOrigins: [d.urls.ra],
-        devOrigins: [d.urls.ra, d.urls.site],
-      }),
+      agentConfig: softHsmDemoConfig(hsm),
     });
   });
 

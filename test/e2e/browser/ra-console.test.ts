@@ -7,7 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Demo } from '../../../demo/server.mjs';
 import type { ChromiumHarness } from '../../helpers/browser.js';
 import { ConsentWindows, screenshot, screenshotOnFailure, testId, until } from '../../helpers/browser.js';
-import { startDemoStack } from '../../helpers/demo-stack.js';
+import { softHsmDemoConfig, startDemoStack } from '../../helpers/demo-stack.js';
 import type { DemoStack } from '../../helpers/demo-stack.js';
 import { SoftHsm } from '../../helpers/softhsm.js';
 
@@ -34,11 +34,7 @@ describe('Demo RA console in Chromium', () => {
     stack = await startDemoStack({
       prefix: 'kelid-e2e-ra-',
       errors,
-      agentConfig: (d) => ({
-        modules: [{ id: 'softhsm', path: hsm.module, env: hsm.env }],
-        raOrigins: [d.urls.ra],
-        devOrigins: [d.urls.ra, d.urls.site],
-      }),
+      agentConfig: softHsmDemoConfig(hsm),
     });
     ({ tmp, demo, browser, consents, page } = stack);
   });

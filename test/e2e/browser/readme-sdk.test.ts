@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { REPO } from '../../helpers/agent-process.js';
 import { ConsentWindows, screenshotOnFailure } from '../../helpers/browser.js';
-import { enrollOnToken, startDemoStack } from '../../helpers/demo-stack.js';
+import { enrollOnToken, softHsmDemoConfig, startDemoStack } from '../../helpers/demo-stack.js';
 import type { DemoStack } from '../../helpers/demo-stack.js';
 import { SoftHsm } from '../../helpers/softhsm.js';
 
@@ -34,11 +34,7 @@ describe("README's SDK example in Chromium", () => {
     stack = await startDemoStack({
       prefix: 'kelid-e2e-readme-',
       errors,
-      agentConfig: (d) => ({
-        modules: [{ id: 'softhsm', path: hsm.module, env: hsm.env }],
-        raOrigins: [d.urls.ra],
-        devOrigins: [d.urls.ra, d.urls.site],
-      }),
+      agentConfig: softHsmDemoConfig(hsm),
       prepare: async (s) => {
         stack = { ...stack, ...s } as DemoStack;
         await enrollOnToken(s, {

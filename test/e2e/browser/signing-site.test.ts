@@ -9,7 +9,7 @@ import type { AgentProcess } from '../../helpers/agent-process.js';
 import type { ChromiumHarness } from '../../helpers/browser.js';
 import { ConsentWindows, screenshot, screenshotOnFailure, testId, until } from '../../helpers/browser.js';
 import { opensslCmsVerify } from '../../helpers/openssl-cms.js';
-import { enrollOnToken, startDemoStack } from '../../helpers/demo-stack.js';
+import { enrollOnToken, softHsmDemoConfig, startDemoStack } from '../../helpers/demo-stack.js';
 import type { DemoStack } from '../../helpers/demo-stack.js';
 import { SoftHsm } from '../../helpers/softhsm.js';
 
@@ -38,11 +38,7 @@ describe('Demo signing site and token manager in Chromium', () => {
     stack = await startDemoStack({
       prefix: 'kelid-e2e-site-',
       errors,
-      agentConfig: (d) => ({
-        modules: [{ id: 'softhsm', path: hsm.module, env: hsm.env }],
-        raOrigins: [d.urls.ra],
-        devOrigins: [d.urls.ra, d.urls.site],
-      }),
+      agentConfig: softHsmDemoConfig(hsm),
       prepare: async (s) => {
         agent = s.agent;
         // Provision a signing certificate as an RA would (through the agent; consent on the CLI channel).

@@ -20,6 +20,27 @@ function kelid(args: string[], stdin = '') {
   return spawnSync('node', [BIN, ...args], { input: stdin, encoding: 'utf8', timeout: 25_000 });
 }
 
+/** `kelid sign -f raw` of `input` into `out` with the certificate's key, the PIN on stdin. */
+function signRaw(configFile: string, certificateId: string, input: string, out: string) {
+  return kelid(
+    [
+      'sign',
+      '--config',
+      configFile,
+      '--cert',
+      certificateId,
+      '-i',
+      input,
+      '-o',
+      out,
+      '-f',
+      'raw',
+      '--pin-stdin',
+    ],
+    `${PIN}\n`,
+  );
+}
+
 describe('kelid sign and revocation.enforceOnSign (live openssl ocsp)', () => {
   const hsm = new SoftHsm('kelid-sign-policy-');
   const work = mkdtempSync(join(tmpdir(), 'kelid-sign-policy-'));
@@ -43,24 +64,7 @@ describe('kelid sign and revocation.enforceOnSign (live openssl ocsp)', () => {
     return file;
   }
 
-  const sign = (configFile: string, out: string) =>
-    kelid(
-      [
-        'sign',
-        '--config',
-        configFile,
-        '--cert',
-        certificateId,
-        '-i',
-        input,
-        '-o',
-        out,
-        '-f',
-        'raw',
-        '--pin-stdin',
-      ],
-      `${PIN}\n`,
-    );
+  const sign = (configFile: string, out: string) => signRaw(configFile, certificateId, input, out);
 
   beforeAll(async () => {
     hsm.initToken('policy', 'SoPin6677', PIN);
@@ -170,24 +174,7 @@ describe('kelid sign keeps the config PKCS#11 deadlines (faulty module that hang
     rmSync(work, { recursive: true, force: true });
   });
 
-  const sign = () =>
-    kelid(
-      [
-        'sign',
-        '--config',
-        configFile,
-        '--cert',
-        certificateId,
-        '-i',
-        input,
-        '-o',
-        join(work, 'x.sig'),
-        '-f',
-        'raw',
-        '--pin-stdin',
-      ],
-      `${PIN}\n`,
-    );
+  const sign = () => signRaw(configFile, certificateId, input, join(work, 'x.sig'));
 
   it('a hung C_Login fails with ERR_MODULE_FAILED at pkcs11.loginTimeoutSeconds', () => {
     faulty.set('hang C_Login');

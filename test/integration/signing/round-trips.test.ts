@@ -1,5 +1,4 @@
 // softhsm-only: the second suite unplugs and swaps tokens by renaming SoftHSM token directories (the round-trip budget runs on both backends)
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -23,6 +22,7 @@ import { StatusService } from '../../../src/status/status-service.js';
 import { DEFAULT_PIN_POLICY } from '../../../src/tokens/pin-policy.js';
 import { ProvisioningService } from '../../../src/tokens/provisioning-service.js';
 import { TokenService } from '../../../src/tokens/token-service.js';
+import { certifySigningCsr } from '../../helpers/cert-chain.js';
 import { SoftHsm } from '../../helpers/softhsm.js';
 import { describeBackends } from '../../helpers/token-backend.js';
 import type { TokenBackend } from '../../helpers/token-backend.js';
@@ -71,35 +71,8 @@ describeBackends('round trips of one signature (real module host)', (b) => {
       label: 'signer',
       csr: { subject: 'CN=Trips signer', keyUsage: ['digitalSignature', 'nonRepudiation'] },
     });
-    fs.writeFileSync(path.join(work, 'req.pem'), csr!);
-    const run = (args: string[]) => execFileSync('openssl', args, { cwd: work });
-    run(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'ca.key']);
-    run(['req', '-x509', '-new', '-key', 'ca.key', '-subj', '/CN=Trips CA', '-days', '2', '-out', 'ca.pem']);
-    fs.writeFileSync(path.join(work, 'ext'), '[e]\nkeyUsage=critical,digitalSignature,nonRepudiation\n');
-    run([
-      'x509',
-      '-req',
-      '-in',
-      'req.pem',
-      '-CA',
-      'ca.pem',
-      '-CAkey',
-      'ca.key',
-      '-set_serial',
-      '9',
-      '-days',
-      '2',
-      '-extfile',
-      'ext',
-      '-extensions',
-      'e',
-      '-out',
-      'leaf.pem',
-    ]);
-    await provisioning.importCertificate(tokenId, PIN, {
-      certificate: fs.readFileSync(path.join(work, 'leaf.pem'), 'utf8'),
-      chain: [fs.readFileSync(path.join(work, 'ca.pem'), 'utf8')],
-    });
+    const leaf = certifySigningCsr(work, 'leaf', csr!, { caSubject: '/CN=Trips CA', serial: 9 });
+    await provisioning.importCertificate(tokenId, PIN, { certificate: leaf.certificate, chain: [leaf.ca] });
 
     // The default agent's signing policy: a certificate without OCSP/CRL addresses is "unknown",
     // signed with a warning under block-revoked (no network involved).
@@ -202,46 +175,8 @@ async function signingCertificate(
     label: name,
     csr: { subject: `CN=${name}`, keyUsage: ['digitalSignature', 'nonRepudiation'] },
   });
-  fs.writeFileSync(path.join(work, `${name}.csr`), csr!);
-  const run = (args: string[]) => execFileSync('openssl', args, { cwd: work, stdio: 'ignore' });
-  run(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', `${name}-ca.key`]);
-  run([
-    'req',
-    '-x509',
-    '-new',
-    '-key',
-    `${name}-ca.key`,
-    '-subj',
-    `/CN=${name} CA`,
-    '-days',
-    '2',
-    '-out',
-    `${name}-ca.pem`,
-  ]);
-  fs.writeFileSync(path.join(work, 'ext'), '[e]\nkeyUsage=critical,digitalSignature,nonRepudiation\n');
-  run([
-    'x509',
-    '-req',
-    '-in',
-    `${name}.csr`,
-    '-CA',
-    `${name}-ca.pem`,
-    '-CAkey',
-    `${name}-ca.key`,
-    '-set_serial',
-    '3',
-    '-days',
-    '2',
-    '-extfile',
-    'ext',
-    '-extensions',
-    'e',
-    '-out',
-    `${name}.pem`,
-  ]);
-  const cert = await provisioning.importCertificate(tokenId, PIN, {
-    certificate: fs.readFileSync(path.join(work, `${name}.pem`), 'utf8'),
-  });
+  const { certificate } = certifySigningCsr(work, name, csr!, { caSubject: `/CN=${name} CA`, serial: 3 });
+  const cert = await provisioning.importCertificate(tokenId, PIN, { certificate });
   return cert.certificateId;
 }
 

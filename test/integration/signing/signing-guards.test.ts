@@ -14,6 +14,7 @@ import type { Certificate } from '../../../src/model/types.js';
 import { SigningService } from '../../../src/signing/signing-service.js';
 import { ProvisioningService } from '../../../src/tokens/provisioning-service.js';
 import { TokenService } from '../../../src/tokens/token-service.js';
+import { certifySigningCsr } from '../../helpers/cert-chain.js';
 import { SoftHsm } from '../../helpers/softhsm.js';
 
 // What a token, or another program writing to it, can do to a signature the agent hands out: a key
@@ -97,43 +98,8 @@ describe('SigningService guards (SoftHSM, seam)', () => {
       csr: { subject: 'CN=Guard signer', keyUsage: ['digitalSignature', 'nonRepudiation'] },
     });
     keyId = key.keyId;
-    fs.writeFileSync(path.join(work, 'req.pem'), csr!);
-    execFileSync('openssl', ['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'ca.key'], {
-      cwd: work,
-    });
-    execFileSync(
-      'openssl',
-      ['req', '-x509', '-new', '-key', 'ca.key', '-subj', '/CN=Guard CA', '-days', '2', '-out', 'ca.pem'],
-      { cwd: work },
-    );
-    fs.writeFileSync(path.join(work, 'ext'), '[e]\nkeyUsage=critical,digitalSignature,nonRepudiation\n');
-    execFileSync(
-      'openssl',
-      [
-        'x509',
-        '-req',
-        '-in',
-        'req.pem',
-        '-CA',
-        'ca.pem',
-        '-CAkey',
-        'ca.key',
-        '-set_serial',
-        '7',
-        '-days',
-        '2',
-        '-extfile',
-        'ext',
-        '-extensions',
-        'e',
-        '-out',
-        'leaf.pem',
-      ],
-      { cwd: work },
-    );
-    cert = await provisioning.importCertificate(tokenId, PIN, {
-      certificate: fs.readFileSync(path.join(work, 'leaf.pem'), 'utf8'),
-    });
+    const { certificate } = certifySigningCsr(work, 'leaf', csr!, { caSubject: '/CN=Guard CA', serial: 7 });
+    cert = await provisioning.importCertificate(tokenId, PIN, { certificate });
     signing = new SigningService(tokens);
   });
 
