@@ -86,16 +86,12 @@ export function requireUsablePin(token: Token, role: 'user' | 'so'): void {
   if (state.locked) {
     const what = role === 'user' ? 'the user PIN is locked' : 'the SO-PIN is locked';
     // A device-wide lockout (TPM) is not undone by the SO-PIN: say so, and let the UI word it.
-    if (token.lockout === 'device-wide') {
-      throw new KelidError(
-        'ERR_PIN_LOCKED',
-        `${what} by the device-wide lockout: the SO-PIN cannot unblock it`,
-        {
-          data: { role, pin: state, lockout: 'device-wide' },
-        },
-      );
-    }
-    throw new KelidError('ERR_PIN_LOCKED', what, { data: { role, pin: state } });
+    const deviceWide = token.lockout === 'device-wide';
+    throw new KelidError(
+      'ERR_PIN_LOCKED',
+      deviceWide ? `${what} by the device-wide lockout: the SO-PIN cannot unblock it` : what,
+      { data: { role, pin: state, ...(deviceWide ? { lockout: 'device-wide' } : {}) } },
+    );
   }
 }
 
