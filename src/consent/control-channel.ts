@@ -112,6 +112,9 @@ function parseRequest(line: string): ControlRequest {
 
 export class ControlChannel {
   readonly socketPath: string;
+  // A named pipe (Windows) is no file: nothing stale to remove, chmod or remove again. Its default
+  // DACL gives write access only to its creator, SYSTEM and administrators.
+  readonly #isPipe: boolean;
   readonly #handler: ControlHandler;
   readonly #log: Logger;
   readonly #sockets = new Set<net.Socket>();
@@ -119,16 +122,14 @@ export class ControlChannel {
 
   constructor(socketPath: string, handler: ControlHandler, options: { logger?: Logger } = {}) {
     this.socketPath = socketPath;
+    this.#isPipe = socketPath.startsWith('\\\\.\\pipe\\');
     this.#handler = handler;
     this.#log = options.logger ?? silentLogger;
   }
 
   /** Bind the socket (mode 0600). Refuses when another agent already serves this state directory. */
   async start(): Promise<void> {
-    // A named pipe (Windows) is no file: nothing stale to remove or chmod. Its default DACL gives
-    // write access only to its creator, SYSTEM and administrators.
-    const isPipe = this.socketPath.startsWith('\\\\.\\pipe\\');
-    if (!isPipe) await removeStaleSocket(this.socketPath);
+    if (!this.#isPipe) await removeStaleSocket(this.socketPath);
     const server = net.createServer({ allowHalfOpen: false }, (socket) => this.#serve(socket));
     // The umask covers the window between bind() and chmod(): the socket is never more open than 0600.
     const previous = process.umask(0o177);
@@ -143,7 +144,7 @@ export class ControlChannel {
     } finally {
       process.umask(previous);
     }
-    if (!isPipe) fs.chmodSync(this.socketPath, 0o600);
+    if (!this.#isPipe) fs.chmodSync(this.socketPath, 0o600);
     server.on('error', (e) => this.#log.warn({ err: e.message }, 'control channel error'));
     this.#server = server;
   }
@@ -154,7 +155,7 @@ export class ControlChannel {
     if (!server) return;
     for (const s of this.#sockets) s.destroy();
     await new Promise<void>((resolve) => server.close(() => resolve()));
-    if (!this.socketPath.startsWith('\\\\.\\pipe\\')) fs.rmSync(this.socketPath, { force: true });
+    if (!this.#isPipe) fs.rmSync(this.socketPath, { force: true });
   }
 
   #serve(socket: net.Socket): void {

@@ -131,13 +131,16 @@ export class PromptLimiter {
 }
 
 function prune(state: OriginState, now: number): void {
-  let expired = 0;
-  while (expired < state.prompts.length && state.prompts[expired] <= now - WINDOW_MS) expired += 1;
-  if (expired > 0) state.prompts.splice(0, expired);
+  dropUpTo(state.prompts, now - WINDOW_MS);
 }
 
 function pruneDenials(state: OriginState, now: number): void {
+  dropUpTo(state.denials, now - DENIAL_MEMORY_MS);
+}
+
+/** Drop the times at or before `cutoff` from the front of `times` (oldest first). */
+function dropUpTo(times: number[], cutoff: number): void {
   let expired = 0;
-  while (expired < state.denials.length && state.denials[expired] <= now - DENIAL_MEMORY_MS) expired += 1;
-  if (expired > 0) state.denials.splice(0, expired);
+  while (expired < times.length && times[expired] <= cutoff) expired += 1;
+  if (expired > 0) times.splice(0, expired);
 }

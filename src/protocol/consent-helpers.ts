@@ -86,26 +86,19 @@ export function requireUsablePin(token: Token, role: 'user' | 'so'): void {
   if (state.locked) {
     const what = role === 'user' ? 'the user PIN is locked' : 'the SO-PIN is locked';
     // A device-wide lockout (TPM) is not undone by the SO-PIN: say so, and let the UI word it.
-    if (token.lockout === 'device-wide') {
-      throw new KelidError(
-        'ERR_PIN_LOCKED',
-        `${what} by the device-wide lockout: the SO-PIN cannot unblock it`,
-        {
-          data: { role, pin: state, lockout: 'device-wide' },
-        },
-      );
-    }
-    throw new KelidError('ERR_PIN_LOCKED', what, { data: { role, pin: state } });
+    const deviceWide = token.lockout === 'device-wide';
+    throw new KelidError(
+      'ERR_PIN_LOCKED',
+      deviceWide ? `${what} by the device-wide lockout: the SO-PIN cannot unblock it` : what,
+      { data: { role, pin: state, ...(deviceWide ? { lockout: 'device-wide' } : {}) } },
+    );
   }
 }
 
-/**
- * The PIN rules for a token (policy narrowed by the token), or the configured policy; `token`: the
- * token as just read, not read again.
- */
-export async function pinRulesFor(ctx: CallContext, tokenId: string, token?: Token): Promise<PinRulesView> {
+/** The PIN rules for a token as just read (policy narrowed by the token), or the configured policy. */
+export async function pinRulesFor(ctx: CallContext, token: Token): Promise<PinRulesView> {
   try {
-    return await ctx.env.services.provisioning.pinRules(tokenId, token);
+    return await ctx.env.services.provisioning.pinRules(token.tokenId, token);
   } catch (e) {
     if (e instanceof KelidError && e.code !== 'ERR_INTERNAL') throw e;
     return ctx.env.defaultPinRules;
@@ -194,7 +187,7 @@ export async function withSigningConsent<T>(
       digests: digests.map(hex),
       ...userPinConsent(pre.token),
       warnings: [...pinWarnings(pre.token.userPin), ...statusWarnings(pre.warning)],
-      pinRules: await pinRulesFor(ctx, pre.token.tokenId, pre.token),
+      pinRules: await pinRulesFor(ctx, pre.token),
     },
     (secrets) => sign(userPinOf(secrets, pre.token)),
   );

@@ -54,7 +54,7 @@ export const certificatesImport = defineMethod<Params>({
         ...(params.label !== undefined ? { summary: params.label } : {}),
         ...userPinConsent(token),
         warnings: pinWarnings(token.userPin),
-        pinRules: await pinRulesFor(ctx, token.tokenId),
+        pinRules: await pinRulesFor(ctx, token),
       },
       (secrets) =>
         ctx.env.services.provisioning.importCertificate(params.tokenId, userPinOf(secrets, token), {

@@ -33,7 +33,7 @@ export const csrCreate = defineMethod<Params>({
         csr: csrView(request),
         ...userPinConsent(token),
         warnings: pinWarnings(token.userPin),
-        pinRules: await pinRulesFor(ctx, token.tokenId),
+        pinRules: await pinRulesFor(ctx, token),
       },
       (secrets) => ctx.env.services.provisioning.createCsr(id, userPinOf(secrets, token), key, request),
     );

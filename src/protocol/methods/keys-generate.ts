@@ -48,7 +48,7 @@ export const keysGenerate = defineMethod<Params>({
         ...(params.csr !== undefined ? { csr: csrView(params.csr) } : {}),
         ...userPinConsent(token),
         warnings: pinWarnings(token.userPin),
-        pinRules: await pinRulesFor(ctx, token.tokenId),
+        pinRules: await pinRulesFor(ctx, token),
       },
       (secrets) =>
         ctx.env.services.provisioning.generateKey(params.tokenId, userPinOf(secrets, token), {

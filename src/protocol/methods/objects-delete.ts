@@ -36,7 +36,7 @@ export const objectsDelete = defineMethod<{
         summary: `${params.scope}: ${params.keyId}`,
         ...userPinConsent(token),
         warnings: pinWarnings(token.userPin),
-        pinRules: await pinRulesFor(ctx, token.tokenId),
+        pinRules: await pinRulesFor(ctx, token),
       },
       (secrets) =>
         ctx.env.services.provisioning.deleteObjects(

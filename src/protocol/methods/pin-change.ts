@@ -27,7 +27,7 @@ export const pinChange = defineMethod<{ tokenId: string; role: 'user' | 'so' }>(
         token: tokenView(token),
         needs: [oldNeed, newNeed],
         warnings: pinWarnings(params.role === 'user' ? token.userPin : token.soPin),
-        pinRules: await pinRulesFor(ctx, token.tokenId),
+        pinRules: await pinRulesFor(ctx, token),
       },
       (secrets) =>
         ctx.env.services.provisioning.changePin(

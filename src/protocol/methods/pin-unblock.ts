@@ -29,7 +29,7 @@ export const pinUnblock = defineMethod<{ tokenId: string }>({
         token: tokenView(token),
         needs: ['soPin', 'newUserPin'],
         warnings,
-        pinRules: await pinRulesFor(ctx, token.tokenId),
+        pinRules: await pinRulesFor(ctx, token),
       },
       (secrets) =>
         ctx.env.services.provisioning.unblockPin(

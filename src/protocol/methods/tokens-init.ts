@@ -33,7 +33,7 @@ export const tokensInit = defineMethod<{ tokenId: string; label: string }>({
         summary: params.label,
         needs: [...needs],
         warnings: token.initialized ? pinWarnings(token.soPin) : [],
-        pinRules: await pinRulesFor(ctx, token.tokenId),
+        pinRules: await pinRulesFor(ctx, token),
       },
       (secrets) =>
         ctx.env.services.provisioning.initToken(params.tokenId, {
